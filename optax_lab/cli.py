@@ -1,0 +1,133 @@
+"""`optax-lab`: the command line. Bad input is one line naming the value and the fix, exit 2.
+
+    optax-lab run [--preset P] [--dataset D] [--imdb-archive PATH] [--seeds S] [--epochs E]
+                  [--shared-order] [--out DIR]
+    optax-lab report RESULTS_JSON [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from optax_lab.config import DATASETS, PRESETS, Config
+from optax_lab.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage too; we promise one line
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="optax-lab", description="Which Optax optimizer trains your model best, and how fast.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="train the preset's runs and write report.md + results.json")
+    run.add_argument("--preset", default="lesson",
+                     help=f"one of {', '.join(PRESETS)} (default: lesson, all three lessons)")
+    run.add_argument("--dataset", default=None,
+                     help=f"one of {', '.join(DATASETS)} (default: imdb when an archive is available locally, "
+                          "else synthetic-imdb)")
+    run.add_argument("--imdb-archive", metavar="PATH", default=None,
+                     help="a local aclImdb_v1.tar.gz (else env OPTAX_LAB_IMDB_ARCHIVE, the cache, or a download)")
+    run.add_argument("--num-words", type=int, default=100, help="multi-hot width, like Keras' num_words (100)")
+    run.add_argument("--seeds", type=int, default=8, help="seeds vmapped in each program (8)")
+    run.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed, seed+1, ... (0)")
+    run.add_argument("--epochs", type=int, default=20, help="epochs (20)")
+    run.add_argument("--shared-order", action="store_true",
+                     help="all seeds share one shuffling per epoch (faster on CPU; default: each seed its own)")
+    run.add_argument("--out", metavar="DIR", default=None, help="output folder (default: reports/<preset>/)")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="do not use JAX's persistent compilation cache (to measure cold compile times)")
+
+    report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
+    report.add_argument("results", metavar="RESULTS_JSON")
+    report.add_argument("--out", metavar="DIR", default=None, help="output folder (default: beside RESULTS_JSON)")
+    return parser
+
+
+def _enable_compile_cache() -> None:
+    """JAX's persistent compilation cache in our user cache: a second run skips XLA compiles."""
+    import jax
+
+    from optax_lab.data.imdb import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def _run(args, console) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from optax_lab.experiment import train_and_evaluate
+    from optax_lab.report import check_writable, write_report
+
+    config = Config(preset=args.preset, dataset=args.dataset, imdb_archive=args.imdb_archive,
+                    num_words=args.num_words, seeds=args.seeds, seed=args.seed, epochs=args.epochs,
+                    shared_order=args.shared_order, out=args.out).validate()
+    out = check_writable(args.out or Path("reports") / config.preset)
+    if not args.no_compile_cache:
+        _enable_compile_cache()
+    command = "optax-lab " + shlex.join(sys.argv[1:])
+    runs = config.runs
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("loading data", total=2 * len(runs))
+        names = [run.name for run in runs]
+
+        def progress(event, name, seconds):
+            bar.advance(task)
+            console.log(f"{name}: {event} in {seconds:.2f} s")
+            position = names.index(name)
+            upcoming = f"training {name}" if event == "compiled" else (
+                f"compiling {names[position + 1]}" if position + 1 < len(names) else "writing the report")
+            bar.update(task, description=upcoming)
+
+        bar.update(task, description=f"loading data, then compiling {names[0]}")
+        results = train_and_evaluate(config, command=command, progress=progress,
+                                     warn=lambda text: console.print(f"[yellow]warning:[/] {text}"),
+                                     compile_cache=not args.no_compile_cache)
+    path = write_report(results, out)
+    dataset = results["dataset"]
+    console.print(f"dataset: {dataset['name']} ({dataset['source']}); "
+                  f"{config.seeds} seeds x {config.epochs} epochs, "
+                  f"{'shared' if config.shared_order else 'per-seed'} order")
+    for run in results["runs"]:
+        final, timing = run["final"], run["timing"]
+        console.print(f"  {run['name']:<10} val loss {final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}  "
+                      f"val acc {final['val_acc_mean']:.3f}  compile {timing['compile_s']:.2f} s  "
+                      f"{timing['seed_epochs_per_s']:.1f} seed-epochs/s  {run['status']}")
+    console.print(f"report: {path}")
+
+
+def _report(args, console) -> None:
+    from optax_lab.report import read_results, write_report
+
+    out = args.out or Path(args.results).parent
+    console.print(f"report: {write_report(read_results(args.results), out)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        args = _parser().parse_args(argv)
+        {"run": _run, "report": _report}[args.command](args, console)
+    except UsageError as error:
+        print(f"optax-lab: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("optax-lab: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

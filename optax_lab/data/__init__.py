@@ -1,0 +1,76 @@
+"""Data: the reviews the lesson trains on, as multi-hot float32 arrays. The second stage; imports
+nothing of ours but config and errors.
+
+Two datasets, one shape: "imdb" (the real Large Movie Review Dataset, see `imdb.py`) and
+"synthetic-imdb" (an embedded stand-in, see `synthetic.py`). `load_dataset(None)` takes IMDB
+when its archive is at hand locally and the synthetic set otherwise, with a warning; it never
+downloads unasked.
+
+Environment: OPTAX_LAB_IMDB_ARCHIVE (a local aclImdb_v1.tar.gz), OPTAX_LAB_CACHE (the cache
+folder, default `pooch.os_cache("optax_lab")`), OPTAX_LAB_IMDB_URL (a download mirror).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from optax_lab.config import DATASETS
+from optax_lab.data import imdb, synthetic
+from optax_lab.errors import UsageError
+
+NO_ARCHIVE_WARNING = (f"no IMDB archive found locally (give --imdb-archive PATH or set {imdb.ENV_ARCHIVE}); "
+                      "using the embedded synthetic-imdb set (--dataset imdb downloads the real one)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: compared and hashed by identity, not by array
+class Dataset:
+    """Multi-hot reviews x [N, num_words] and labels y [N] in {0, 1} (pos = 1), float32 and
+    read-only (copy before changing them in place).
+
+    source: where it came from, for reports: the archive path and sha256 prefix, or
+    "synthetic, seed S".
+    """
+
+    name: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_words: int
+
+    def __post_init__(self):
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            array.setflags(write=False)
+
+
+def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | None = None,
+                 seed: int = 0) -> tuple[Dataset, str | None]:
+    """The dataset `name` ("imdb", "synthetic-imdb", or None: IMDB if available locally, else
+    synthetic) and a one-line warning for the user, or None.
+
+    "imdb" looks for the archive at `imdb_archive`, env OPTAX_LAB_IMDB_ARCHIVE, then the cache,
+    and downloads it (84 MB, once) when none is there. `seed` only matters for the synthetic set.
+    """
+    if name is not None and name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if not isinstance(num_words, int) or num_words < 4:
+        raise UsageError(f"--num-words {num_words!r} must be an integer of at least 4 "
+                         "(indices 0-3 are reserved, like Keras)")
+    if name == "synthetic-imdb":
+        warning = "--imdb-archive is ignored with --dataset synthetic-imdb" if imdb_archive else None
+        return _synthetic(num_words, seed), warning
+    archive = imdb.local_archive(imdb_archive)
+    if archive is None and name is None:
+        return _synthetic(num_words, seed), NO_ARCHIVE_WARNING
+    if archive is None:
+        archive = imdb.download_archive()
+    encoded, source = imdb.load_imdb(archive, num_words)
+    arrays = (np.asarray(a, np.float32) for a in encoded)
+    return Dataset("imdb", source, *arrays, num_words), None
+
+
+def _synthetic(num_words: int, seed: int) -> Dataset:
+    return Dataset("synthetic-imdb", f"synthetic, seed {seed}", *synthetic.generate(num_words, seed), num_words)

@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, and the real
+archive from ../shared/data when it is there."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
+
+# The tiny archive's reviews: upper case, <br />, punctuation, an apostrophe; the unsup review
+# would be the most frequent word if it were counted; "a" and "film" appear only in test.
+TINY_REVIEWS = {
+    "aclImdb/train/pos/0_9.txt": "Great movie, GREAT acting.<br />I loved it",
+    "aclImdb/train/pos/1_8.txt": "the movie's plot is great",
+    "aclImdb/train/neg/0_2.txt": "Bad movie. Bad, bad acting!",
+    "aclImdb/train/neg/1_1.txt": "the plot was bad<br /><br />boring",
+    "aclImdb/train/unsup/0_0.txt": "zebra zebra zebra zebra zebra zebra zebra",
+    "aclImdb/test/pos/0_10.txt": "A great film",
+    "aclImdb/test/neg/0_3.txt": "bad plot",
+    "aclImdb/README": "not a review",
+    "aclImdb/imdb.vocab": "the\nbad\n",
+    "aclImdb/train/labeledBow.feat": "0 9:1\n",
+}
+
+
+def _write_archive(path: Path, files: dict[str, str], mode: str = "w:gz") -> Path:
+    """A tar archive at `path` holding `files` (name -> text), with their folders."""
+    folders = sorted({str(folder) for name in files for folder in Path(name).parents if str(folder) != "."})
+    with tarfile.open(path, mode) as tar:
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty OPTAX_LAB_CACHE and no IMDB env settings of the user's."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))
+    monkeypatch.delenv("OPTAX_LAB_IMDB_ARCHIVE", raising=False)
+    monkeypatch.delenv("OPTAX_LAB_IMDB_URL", raising=False)
+    return cache
+
+
+@pytest.fixture
+def write_archive():
+    """`write_archive(path, {name: text}, mode="w:gz")`: a tar archive holding those files."""
+    return _write_archive
+
+
+@pytest.fixture
+def tiny_reviews() -> dict[str, str]:
+    return dict(TINY_REVIEWS)
+
+
+@pytest.fixture
+def tiny_archive(tmp_path) -> Path:
+    return _write_archive(tmp_path / "aclImdb_v1.tar.gz", TINY_REVIEWS)
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    if not REAL_ARCHIVE.is_file():
+        pytest.skip(f"real IMDB archive not found at {REAL_ARCHIVE}")
+    return REAL_ARCHIVE
