@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -218,8 +218,9 @@ def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, s
     compiled, compile_s = compile_program(model_config, spec, shape, data)
     if on_compiled is not None:
         on_compiled(compile_s)
-    seed_array = jnp.asarray(seeds, jnp.int32)
-    order_seed = jnp.asarray(seeds[0], jnp.int32)
+    # device_put, not jnp.asarray: building arrays from Python ints would compile tiny programs.
+    seed_array = jax.device_put(np.asarray(seeds, np.int32))
+    order_seed = jax.device_put(np.int32(seeds[0]))
     jax.block_until_ready((seed_array, order_seed, data))
     start = time.perf_counter()
     history = jax.block_until_ready(compiled(seed_array, order_seed, data))

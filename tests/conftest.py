@@ -4,10 +4,13 @@ archive from ../shared/data when it is there."""
 from __future__ import annotations
 
 import io
+import time
 import tarfile
 from pathlib import Path
 
 import pytest
+
+from optax_lab.data import load_dataset
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
 
@@ -74,3 +77,16 @@ def real_archive() -> Path:
     if not REAL_ARCHIVE.is_file():
         pytest.skip(f"real IMDB archive not found at {REAL_ARCHIVE}")
     return REAL_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def real_imdb(real_archive, tmp_path_factory):
+    """One tokenisation of the real archive, shared by the tests below: (dataset, cache, seconds)."""
+    cache = tmp_path_factory.mktemp("real-imdb-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPTAX_LAB_CACHE", str(cache))
+        start = time.perf_counter()
+        data, _ = load_dataset("imdb", imdb_archive=str(real_archive))
+        seconds = time.perf_counter() - start
+    print(f"\nfirst load of the real IMDB archive (tokenising): {seconds:.1f} s")
+    return data, cache, seconds

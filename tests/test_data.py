@@ -227,19 +227,6 @@ def test_a_torn_cache_entry_is_rebuilt(tiny_archive, isolated_cache):
 
 # --- the real archive (../shared/data) -------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def real_imdb(real_archive, tmp_path_factory):
-    """One tokenisation of the real archive, shared by the tests below: (dataset, cache, seconds)."""
-    cache = tmp_path_factory.mktemp("real-imdb-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPTAX_LAB_CACHE", str(cache))
-        start = time.perf_counter()
-        data, _ = load_dataset("imdb", imdb_archive=str(real_archive))
-        seconds = time.perf_counter() - start
-    print(f"\nfirst load of the real IMDB archive (tokenising): {seconds:.1f} s")
-    return data, cache, seconds
-
-
 def test_real_imdb_matches_keras_conventions(real_imdb):
     data, _, _ = real_imdb
     assert data.x_train.shape == (25_000, 100) and data.x_test.shape == (25_000, 100)

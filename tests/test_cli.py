@@ -1,0 +1,125 @@
+"""`optax-lab` end to end: a small real run, and bad input as one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from optax_lab.cli import main
+
+SMALL = ["--seeds", "2", "--epochs", "2"]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, f"expected one line, got: {err}"
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_run_writes_report_and_results(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--preset", "momentum", "--dataset", "synthetic-imdb", *SMALL, "--out", str(out),
+                 "--no-compile-cache"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["name"] == "synthetic-imdb" and results["order"] == "per-seed"
+    assert [run["name"] for run in results["runs"]] == ["SGD", "Momentum"]
+    for run in results["runs"]:
+        assert set(run) >= {"name", "optimizer", "hyperparams", "batch_size", "seeds", "epochs", "history",
+                            "final", "timing", "status"}
+        assert len(run["history"]["val_loss"]) == 2 and len(run["history"]["val_loss"][0]) == 2
+        assert set(run["timing"]) >= {"compile_s", "run_s", "seed_epochs_per_s"}
+        assert run["status"] == "ok"
+    report = (out / "report.md").read_text()
+    assert "synthetic-imdb" in report and "each seed its own shuffling" in report
+    assert (out / "momentum-curves.png").stat().st_size > 10_000
+    assert "synthetic-imdb" in capsys.readouterr().err
+
+
+def test_without_a_local_archive_the_synthetic_set_is_used_with_a_warning(tmp_path, capsys):
+    assert main(["run", "--preset", "gd-vs-sgd", "--seeds", "1", "--epochs", "1", "--shared-order",
+                 "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    err = capsys.readouterr().err
+    assert "no IMDB archive found locally" in err
+    assert json.loads((tmp_path / "results.json").read_text())["order"] == "shared"
+
+
+def test_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, monkeypatch, capsys):
+    _, cache, _ = real_imdb
+    monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))  # the tokenisation the data tests made
+    assert main(["run", "--preset", "gd-vs-sgd", *SMALL, "--imdb-archive", str(real_archive),
+                 "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["dataset"]["name"] == "imdb" and results["dataset"]["n_train"] == 25_000
+    assert str(real_archive) in results["dataset"]["source"]
+    assert results["runs"][0]["full_batch"] and results["runs"][0]["steps_per_epoch"] == 1
+    assert results["runs"][1]["steps_per_epoch"] == 50
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--preset", "lesons"], "'lesons'"),
+    (["run", "--dataset", "mnist"], "'mnist'"),
+    (["run", "--seeds", "0"], "--seeds 0"),
+    (["run", "--epochs", "-3"], "--epochs -3"),
+    (["run", "--num-words", "2"], "--num-words 2"),
+    (["run", "--seeds", "many"], "'many'"),
+    (["run", "--imdb-archive", "/no/such/aclImdb_v1.tar.gz"], "/no/such/aclImdb_v1.tar.gz"),
+    (["run", "--bogus"], "--bogus"),
+    (["frobnicate"], "frobnicate"),
+    (["report", "/no/such/results.json"], "/no/such/results.json"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)] if args[0] == "run" else args) == 2
+    assert needle in _error_line(capsys)
+    assert not out.exists()
+
+
+def test_an_archive_that_is_not_aclimdb_is_refused(tmp_path, capsys, write_archive):
+    bogus = write_archive(tmp_path / "other.tar.gz", {"something/else.txt": "hello"})
+    out = tmp_path / "out"
+    assert main(["run", "--imdb-archive", str(bogus), *SMALL, "--out", str(out)]) == 2
+    assert str(bogus) in _error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_failed_download_is_refused(tmp_path, capsys, monkeypatch, isolated_cache):
+    monkeypatch.setenv("OPTAX_LAB_IMDB_URL", f"http://127.0.0.1:{_closed_port()}/aclImdb_v1.tar.gz")
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", "imdb", *SMALL, "--out", str(out)]) == 2
+    assert "could not download" in _error_line(capsys)
+    assert not out.exists() and not list(isolated_cache.glob("*.tar.gz"))
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "--dataset", "synthetic-imdb", *SMALL, "--out", str(blocker / "out")]) == 2
+    assert str(blocker) in _error_line(capsys)
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from optax_lab import config
+
+    lesson = config.Lesson("huge", "huge", "?", (config.RunSpec("Huge", "sgd", {}, 30_000),))
+    monkeypatch.setitem(config.PRESETS, "huge", (lesson,))
+    assert main(["run", "--preset", "huge", "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path / "o")]) == 2
+    assert "batch size 30000" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_console_script_exits_2_without_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "optax_lab.cli", "run", "--preset", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "nope" in done.stderr
