@@ -1,19 +1,31 @@
-"""The optimizer stage: optimizers are data in one registry, never if/elif branches.
+"""The optimizer stage: every Optax optimizer as data in one registry, never if/elif branches.
 
 Each entry names an Optax constructor, its default hyperparameters for the IMDB MLP, what its
 `update()` needs beyond gradients (the engine supplies it inside the compiled program), and tags.
 `build()` turns an entry plus overrides into a `GradientTransformationExtraArgs`.
+
+Coverage: every optimizer of optax 0.2.8 (top level and `optax.contrib`), the contrib wrappers
+each around a reasonable base, and the Keras-matched variants of the lesson. `EXCLUDED` names the
+optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
+optax upgrade that brings a new optimizer is noticed.
+
+Default hyperparameters are best-judgement values for a 100-32-32-1 MLP at batch 500 (optax's own
+where they suit it); they await `scripts/sweep_learning_rates.py` (see reports/lr-sweep.md).
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
+from types import FunctionType
 from typing import Any, NamedTuple
 
-import inspect
 import jax
 import jax.numpy as jnp
 import optax
+import optax.contrib
 
 from optax_lab.config import closest
 from optax_lab.errors import UsageError
@@ -22,8 +34,21 @@ from optax_lab.errors import UsageError
 #   value    - the loss at params on this batch
 #   grad     - the gradient again (lbfgs' linesearch wants it by that name)
 #   value_fn - params -> loss on this batch
-#   key      - a PRNG key of the seed's own, passed to the constructor (noise must differ per seed)
-EXTRA_INPUTS = ("value", "grad", "value_fn", "key")
+#   obj_fn   - the same function under the name Sophia's Hessian probes differentiate
+#   grad_fn  - (params, i) -> gradient on this batch (SAM's inner adversarial steps)
+EXTRA_INPUTS = ("value", "grad", "value_fn", "obj_fn", "grad_fn")
+# What else an entry may need, which changes how the engine builds or feeds it:
+#   key               - a PRNG key of the seed's own (noise must differ per seed): the constructor's
+#                       `key` argument, or with `key_field` that field of the state after init
+#   per_example_grads - gradients with a leading batch axis instead of the batch mean (DP-SGD
+#                       clips each example's); padded examples of a ragged batch are zero
+NEEDS = EXTRA_INPUTS + ("key", "per_example_grads")
+
+
+def current_params(state: optax.OptState, params: optax.Params) -> optax.Params:
+    """Validate where training is: the default `eval_params`."""
+    del state
+    return params
 
 
 class Optimizer(NamedTuple):
@@ -31,8 +56,12 @@ class Optimizer(NamedTuple):
     constructor: Callable[..., optax.GradientTransformation]
     defaults: Mapping[str, Any]
     needs: frozenset[str] = frozenset()
-    tags: frozenset[str] = frozenset({"core"})
+    tags: frozenset[str] = frozenset()  # "core"/"contrib" are added from optax_name
     note: str = ""
+    optax_name: str = ""  # what it runs, e.g. "adam", "contrib.sam"; found from `constructor` if ""
+    expected_slow: str = ""  # why a short run may not lower the loss; "" = it must
+    eval_params: Callable[[optax.OptState, optax.Params], optax.Params] = current_params
+    key_field: str = ""  # state field that takes the seed's key, when the constructor takes none
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -81,24 +110,238 @@ def keras_adagrad(learning_rate: float = 0.001, decay: float = 0.0,
     )
 
 
+# --- Wrappers around a base optimizer, and adapters to the engine's plain params ---------------
+
+def dpsgd(learning_rate: optax.ScalarOrSchedule, l2_norm_clip: float, noise_multiplier: float,
+          momentum: float | None = None, nesterov: bool = False) -> optax.GradientTransformation:
+    """optax.contrib.dpsgd without its int seed: `build()` puts the seed's key in its state."""
+    with warnings.catch_warnings():  # dpsgd itself passes on the deprecated `seed`; it is replaced
+        warnings.filterwarnings("ignore", message='"seed" is deprecated', category=DeprecationWarning)
+        return optax.contrib.dpsgd(learning_rate, l2_norm_clip, noise_multiplier, seed=0,
+                                   momentum=momentum, nesterov=nesterov)
+
+
+def sam_sgd(learning_rate: optax.ScalarOrSchedule = 0.05, momentum: float | None = 0.9, rho: float = 0.05,
+            sync_period: int = 2) -> optax.GradientTransformationExtraArgs:
+    """SAM as in its paper: an ascent of rho along the normalized gradient, then SGD from there.
+
+    Opaque mode runs the adversarial steps inside one update (via `grad_fn`), so the engine's
+    params, train loss and step count are always the real, unperturbed ones.
+    """
+    adversary = optax.chain(optax.contrib.normalize(), optax.sgd(rho))
+    return optax.contrib.sam(optax.sgd(learning_rate, momentum), adversary, sync_period, opaque_mode=True)
+
+
+def mechanize_adam(learning_rate: optax.ScalarOrSchedule = 1.0, weight_decay: float = 1e-2, eps: float = 1e-8,
+                   s_init: float = 1e-6, num_betas: int = 6) -> optax.GradientTransformationExtraArgs:
+    """Mechanic learns the step size of Adam's updates; its docs set the base rate to 1."""
+    return optax.contrib.mechanize(optax.adam(learning_rate), weight_decay, eps, s_init, num_betas)
+
+
+def schedule_free_adam(learning_rate: float = 0.005, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                       weight_lr_power: float = 2.0) -> optax.GradientTransformationExtraArgs:
+    """The generic schedule-free wrapper around Adam with its momentum off, as its docs show."""
+    base = optax.adam(learning_rate, b1=0.0, b2=b2, eps=eps)
+    return optax.contrib.schedule_free(base, learning_rate, b1=b1, weight_lr_power=weight_lr_power)
+
+
+def reduce_on_plateau_adam(learning_rate: optax.ScalarOrSchedule = 0.01, factor: float = 0.5, patience: int = 2,
+                           rtol: float = 1e-4, accumulation_size: int = 50,
+                           min_scale: float = 0.0) -> optax.GradientTransformationExtraArgs:
+    """Adam whose steps shrink by `factor` when the train loss, averaged over
+    `accumulation_size` steps (one IMDB epoch at batch 500), stops improving for `patience`."""
+    return optax.chain(optax.adam(learning_rate),
+                       optax.contrib.reduce_on_plateau(factor, patience, rtol, accumulation_size=accumulation_size,
+                                                       min_scale=min_scale))
+
+
+class LookaheadState(NamedTuple):
+    inner: optax.LookaheadState
+    slow_params: optax.Params
+
+
+def lookahead_adam(learning_rate: optax.ScalarOrSchedule = 0.01, sync_period: int = 6,
+                   slow_step_size: float = 0.5) -> optax.GradientTransformation:
+    """optax.lookahead around Adam, on plain params.
+
+    optax.lookahead wants `LookaheadParams(fast, slow)` as the params; here the engine's params are
+    the fast ones and the slow copy rides in the state (validated at via `lookahead_eval_params`).
+    """
+    inner = optax.lookahead(optax.adam(learning_rate), sync_period, slow_step_size)
+
+    def init_fn(params):
+        return LookaheadState(inner.init(optax.LookaheadParams.init_synced(params)), params)
+
+    def update_fn(updates, state, params=None):
+        both, inner_state = inner.update(updates, state.inner, optax.LookaheadParams(params, state.slow_params))
+        return both.fast, LookaheadState(inner_state, optax.apply_updates(state.slow_params, both.slow))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def lookahead_eval_params(state: optax.OptState, params: optax.Params) -> optax.Params:
+    """Lookahead's answer is its slow weights."""
+    del params
+    return optax.tree_utils.tree_get(state, "slow_params")
+
+
 # --- The registry -----------------------------------------------------------------------------
 
+PENDING = "default awaits the lr sweep"
+
+
 def _entries() -> list[Optimizer]:
-    core = frozenset({"core"})
+    sf_eval = optax.contrib.schedule_free_eval_params
+    lr_free = frozenset({"lr_free"})  # learning_rate is a multiplier of a step size found online
+    wrapper = frozenset({"wrapper"})
+    value = frozenset({"value"})
     return [
-        Optimizer("sgd", optax.sgd, {"learning_rate": 0.01}, tags=core,
+        # optax, top level
+        Optimizer("sgd", optax.sgd, {"learning_rate": 0.01},
                   note="momentum=None is plain SGD; optax's trace equals Keras' velocity at constant lr"),
-        Optimizer("adagrad", optax.adagrad, {"learning_rate": 0.01}, tags=core),
-        Optimizer("rmsprop", optax.rmsprop, {"learning_rate": 0.001}, tags=core,
+        Optimizer("momentum", optax.sgd, {"learning_rate": 0.01, "momentum": 0.9}, note=PENDING),
+        Optimizer("nesterov", optax.sgd, {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}, note=PENDING),
+        Optimizer("noisy_sgd", optax.noisy_sgd, {"learning_rate": 0.01}, needs=frozenset({"key"}),
+                  note="annealed Gaussian gradient noise drawn from the seed's key; " + PENDING),
+        Optimizer("sign_sgd", optax.sign_sgd, {"learning_rate": 0.001}, note=PENDING),
+        Optimizer("signum", optax.signum, {"learning_rate": 0.001}, note=PENDING),
+        Optimizer("adagrad", optax.adagrad, {"learning_rate": 0.01}),
+        Optimizer("rmsprop", optax.rmsprop, {"learning_rate": 0.001},
                   note="Keras: eps=1e-7 outside the sqrt (eps_in_sqrt=False)"),
-        Optimizer("adam", optax.adam, {"learning_rate": 0.01}, tags=core,
+        Optimizer("adam", optax.adam, {"learning_rate": 0.01},
                   note="Keras: eps=1e-7 (Keras scales eps by sqrt(1-b2^t); the difference fades after a few steps)"),
+        Optimizer("adamw", optax.adamw, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("nadam", optax.nadam, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("nadamw", optax.nadamw, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("amsgrad", optax.amsgrad, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("adamax", optax.adamax, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("adamaxw", optax.adamaxw, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("adabelief", optax.adabelief, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("radam", optax.radam, {"learning_rate": 0.01},
+                  note="no adaptive step for the first ~5 steps (rectification); " + PENDING),
+        Optimizer("yogi", optax.yogi, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("adan", optax.adan, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("novograd", optax.novograd, {"learning_rate": 0.01}, note="layer-wise second moment; " + PENDING),
+        Optimizer("lamb", optax.lamb, {"learning_rate": 0.01}, note="layer-wise trust ratio on Adam; " + PENDING),
+        Optimizer("lars", optax.lars, {"learning_rate": 1.0},
+                  note="the trust ratio (coefficient 1e-3) scales steps down: lars wants a large rate; " + PENDING),
+        Optimizer("lion", optax.lion, {"learning_rate": 0.001},
+                  note="sign updates: 3-10x below Adam's rate, as its paper advises; " + PENDING),
+        Optimizer("adadelta", optax.adadelta, {"learning_rate": 1.0},
+                  note="1.0 is the paper's rate (optax's None applies no rate; Keras' 0.001 barely moves)"),
+        Optimizer("adafactor", optax.adafactor, {"learning_rate": 0.01, "min_dim_size_to_factor": 32},
+                  note="factors kernels with both dims >= 32 (optax's 128 would factor none here); "
+                       "steps relative to the parameter scale; " + PENDING),
+        Optimizer("sm3", optax.sm3, {"learning_rate": 0.1}, note="Adagrad-like, per row/column accumulators; " + PENDING),
+        Optimizer("fromage", optax.fromage, {"learning_rate": 0.01},
+                  note="steps relative to each layer's norm: zero-initialised biases move only slowly; " + PENDING),
+        Optimizer("rprop", optax.rprop, {"learning_rate": 0.001},
+                  note="learning_rate is the initial per-weight step; sign-based, meant for full batches"),
+        Optimizer("optimistic_gradient_descent", optax.optimistic_gradient_descent, {"learning_rate": 0.01},
+                  note="made for min-max games; " + PENDING),
+        Optimizer("optimistic_adam_v2", optax.optimistic_adam_v2, {"learning_rate": 0.01},
+                  note="made for min-max games; " + PENDING),
+        Optimizer("optimistic_adam", optax.optimistic_adam, {"learning_rate": 0.01}, tags=frozenset({"deprecated"}),
+                  note="deprecated by optax in favour of optimistic_adam_v2"),
+        Optimizer("polyak_sgd", optax.polyak_sgd, {"max_learning_rate": 0.1}, needs=value,
+                  note="step (loss - f_min) / |g|^2 with f_min = 0 (BCE's floor), capped at max_learning_rate; "
+                       + PENDING),
+        Optimizer("lbfgs", optax.lbfgs, {}, needs=frozenset({"value", "grad", "value_fn"}),
+                  tags=frozenset({"second-order"}),
+                  note="zoom linesearch on each mini-batch (up to 15 extra loss evaluations per step)"),
+        # optax.contrib
+        Optimizer("acprop", optax.contrib.acprop, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("ademamix", optax.contrib.ademamix, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("simplified_ademamix", optax.contrib.simplified_ademamix, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("adopt", optax.contrib.adopt, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("madgrad", optax.contrib.madgrad, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("galore", optax.contrib.galore, {"learning_rate": 0.01, "rank": 8, "update_proj_gap": 50},
+                  note="Adam in a rank-8 gradient subspace of each kernel, re-projected every 50 steps "
+                       "(optax's rank 128 exceeds our kernels: no projection at all); biases plain Adam"),
+        Optimizer("muon", optax.contrib.muon, {"learning_rate": 0.02, "adam_learning_rate": 0.01},
+                  note="orthogonalised momentum for the 2-D kernels, Adam for the biases; " + PENDING),
+        Optimizer("sophia", optax.contrib.sophia, {"learning_rate": 0.003}, needs=frozenset({"obj_fn", "key"}),
+                  tags=frozenset({"second-order"}), key_field="key",
+                  note="Hutchinson Hessian-diagonal probes every 10 steps, from the seed's key; " + PENDING),
+        Optimizer("cocob", optax.contrib.cocob, {"learning_rate": 1.0}, tags=lr_free,
+                  note="coin betting: no rate to tune"),
+        Optimizer("dog", optax.contrib.dog, {"learning_rate": 1.0}, tags=lr_free,
+                  note="distance over gradients: no rate to tune"),
+        Optimizer("dowg", optax.contrib.dowg, {"learning_rate": 1.0}, tags=lr_free,
+                  note="distance over weighted gradients: no rate to tune"),
+        Optimizer("prodigy", optax.contrib.prodigy, {"learning_rate": 1.0}, tags=lr_free,
+                  note="estimates Adam's rate online"),
+        Optimizer("dadapt_adamw", optax.contrib.dadapt_adamw, {"learning_rate": 1.0}, tags=lr_free,
+                  note="D-Adaptation estimates Adam's rate online"),
+        Optimizer("momo", optax.contrib.momo, {"learning_rate": 1.0}, needs=value, tags=lr_free,
+                  note="model-based momentum: steps capped by the loss' distance to its floor 0"),
+        Optimizer("momo_adam", optax.contrib.momo_adam, {"learning_rate": 0.01}, needs=value, tags=lr_free,
+                  note="Momo on Adam's preconditioned steps"),
+        Optimizer("schedule_free_sgd", optax.contrib.schedule_free_sgd, {"learning_rate": 0.5}, eval_params=sf_eval,
+                  note="validated at the averaged iterate x (schedule_free_eval_params); " + PENDING),
+        Optimizer("schedule_free_adamw", optax.contrib.schedule_free_adamw, {"learning_rate": 0.005},
+                  eval_params=sf_eval, note="validated at the averaged iterate x; " + PENDING),
+        Optimizer("dpsgd", dpsgd, {"learning_rate": 0.1, "l2_norm_clip": 1.0, "noise_multiplier": 1.1,
+                                   "momentum": 0.9},
+                  needs=frozenset({"per_example_grads", "key"}), tags=frozenset({"private"}),
+                  optax_name="contrib.dpsgd", key_field="rng_key",
+                  note="clips each example's gradient to norm 1, adds noise 1.1 x that from the seed's key; "
+                       "a ragged last batch divides by its padded size; " + PENDING),
+        # wrappers, each around a base that its docs test it with
+        Optimizer("mechanize_adam", mechanize_adam, {"learning_rate": 1.0}, tags=wrapper | lr_free,
+                  optax_name="contrib.mechanize", note="Mechanic tunes the scale of Adam at base rate 1"),
+        Optimizer("schedule_free_adam", schedule_free_adam, {"learning_rate": 0.005}, tags=wrapper,
+                  optax_name="contrib.schedule_free", eval_params=sf_eval,
+                  note="validated at the averaged iterate x; " + PENDING),
+        Optimizer("sam_sgd", sam_sgd, {"learning_rate": 0.05, "momentum": 0.9, "rho": 0.05},
+                  needs=frozenset({"grad_fn"}), tags=wrapper, optax_name="contrib.sam",
+                  note="two gradients per step (opaque mode); " + PENDING),
+        Optimizer("reduce_on_plateau_adam", reduce_on_plateau_adam, {"learning_rate": 0.01}, needs=value,
+                  tags=wrapper, optax_name="contrib.reduce_on_plateau",
+                  note="watches the train loss (the value fed to update); " + PENDING),
+        Optimizer("lookahead_adam", lookahead_adam, {"learning_rate": 0.01}, tags=wrapper,
+                  optax_name="lookahead", eval_params=lookahead_eval_params,
+                  note="validated at the slow weights; " + PENDING),
+        # ours
         Optimizer("keras_adagrad", keras_adagrad, {"learning_rate": 0.01, "decay": 0.0},
                   tags=frozenset({"keras"}), note="eps outside the sqrt, accumulator from 0.1, legacy decay"),
     ]
 
 
-REGISTRY: dict[str, Optimizer] = {entry.name: entry for entry in _entries()}
+# Optax constructors deliberately not registered (name as in optax / optax.contrib -> why).
+EXCLUDED: dict[str, str] = {
+    "contrib.differentially_private_aggregate": "DP-SGD's clip-and-noise step alone; registered inside dpsgd",
+    "contrib.hutchinson_estimator_diag_hessian": "Sophia's Hessian-diagonal estimator; registered inside sophia",
+    "contrib.split_real_and_imaginary": "a wrapper for complex parameters; the MLP's are real",
+}
+
+
+def _optax_functions() -> dict[Callable, str]:
+    """Every public optax / optax.contrib function -> its name there ("adam", "contrib.sam");
+    partials too: optax.nadam is `partial(adam, nesterov=True)`."""
+    names = {}
+    for module, prefix in ((optax.contrib, "contrib."), (optax, "")):
+        names.update({getattr(module, n): prefix + n for n in dir(module)
+                      if not n.startswith("_") and isinstance(getattr(module, n), (FunctionType, partial))})
+    return names
+
+
+def _complete(entries: list[Optimizer]) -> dict[str, Optimizer]:
+    """The table with what it leaves implicit filled in: the optax name of a plain constructor,
+    the core/contrib tag it implies, and an expected_slow tag where a reason is given."""
+    functions = _optax_functions()
+    registry = {}
+    for entry in entries:
+        optax_name = entry.optax_name or functions.get(entry.constructor, "")
+        origin = {"core"} if optax_name and not optax_name.startswith("contrib.") else set()
+        origin |= {"contrib"} if optax_name.startswith("contrib.") else set()
+        slow = {"expected_slow"} if entry.expected_slow else set()
+        assert entry.name not in registry and entry.needs <= set(NEEDS), entry
+        registry[entry.name] = entry._replace(optax_name=optax_name, tags=entry.tags | origin | slow)
+    return registry
+
+
+REGISTRY: dict[str, Optimizer] = _complete(_entries())
 
 
 def get(name: str) -> Optimizer:
@@ -118,10 +361,28 @@ def hyperparams(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {**entry.defaults, **overrides}
 
 
+def _with_state_key(tx: optax.GradientTransformationExtraArgs, field: str,
+                    key: jax.Array) -> optax.GradientTransformationExtraArgs:
+    """`tx` whose state field `field` (a PRNG key) starts from `key`, in the form `tx` keeps it."""
+
+    def init_fn(params):
+        state = tx.init(params)
+        typed = jnp.issubdtype(optax.tree_utils.tree_get(state, field).dtype, jax.dtypes.prng_key)
+        return optax.tree_utils.tree_set(state, **{field: key if typed else jax.random.key_data(key)})
+
+    return optax.GradientTransformationExtraArgs(init_fn, tx.update)
+
+
 def build(name: str, overrides: Mapping[str, Any], key: jax.Array | None = None) -> optax.GradientTransformationExtraArgs:
     """The optimizer `name` with its hyperparameters; `key` is the seed's own PRNG key."""
     entry = get(name)
     kwargs = hyperparams(name, overrides)
-    if "key" in entry.needs:
-        kwargs["key"] = key
-    return optax.with_extra_args_support(entry.constructor(**kwargs))
+    if "key" not in entry.needs:
+        return optax.with_extra_args_support(entry.constructor(**kwargs))
+    if key is None:
+        raise ValueError(f"optimizer {name!r} draws random numbers: build it with the seed's key")
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a legacy uint32 key
+    if entry.key_field:
+        return _with_state_key(optax.with_extra_args_support(entry.constructor(**kwargs)), entry.key_field, key)
+    return optax.with_extra_args_support(entry.constructor(**kwargs, key=key))

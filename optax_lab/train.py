@@ -88,6 +88,18 @@ def _loss_and_correct(model, params, x, y, weights):
     return (losses * weights).sum() / total, (correct * weights).sum() / total
 
 
+def _per_example_grads(model, params, x, y, weights):
+    """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are zero."""
+
+    def example_loss(p, xi, yi):
+        return _loss_and_correct(model, p, xi[None], yi[None], None)[0]
+
+    grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(params, x, y)
+    if weights is None:
+        return grads
+    return jax.tree.map(lambda g: g * weights.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
+
+
 def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
     """A uniformly random permutation of range(n), like `jax.random.permutation` but ~5x faster
     on CPU, where XLA's two-operand sort is slow.
@@ -151,8 +163,14 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
             def loss_fn(p):
                 return _loss_and_correct(model, p, x, y, weights)
 
+            def value_fn(p):
+                return loss_fn(p)[0]
+
             (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            extra = {"value": loss, "grad": grads, "value_fn": lambda p: loss_fn(p)[0]}
+            extra = {"value": loss, "grad": grads, "value_fn": value_fn, "obj_fn": value_fn,
+                     "grad_fn": lambda p, _: jax.grad(value_fn)(p)}
+            if "per_example_grads" in entry.needs:  # DP-SGD clips each example's gradient itself
+                grads = _per_example_grads(model, params, x, y, weights)
             updates, opt_state = tx.update(grads, opt_state, params,
                                            **{k: extra[k] for k in entry.needs if k in extra})
             size = jnp.float32(batch) if weights is None else weights.sum()
@@ -166,8 +184,10 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
                 indices, mask = batch_indices(jax.random.fold_in(order_key, epoch_index))
                 batches = (data.x_train[indices], data.y_train[indices], mask)
             carry, (loss_sums, correct_sums) = jax.lax.scan(step, carry, batches)
-            params, _ = carry
-            val_loss, val_acc = _loss_and_correct(model, params, data.x_test, data.y_test, None)
+            params, opt_state = carry
+            # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
+            val_loss, val_acc = _loss_and_correct(model, entry.eval_params(opt_state, params),
+                                                  data.x_test, data.y_test, None)
             return carry, (loss_sums.sum() / n, correct_sums.sum() / n, val_loss, val_acc)
 
         _, history = jax.lax.scan(epoch, (params, opt_state), jnp.arange(shape.epochs))

@@ -1,0 +1,81 @@
+"""Engine speed (issue 2's targets), timed with pytest-benchmark.
+
+Adam, batch 500, 8 seeds vmapped, 20 epochs with validation every epoch, on IMDB when an
+archive is available locally (else synthetic-imdb; same shapes, same speed):
+- seed-epochs per second, shared order and per-seed order, compile excluded;
+- cold compile seconds of that program (trace + lower + XLA compile, no cache);
+- `optax-lab run --preset lesson` end to end, cold, in a fresh process.
+
+Run: pytest bench/bench_engine.py --benchmark-columns=median,iqr,rounds
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from optax_lab.config import ModelConfig, RunSpec
+from optax_lab.data import load_dataset
+from optax_lab.train import Arrays, ProgramShape, compile_program, train, _COMPILED
+
+ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
+
+
+@pytest.fixture(scope="module")
+def sizes(smoke):
+    return {"seeds": 2, "epochs": 2} if smoke else {"seeds": 8, "epochs": 20}
+
+
+@pytest.fixture(scope="module")
+def data():
+    dataset, _ = load_dataset(None)
+    return dataset.name, Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+
+
+@pytest.mark.parametrize("order", ["shared", "per-seed"])
+def test_adam_seed_epochs_per_second(benchmark, data, sizes, order):
+    name, arrays = data
+    seeds = tuple(range(sizes["seeds"]))
+    run = lambda: train(ADAM, arrays, seeds=seeds, epochs=sizes["epochs"], shared_order=order == "shared")  # noqa: E731
+    warm = run()  # compiles; the timed rounds reuse the executable
+    results = []
+    benchmark.pedantic(lambda: results.append(run()), rounds=5, iterations=1)
+    # The engine's own clock (around the compiled call only, after block_until_ready) per round.
+    rates = [len(seeds) * sizes["epochs"] / r.run_s for r in results]
+    benchmark.extra_info.update(dataset=name, order=order, seeds=len(seeds), epochs=sizes["epochs"],
+                                compile_s=warm.compile_s, seed_epochs_per_s_median=float(np.median(rates)),
+                                device=jax.devices()[0].device_kind)
+
+
+def test_adam_cold_compile_seconds(benchmark, data, sizes):
+    _, arrays = data
+    shape = ProgramShape(arrays.x_train.shape[0], arrays.x_test.shape[0], arrays.x_train.shape[1], 500,
+                         sizes["epochs"], sizes["seeds"], False)
+
+    def cold_compile():
+        _COMPILED.clear()
+        jax.clear_caches()  # no in-memory reuse: every round traces, lowers and compiles
+        return compile_program(ModelConfig(), ADAM, shape, arrays)[1]
+
+    seconds = []
+    benchmark.pedantic(lambda: seconds.append(cold_compile()), rounds=3, iterations=1)
+    benchmark.extra_info.update(compile_s_median=float(np.median(seconds)))
+
+
+def test_lesson_end_to_end_seconds(benchmark, sizes, tmp_path):
+    """The whole `optax-lab run --preset lesson` in a fresh process: import, data, 6 compiles, training."""
+    command = [sys.executable, "-m", "optax_lab.cli", "run", "--preset", "lesson", "--no-compile-cache",
+               "--seeds", str(sizes["seeds"]), "--epochs", str(sizes["epochs"]), "--out", str(tmp_path)]
+
+    def run():
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=os.environ.copy())
+        return time.perf_counter() - start
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
