@@ -1,18 +1,20 @@
 """`optax-lab`: the command line. Bad input is one line naming the value and the fix, exit 2.
 
-    optax-lab run [--preset P] [--dataset D] [--imdb-archive PATH] [--seeds S] [--epochs E]
-                  [--shared-order] [--out DIR]
+    optax-lab run [--preset P | --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
+                  [--dataset D] [--imdb-archive PATH] [--seeds S] [--epochs E] [--shared-order] [--out DIR]
+    optax-lab list
     optax-lab report RESULTS_JSON [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import shlex
 import sys
 from pathlib import Path
 
-from optax_lab.config import DATASETS, PRESETS, Config
+from optax_lab.config import DATASETS, FULL_BATCH, PRESETS, Config
 from optax_lab.errors import UsageError
 
 EXIT_USAGE = 2
@@ -28,8 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="train the preset's runs and write report.md + results.json")
-    run.add_argument("--preset", default="lesson",
+    run.add_argument("--preset", default=None,
                      help=f"one of {', '.join(PRESETS)} (default: lesson, all three lessons)")
+    run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names, default=(),
+                     help="rank these registry optimizers (see `optax-lab list`) instead of a preset")
+    run.add_argument("--batch", metavar="full|B[,...]", type=_batches, default=(500, FULL_BATCH),
+                     help="batch modes of an --optimizers ranking (default: 500,full)")
+    run.add_argument("--set", metavar="OPT.HP=VALUE", action="append", default=[], dest="overrides",
+                     help="override a hyperparameter, e.g. --set adam.b1=0.95 (repeatable)")
     run.add_argument("--dataset", default=None,
                      help=f"one of {', '.join(DATASETS)} (default: imdb when an archive is available locally, "
                           "else synthetic-imdb)")
@@ -45,10 +53,43 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache (to measure cold compile times)")
 
+    commands.add_parser("list", help="the optimizer registry: names, default hyperparameters, tags")
+
     report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
     report.add_argument("results", metavar="RESULTS_JSON")
     report.add_argument("--out", metavar="DIR", default=None, help="output folder (default: beside RESULTS_JSON)")
     return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _batches(text: str) -> tuple[int | None, ...]:
+    def one(item: str) -> int | None:
+        if item == "full":
+            return FULL_BATCH
+        if item.isdigit() and int(item) > 0:
+            return int(item)
+        raise UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500")
+
+    return tuple(one(item.strip()) for item in text.split(","))
+
+
+def _overrides(items: list[str]) -> dict[str, dict]:
+    """`adam.b1=0.95` -> {"adam": {"b1": 0.95}}; values are Python literals, else strings."""
+    overrides: dict[str, dict] = {}
+    for item in items:
+        target, _, text = item.partition("=")
+        name, _, hyperparam = target.partition(".")
+        if not (name and hyperparam and text):
+            raise UsageError(f"--set {item!r} is not OPTIMIZER.HYPERPARAMETER=VALUE, e.g. --set adam.b1=0.95")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        overrides.setdefault(name, {})[hyperparam] = value
+    return overrides
 
 
 def _enable_compile_cache() -> None:
@@ -63,21 +104,25 @@ def _enable_compile_cache() -> None:
 
 
 def _run(args, console) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
-    from optax_lab.experiment import train_and_evaluate
+    from optax_lab.experiment import distinct_runs, plan, train_and_evaluate
     from optax_lab.report import check_writable, write_report
 
-    config = Config(preset=args.preset, dataset=args.dataset, imdb_archive=args.imdb_archive,
+    if args.preset and args.optimizers:
+        raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
+    config = Config(preset=args.preset or "lesson", optimizers=args.optimizers, batches=args.batch,
+                    overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
                     num_words=args.num_words, seeds=args.seeds, seed=args.seed, epochs=args.epochs,
                     shared_order=args.shared_order, out=args.out).validate()
-    out = check_writable(args.out or Path("reports") / config.preset)
+    runs = distinct_runs(plan(config))  # unknown optimizers and hyperparameters fail here, before any work
+    out = check_writable(config.out or Path("reports") / config.name)
     if not args.no_compile_cache:
         _enable_compile_cache()
     command = "optax-lab " + shlex.join(sys.argv[1:])
-    runs = config.runs
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("loading data", total=2 * len(runs))
         names = [run.name for run in runs]
 
@@ -95,15 +140,28 @@ def _run(args, console) -> None:
                                      compile_cache=not args.no_compile_cache)
     path = write_report(results, out)
     dataset = results["dataset"]
-    console.print(f"dataset: {dataset['name']} ({dataset['source']}); "
-                  f"{config.seeds} seeds x {config.epochs} epochs, "
-                  f"{'shared' if config.shared_order else 'per-seed'} order")
+    table = Table("run", "val loss ± 95% CI", "val acc", "compile s", "seed-epochs/s", "status",
+                  title=f"{dataset['name']} ({dataset['source']}): {config.seeds} seeds × {config.epochs} epochs, "
+                        f"{results['order']} order")
     for run in results["runs"]:
         final, timing = run["final"], run["timing"]
-        console.print(f"  {run['name']:<10} val loss {final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}  "
-                      f"val acc {final['val_acc_mean']:.3f}  compile {timing['compile_s']:.2f} s  "
-                      f"{timing['seed_epochs_per_s']:.1f} seed-epochs/s  {run['status']}")
+        table.add_row(run["name"], f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
+                      f"{final['val_acc_mean']:.3f}", f"{timing['compile_s']:.2f}",
+                      f"{timing['seed_epochs_per_s']:.1f}", run["status"])
+    console.print(table)
     console.print(f"report: {path}")
+
+
+def _list(args, console) -> None:
+    from rich.table import Table
+
+    from optax_lab.optimizers import REGISTRY
+
+    table = Table("name", "default hyperparameters", "update() also needs", "tags", "note", title="optimizers")
+    for entry in REGISTRY.values():
+        defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
+        table.add_row(entry.name, defaults, ", ".join(sorted(entry.needs)), ", ".join(sorted(entry.tags)), entry.note)
+    console.print(table)
 
 
 def _report(args, console) -> None:
@@ -119,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     try:
         args = _parser().parse_args(argv)
-        {"run": _run, "report": _report}[args.command](args, console)
+        {"run": _run, "list": _list, "report": _report}[args.command](args, console)
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)
         return EXIT_USAGE

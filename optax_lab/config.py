@@ -62,6 +62,8 @@ class RunSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
 
     def __hash__(self):
         return hash((self.name, self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size))
@@ -117,6 +119,9 @@ class Config:
     """
 
     preset: str = "lesson"
+    optimizers: tuple[str, ...] = ()  # registry names or ("all",): rank them instead of the preset
+    batches: tuple[int | None, ...] = (500, FULL_BATCH)  # batch modes of an optimizer ranking
+    overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # optimizer -> {hp: value}
     dataset: str | None = None
     imdb_archive: str | None = None
     num_words: int = 100
@@ -128,20 +133,12 @@ class Config:
     out: str | None = None
 
     @property
-    def lessons(self) -> tuple[Lesson, ...]:
-        return PRESETS[self.preset]
-
-    @property
-    def runs(self) -> tuple[RunSpec, ...]:
-        """The distinct runs of all lessons, in order (a run shared by two lessons runs once)."""
-        unique: dict[tuple, RunSpec] = {}
-        for lesson in self.lessons:
-            for run in lesson.runs:
-                unique.setdefault(run.program_key, run)
-        return tuple(unique.values())
+    def name(self) -> str:
+        """What this run is called in reports and the default output folder."""
+        return "optimizers" if self.optimizers else self.preset
 
     def validate(self) -> "Config":
-        if self.preset not in PRESETS:
+        if not self.optimizers and self.preset not in PRESETS:
             raise UsageError(f"unknown preset {self.preset!r}: choose one of {closest(self.preset, list(PRESETS))}")
         if self.dataset is not None and self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
@@ -153,9 +150,9 @@ class Config:
             raise UsageError(f"--num-words {self.num_words} must be at least 4 (indices 0-3 are reserved, like Keras)")
         if self.seed < 0:
             raise UsageError(f"--seed {self.seed} must be a non-negative integer")
-        for run in self.runs:
-            if run.batch_size is not None and run.batch_size <= 0:
-                raise UsageError(f"batch size {run.batch_size} of run {run.name!r} must be positive, or 'full'")
+        for batch in self.batches:
+            if batch is not None and batch <= 0:
+                raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
         self.model.validate()
         return self
 

@@ -1,15 +1,20 @@
 """`train_and_evaluate(config)`: the main job, stage by stage (the Flax examples' entry point).
 
-config -> data -> one compiled program per distinct run -> metrics. Writing the report is the
-caller's (the CLI's) last step, so tests can check results without touching the disk.
+config -> plan (the preset's lessons, or a ranking of registry optimizers per batch mode, with
+the user's hyperparameter overrides) -> data -> one compiled program per distinct run -> metrics.
+Writing the report is the caller's (the CLI's) last step, so tests can check results without
+touching the disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-from optax_lab.config import Config
+from optax_lab import optimizers
+from optax_lab.config import PRESETS, Config, Lesson, RunSpec
 from optax_lab.data import load_dataset
+from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
 from optax_lab.train import Arrays, program_shape, train
 
@@ -17,18 +22,65 @@ from optax_lab.train import Arrays, program_shape, train
 Progress = Callable[[str, str, float], None]
 
 
+def batch_label(batch: int | None) -> str:
+    return "full" if batch is None else str(batch)
+
+
+def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...]) -> tuple[Lesson, ...]:
+    """One lesson per batch mode, each running every optimizer of `names` ("all": the registry)."""
+    selected = sorted(optimizers.REGISTRY) if names == ("all",) else [optimizers.get(n).name for n in names]
+    return tuple(
+        Lesson(f"batch-{batch_label(batch)}",
+               f"All optimizers, {'full batch' if batch is None else f'batch {batch}'}",
+               "Which optimizer reaches the lowest validation loss, and which gets to the target first?",
+               tuple(RunSpec(f"{name} @{batch_label(batch)}", name, {}, batch) for name in selected))
+        for batch in batches)
+
+
+def _with_overrides(lessons: tuple[Lesson, ...], overrides) -> tuple[Lesson, ...]:
+    used = {run.optimizer for lesson in lessons for run in lesson.runs}
+    for name, values in overrides.items():
+        if optimizers.get(name).name not in used:
+            raise UsageError(f"--set {name}.…: no run uses optimizer {name!r}; "
+                             f"the runs use {', '.join(sorted(used))}")
+        optimizers.hyperparams(name, values)  # names every hyperparameter it does not take
+
+    def override(run: RunSpec) -> RunSpec:
+        extra = overrides.get(run.optimizer)
+        return dataclasses.replace(run, hyperparams={**run.hyperparams, **extra}) if extra else run
+
+    return tuple(dataclasses.replace(lesson, runs=tuple(map(override, lesson.runs))) for lesson in lessons)
+
+
+def plan(config: Config) -> tuple[Lesson, ...]:
+    lessons = (ranking_lessons(config.optimizers, config.batches) if config.optimizers
+               else PRESETS[config.preset])
+    return _with_overrides(lessons, config.overrides)
+
+
+def distinct_runs(lessons: tuple[Lesson, ...]) -> tuple[RunSpec, ...]:
+    """The runs of all lessons in order, each program once (SGD is in two of the lesson's)."""
+    unique: dict[tuple, RunSpec] = {}
+    for lesson in lessons:
+        for run in lesson.runs:
+            unique.setdefault(run.program_key, run)
+    return tuple(unique.values())
+
+
 def train_and_evaluate(config: Config, *, command: str = "", progress: Progress | None = None,
                        warn: Callable[[str], None] | None = None, compile_cache: bool = False) -> dict:
     config.validate()
+    lessons = plan(config)
+    runs = distinct_runs(lessons)
     dataset, warning = load_dataset(config.dataset, config.num_words, config.imdb_archive)
     if warning and warn:
         warn(warning)
     data = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     seeds = tuple(range(config.seed, config.seed + config.seeds))
-    for spec in config.runs:  # every batch size checked against the data before any training
+    for spec in runs:  # every batch size checked against the data before any training
         program_shape(spec, data, config.epochs, len(seeds), config.shared_order)
     results = []
-    for spec in config.runs:
+    for spec in runs:
         def compiled(seconds, name=spec.name):
             if progress:
                 progress("compiled", name, seconds)
@@ -40,4 +92,4 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
         results.append(result)
     dataset_info = {"name": dataset.name, "source": dataset.source, "n_train": int(dataset.x_train.shape[0]),
                     "n_test": int(dataset.x_test.shape[0]), "num_words": dataset.num_words}
-    return results_dict(config, dataset_info, results, command, compile_cache)
+    return results_dict(config, lessons, dataset_info, results, command, compile_cache)

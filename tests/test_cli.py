@@ -76,6 +76,12 @@ def _closed_port() -> int:
     (["run", "--imdb-archive", "/no/such/aclImdb_v1.tar.gz"], "/no/such/aclImdb_v1.tar.gz"),
     (["run", "--bogus"], "--bogus"),
     (["frobnicate"], "frobnicate"),
+    (["run", "--optimizers", "adamm"], "did you mean adam"),
+    (["run", "--optimizers", "adam", "--set", "adam.b3=0.5"], "accepts learning_rate, b1, b2"),
+    (["run", "--optimizers", "adam", "--set", "adam"], "'adam' is not OPTIMIZER.HYPERPARAMETER=VALUE"),
+    (["run", "--optimizers", "adam", "--set", "sgd.momentum=0.9"], "no run uses optimizer 'sgd'"),
+    (["run", "--optimizers", "adam", "--batch", "0"], "--batch '0'"),
+    (["run", "--optimizers", "adam", "--preset", "momentum"], "give one of them"),
     (["report", "/no/such/results.json"], "/no/such/results.json"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
@@ -123,3 +129,23 @@ def test_the_console_script_exits_2_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "nope" in done.stderr
+
+
+def test_an_optimizer_ranking_runs_each_optimizer_per_batch_mode_with_overrides(tmp_path):
+    assert main(["run", "--optimizers", "adam,sgd", "--batch", "full,250", "--set", "adam.b1=0.8",
+                 "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = {run["name"]: run for run in results["runs"]}
+    assert sorted(runs) == ["adam @250", "adam @full", "sgd @250", "sgd @full"]
+    assert runs["adam @250"]["hyperparams"]["b1"] == 0.8 and runs["adam @full"]["full_batch"]
+    assert runs["sgd @250"]["steps_per_epoch"] == 100
+    assert results["ranking"]["target_val_loss"] == 0.6
+    assert set(runs["adam @250"]["target"]) >= {"epochs_mean", "steps_mean", "seconds_mean", "reached_seeds"}
+
+
+def test_list_shows_the_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    for name in ("adam", "sgd", "keras_adagrad"):
+        assert name in text
