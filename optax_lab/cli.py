@@ -121,23 +121,32 @@ def _run(args, console) -> None:
     if not args.no_compile_cache:
         _enable_compile_cache()
     command = "optax-lab " + shlex.join(sys.argv[1:])
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("loading data", total=2 * len(runs))
-        names = [run.name for run in runs]
+    # Started once the data is loaded: the data stage may show its own bars (download, tokenising)
+    # and rich allows one live display at a time.
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True)
+    task = bar.add_task("compiling", total=2 * len(runs))
+    names = [run.name for run in runs]
 
-        def progress(event, name, seconds):
-            bar.advance(task)
-            console.log(f"{name}: {event} in {seconds:.2f} s")
-            position = names.index(name)
-            upcoming = f"training {name}" if event == "compiled" else (
-                f"compiling {names[position + 1]}" if position + 1 < len(names) else "writing the report")
-            bar.update(task, description=upcoming)
+    def progress(event, name, seconds):
+        if event == "loaded":
+            console.log(f"dataset {name} loaded in {seconds:.2f} s")
+            bar.update(task, description=f"compiling {names[0]}")
+            bar.start()
+            return
+        bar.advance(task)
+        console.log(f"{name}: {event} in {seconds:.2f} s")
+        position = names.index(name)
+        upcoming = f"training {name}" if event == "compiled" else (
+            f"compiling {names[position + 1]}" if position + 1 < len(names) else "writing the report")
+        bar.update(task, description=upcoming)
 
-        bar.update(task, description=f"loading data, then compiling {names[0]}")
+    try:
         results = train_and_evaluate(config, command=command, progress=progress,
                                      warn=lambda text: console.print(f"[yellow]warning:[/] {text}"),
                                      compile_cache=not args.no_compile_cache)
+    finally:
+        bar.stop()
     path = write_report(results, out)
     dataset = results["dataset"]
     table = Table("run", "val loss ± 95% CI", "val acc", "compile s", "seed-epochs/s", "status",

@@ -9,6 +9,7 @@ touching the disk.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 from optax_lab import optimizers
@@ -18,7 +19,8 @@ from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
 from optax_lab.train import Arrays, program_shape, train
 
-# progress(event, run_name, seconds): "compiled" after a program compiles, "trained" after it ran.
+# progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per run
+# "compiled" after its program compiles and "trained" after it ran.
 Progress = Callable[[str, str, float], None]
 
 
@@ -72,9 +74,12 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
     config.validate()
     lessons = plan(config)
     runs = distinct_runs(lessons)
+    start = time.perf_counter()
     dataset, warning = load_dataset(config.dataset, config.num_words, config.imdb_archive)
     if warning and warn:
         warn(warning)
+    if progress:
+        progress("loaded", dataset.name, time.perf_counter() - start)
     data = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     seeds = tuple(range(config.seed, config.seed + config.seeds))
     for spec in runs:  # every batch size checked against the data before any training
