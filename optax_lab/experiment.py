@@ -78,12 +78,12 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
     dataset, warning = load_dataset(config.dataset, config.num_words, config.imdb_archive)
     if warning and warn:
         warn(warning)
-    if progress:
-        progress("loaded", dataset.name, time.perf_counter() - start)
     data = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     seeds = tuple(range(config.seed, config.seed + config.seeds))
     for spec in runs:  # every batch size checked against the data before any training
         program_shape(spec, data, config.epochs, len(seeds), config.shared_order)
+    if progress:
+        progress("loaded", dataset.name, time.perf_counter() - start)
     results = []
     for spec in runs:
         def compiled(seconds, name=spec.name):

@@ -30,6 +30,8 @@ FIX_RESULTS = "pass the results.json written by optax-lab run, or run again"
 BAND = "min–max across seeds"  # what the shaded band in the curves shows; named in captions
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
 DASH = "—"  # a value that is missing, e.g. the loss of a run whose seeds all diverged
+RANKING_CURVES = "ranking-curves.png"
+CHANCE_CEILING = 0.75  # ranking plot's y-axis top: a bit above ln 2, the loss of always guessing 0.5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +67,8 @@ def read_results(path: str | Path) -> dict:
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
-    """Write results.json, report.md and `<lesson>-curves.png` per lesson into out_dir.
+    """Write results.json, report.md and `<lesson>-curves.png` per lesson (in ranking mode one
+    `ranking-curves.png` instead) into out_dir.
 
     Returns the path of report.md. Raises UsageError if out_dir can't be written or the
     results are malformed; on any failure out_dir gains no file.
@@ -80,12 +83,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     except OSError as error:
         raise UsageError(f"cannot write to {out} ({error.strerror or error}): {FIX_OUT}") from None
     try:
-        names = []
-        runs = _runs_by_name(results)
-        for lesson in results["lessons"]:
-            name = curves_name(lesson)
-            plot_curves(lesson, [runs[r] for r in lesson["runs"]], staging / name)
-            names.append(name)
+        names = _render_plots(results, staging)
         (staging / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n",
                                               encoding="utf-8")
         (staging / "report.md").write_text(render_markdown(results), encoding="utf-8")
@@ -101,6 +99,19 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.md"
+
+
+def _render_plots(results: Mapping, staging: Path) -> list[str]:
+    """The PNGs report.md links to, rendered into staging; returns their file names."""
+    if is_ranking(results):
+        plot_ranking_curves(results, staging / RANKING_CURVES)
+        return [RANKING_CURVES]
+    runs, names = _runs_by_name(results), []
+    for lesson in results["lessons"]:
+        name = curves_name(lesson)
+        plot_curves(lesson, [runs[r] for r in lesson["runs"]], staging / name)
+        names.append(name)
+    return names
 
 
 def _make_staging(out: Path) -> Path:
@@ -201,11 +212,15 @@ def _hyper(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def hyperparams_text(run: Mapping) -> str:
+    """`lr=0.01, momentum=0.7`: a run's hyperparameters, compact."""
+    return ", ".join(f"{'lr' if key == 'learning_rate' else key}={_hyper(value)}"
+                     for key, value in (run.get("hyperparams") or {}).items())
+
+
 def optimizer_text(run: Mapping) -> str:
     """`sgd(lr=0.01, momentum=0.7)`: the optimizer and its hyperparameters, compact."""
-    params = ", ".join(f"{'lr' if key == 'learning_rate' else key}={_hyper(value)}"
-                       for key, value in (run.get("hyperparams") or {}).items())
-    return f"{run['optimizer']}({params})"
+    return f"{run['optimizer']}({hyperparams_text(run)})"
 
 
 def batch_text(run: Mapping, n_train: Any) -> str:
@@ -250,9 +265,13 @@ def _names(names: list[str], possessive: bool = False) -> str:
 def render_markdown(results: Mapping) -> str:
     """The whole report.md. Expects `to_jsonable` results (missing numbers are None)."""
     runs = _runs_by_name(results)
-    parts = [f"# optax-lab report: preset `{results['preset']}`", "", *_header(results), ""]
-    for lesson in results["lessons"]:
-        parts += _lesson_section(lesson, [runs[name] for name in lesson["runs"]], results) + [""]
+    title = "optimizer ranking" if is_ranking(results) else f"preset `{results['preset']}`"
+    parts = [f"# optax-lab report: {title}", "", *_header(results), ""]
+    if is_ranking(results):
+        parts += _ranking_section(results) + [""]
+    else:
+        for lesson in results["lessons"]:
+            parts += _lesson_section(lesson, [runs[name] for name in lesson["runs"]], results) + [""]
     parts += _footer(results)
     return "\n".join(parts) + "\n"
 
@@ -278,8 +297,17 @@ def _header(results: Mapping) -> list[str]:
                  "shared": "all seeds share one shuffling per epoch"}.get(results.get("order"),
                                                                           f"{results.get('order', 'unknown')}")
     rows = [("Dataset", dataset), ("Device", hardware), ("Model", mlp), ("Seeds", plan),
-            ("Shuffling", shuffling), ("Created", results.get("created", DASH))]
+            ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
+            ("Created", results.get("created", DASH))]
     return ["| | |", "|---|---|", *(f"| {key} | {_cell(value)} |" for key, value in rows)]
+
+
+def compile_cache_text(cache: Any) -> str:
+    if cache is True:
+        return "on: JAX's persistent compilation cache was used, so compile s may be cache loads, not compiles"
+    if cache is False:
+        return "off: every compile s is a real XLA compilation"
+    return "not recorded"
 
 
 TABLE_HEAD = ("| Run | Optimizer | Batch | Val loss ± 95% CI | Val acc % ± 95% CI | Best epoch "
@@ -312,9 +340,10 @@ def _lesson_section(lesson: Mapping, runs: list[Mapping], results: Mapping) -> l
 
 
 def _footer(results: Mapping) -> list[str]:
+    timed = "Seconds to target and seed-epochs/s" if is_ranking(results) else "Run s and seed-epochs/s"
     return ["---", "",
             f"Reproduce: `{results.get('command') or 'optax-lab run --preset ' + str(results['preset'])}`", "",
-            "Run s and seed-epochs/s exclude compilation, which is listed separately as compile s. "
+            f"{timed} exclude compilation, which is listed separately as compile s. "
             "The numbers behind this report are in [results.json](results.json)."]
 
 
@@ -410,6 +439,247 @@ def _diverged_sentence(runs: list[Mapping]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Ranking mode: every optimizer once per batch mode (one lesson per mode), ranked in one table
+
+
+def is_ranking(results: Mapping) -> bool:
+    return bool(results.get("ranking"))
+
+
+def batch_modes(results: Mapping) -> list[tuple[str, list[Mapping]]]:
+    """(label, runs) per batch mode in the lessons' order; the label is `full` or the batch size."""
+    runs = _runs_by_name(results)
+    modes = []
+    for lesson in results["lessons"]:
+        mode_runs = [runs[name] for name in lesson["runs"]]
+        modes.append((_mode_label(lesson, mode_runs), mode_runs))
+    return modes
+
+
+def _mode_label(lesson: Mapping, runs: list[Mapping]) -> str:
+    """From the runs' own batch fields; the lesson's name (`batch-500`) only if they lack them."""
+    first = runs[0] if runs else {}
+    if first.get("full_batch"):
+        return "full"
+    if first.get("batch_size"):
+        return str(first["batch_size"])
+    return str(lesson["name"]).removeprefix("batch-")
+
+
+def mode_prose(label: str) -> str:
+    return "full batch" if label == "full" else f"batch {label}"
+
+
+def _rank_key(run: Mapping | None) -> tuple:
+    """Healthy runs by final val loss, then runs where some seed diverged, then no finite loss."""
+    loss = run["final"].get("val_loss_mean") if run else None
+    if not _finite(loss):
+        return (2, math.inf)
+    return (1 if run.get("diverged_seeds") else 0, loss)
+
+
+def ranking_rows(modes: list[tuple[str, list[Mapping]]]) -> list[tuple[str, list[Mapping | None]]]:
+    """(optimizer, its run per batch mode or None), ranked by the first batch mode."""
+    per_optimizer: dict[str, list[Mapping | None]] = {}
+    for index, (_, runs) in enumerate(modes):
+        for run in runs:
+            slots = per_optimizer.setdefault(run["optimizer"], [None] * len(modes))
+            slots[index] = slots[index] or run  # a repeated optimizer keeps its first run
+    return sorted(per_optimizer.items(), key=lambda row: _rank_key(row[1][0] if row[1] else None))
+
+
+def _mode_ranked(runs: list[Mapping]) -> list[Mapping]:
+    """A mode's runs with a finite loss, in ranking order: [best, runner-up, ...]."""
+    return sorted((run for run in runs if _finite(run["final"].get("val_loss_mean"))), key=_rank_key)
+
+
+def target_value(results: Mapping) -> float | None:
+    target = (results.get("ranking") or {}).get("target_val_loss")
+    if _finite(target):
+        return target
+    return next((run["target"]["val_loss"] for run in results["runs"]
+                 if _finite((run.get("target") or {}).get("val_loss"))), None)
+
+
+def _count(value: Any) -> str:
+    """A mean count: `3`, or `3.3` when the seeds needed different counts."""
+    return f"{value:.1f}".removesuffix(".0") if _finite(value) else DASH
+
+
+def target_text(run: Mapping) -> str:
+    """`3 ep / 150 steps / 0.42 s`, `(k/S seeds)` when not every seed got there, — when none did."""
+    target = run.get("target") or {}
+    reached, seeds = target.get("reached_seeds") or 0, len(run.get("seeds") or ())
+    if not reached or not _finite(target.get("epochs_mean")):
+        return DASH
+    steps = target.get("steps_mean")
+    steps = f"{steps:.0f}" if _finite(steps) and steps >= 100 else _count(steps)  # 316.7 steps: noise
+    text = (f"{_count(target['epochs_mean'])} ep / {steps} steps / "
+            f"{_fmt(target.get('seconds_mean'), 2)} s")
+    return text + (f" ({reached}/{seeds} seeds)" if reached < seeds else "")
+
+
+def _ranking_section(results: Mapping) -> list[str]:
+    modes = batch_modes(results)
+    rows = ranking_rows(modes)
+    target = target_value(results)
+    lines = [f"## Ranking: {len(rows)} optimizers × {', '.join(mode_prose(label) for label, _ in modes)}", ""]
+    question = next((lesson.get("question") for lesson in results["lessons"] if lesson.get("question")), "")
+    if question:
+        lines += [f"*{question}*", ""]
+    seeds = max((len(run.get("seeds") or ()) for run in results["runs"]), default=0)
+    lines += [summarize_ranking(modes, rows, target), "", *_ranking_table(modes, rows, target), "",
+              _ranking_caption(modes, target, seeds), "",
+              "### Hyperparameters", "", "| Optimizer | Hyperparameters |", "|---|---|"]
+    lines += [f"| {_cell(optimizer)} | {_cell(_row_hyperparams(modes, runs))} |" for optimizer, runs in rows]
+    lines += ["", f"![Validation loss per epoch of every optimizer, in ranking order]({RANKING_CURVES})", "",
+              f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
+              f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
+              f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
+              f"chance level leaves its panel.*"]
+    return lines
+
+
+def _to_target_head(target: float | None) -> str:
+    return f"to {target:g}" if target is not None else "to target"
+
+
+def _ranking_table(modes: list[tuple[str, list[Mapping]]], rows: list, target: float | None) -> list[str]:
+    """One row per optimizer, its batch modes side by side as column groups `<mode>: ...`."""
+    heads = ["#", "Optimizer"] + [f"{label}: {head}" for label, _ in modes
+                                  for head in ("val loss ± 95% CI", "val acc %", _to_target_head(target),
+                                               "compile s", "seed-ep/s", "status")]
+    best = [next(iter(_mode_ranked(runs)), None) for _, runs in modes]
+    lines = ["| " + " | ".join(heads) + " |", "|---:|---|" + "---:|---:|---:|---:|---:|---|" * len(modes)]
+    for rank, (optimizer, runs) in enumerate(rows, 1):
+        cells = [rank, optimizer]
+        for run, mode_best in zip(runs, best):
+            cells += _ranking_cells(run, is_best=run is not None and run is mode_best)
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def _ranking_caption(modes: list[tuple[str, list[Mapping]]], target: float | None, seeds: int) -> str:
+    first = mode_prose(modes[0][0]) if modes else "the first batch mode"
+    return (f"*Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
+            f"not diverge; **bold**: lowest per batch mode); runs where a seed diverged rank after the others, "
+            f"runs without a finite loss last. \"{_to_target_head(target).capitalize()}\": epochs / optimizer "
+            f"steps / seconds until the validation loss first reaches "
+            f"{f'{target:g}' if target is not None else 'the target'} (checked once per epoch), mean over the "
+            f"seeds that reach it, with (k/S seeds) when not all do; {DASH}: no seed reaches it. "
+            f"Seconds are the run time per epoch × epochs needed.*")
+
+
+def _ranking_cells(run: Mapping | None, is_best: bool) -> list[str]:
+    if run is None:
+        return [DASH] * 5 + ["not run"]
+    final, timing = run["final"], run.get("timing") or {}
+    loss = _loss_text(run)
+    return [f"**{loss}**" if is_best else loss, _fmt(final.get("val_acc_mean"), 2, scale=100), target_text(run),
+            _fmt(timing.get("compile_s"), 2), _fmt(timing.get("seed_epochs_per_s"), 1), status_text(run)]
+
+
+def _row_hyperparams(modes: list[tuple[str, list[Mapping]]], runs: list[Mapping | None]) -> str:
+    """One optimizer's hyperparameters; per batch mode only where the modes differ (--set)."""
+    texts = {label: hyperparams_text(run) or "(none)" for (label, _), run in zip(modes, runs) if run}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"{label}: {text}" for label, text in texts.items())
+
+
+def summarize_ranking(modes: list[tuple[str, list[Mapping]]], rows: list, target: float | None) -> str:
+    """2-4 sentences read off the numbers: the best per batch mode and whether its CI clears the
+    runner-up's, the fastest to the target, the divergences, and how the batch modes compare."""
+    sentences = [_winners_sentence(modes), _target_sentence(modes, target),
+                 _ranking_diverged_sentence(modes, rows), _modes_sentence(modes, rows)]
+    return " ".join(s for s in sentences if s)
+
+
+def _loss_text(run: Mapping) -> str:
+    return _mean_ci(run["final"].get("val_loss_mean"), run["final"].get("val_loss_ci95"), 4)
+
+
+def _winners_sentence(modes: list[tuple[str, list[Mapping]]]) -> str:
+    clauses = []
+    for label, runs in modes:
+        ranked = _mode_ranked(runs)
+        if not ranked:
+            clauses.append(f"at {mode_prose(label)} no run ends with a finite loss")
+            continue
+        best = ranked[0]
+        clause = f"at {mode_prose(label)} **{best['optimizer']}** ({_loss_text(best)})"
+        if len(ranked) > 1:
+            runner_up = ranked[1]
+            clause += (f", {_ci_relation(best, runner_up)} runner-up {runner_up['optimizer']}'s "
+                       f"({_loss_text(runner_up)})")
+        clauses.append(clause)
+    text = "; ".join(clauses)
+    return f"Lowest final validation loss: {text}." if clauses else ""
+
+
+def _ci_relation(best: Mapping, runner_up: Mapping) -> str:
+    cis = [run["final"].get("val_loss_ci95") for run in (best, runner_up)]
+    if not all(_finite(ci) for ci in cis):
+        return "no 95% CI (too few seeds) to compare with"
+    gap = abs(runner_up["final"]["val_loss_mean"] - best["final"]["val_loss_mean"])
+    return "its 95% CI overlapping" if gap <= sum(cis) else "its 95% CI clear of"
+
+
+def _target_sentence(modes: list[tuple[str, list[Mapping]]], target: float | None) -> str:
+    runs = [run for _, mode_runs in modes for run in mode_runs]
+    if not any(run.get("target") for run in runs):
+        return ""  # results from before time-to-target was recorded
+    reached = [run for run in runs if target_text(run) != DASH and _finite(run["target"].get("seconds_mean"))]
+    goal = f"val loss {target:g}" if target is not None else "the target"
+    if not reached:
+        return f"No run reaches {goal} on any seed."
+    every_seed = [run for run in reached if run["target"]["reached_seeds"] >= len(run.get("seeds") or ())]
+    pool = every_seed or reached  # a run that only some seeds carry there is a weaker claim
+    fastest = min(pool, key=lambda run: run["target"]["seconds_mean"])
+    fewest = min(pool, key=lambda run: run["target"]["epochs_mean"])
+    text = f"Fastest to {goal}: {fastest['name']}, {target_text(fastest)}"
+    if fewest["target"]["epochs_mean"] < fastest["target"]["epochs_mean"]:
+        text += f" (fewest epochs: {fewest['name']}, {_count(fewest['target']['epochs_mean'])} ep)"
+    if not every_seed:
+        text += ", though no run gets there on every seed"
+    never = len(runs) - len(reached)
+    return text + (f"; {never} of {len(runs)} runs never reach it." if never else "; every run reaches it.")
+
+
+def _ranking_diverged_sentence(modes: list[tuple[str, list[Mapping]]], rows: list) -> str:
+    diverged = []
+    for optimizer, runs in rows:
+        seeds = [f"{label}: {run['diverged_seeds']}/{len(run.get('seeds') or ())}"
+                 for (label, _), run in zip(modes, runs) if run and run.get("diverged_seeds")]
+        if seeds:
+            diverged.append(f"{optimizer} ({', '.join(seeds)} seeds)")
+    if not diverged:
+        return "No run diverged."
+    return f"{len(diverged)} optimizer{'s' if len(diverged) > 1 else ''} diverged (NaN loss): {', '.join(diverged)}."
+
+
+def _modes_sentence(modes: list[tuple[str, list[Mapping]]], rows: list) -> str:
+    """Median final loss per batch mode, and per optimizer which mode ends lower."""
+    if len(modes) < 2:
+        return ""
+    medians = []
+    for label, runs in modes:
+        losses = [run["final"]["val_loss_mean"] for run in runs if _finite(run["final"].get("val_loss_mean"))]
+        medians.append(f"{float(np.median(losses)):.4f} at {mode_prose(label)}" if losses
+                       else f"none at {mode_prose(label)}")
+    complete = [runs for _, runs in rows if all(run and _finite(run["final"].get("val_loss_mean")) for run in runs)]
+    wins = [0] * len(modes)
+    for runs in complete:
+        wins[min(range(len(runs)), key=lambda i: runs[i]["final"]["val_loss_mean"])] += 1
+    text = f"Median final validation loss across optimizers: {', '.join(medians)}"
+    if complete:
+        counts = _names([f"{mode_prose(label)} for {count}" for (label, _), count in zip(modes, wins) if count])
+        text += (f"; the lower loss comes from {counts} of the {len(complete)} optimizers "
+                 f"with a finite loss in every mode")
+    return text + "."
+
+
+# ---------------------------------------------------------------------------------------------
 # Curves
 
 
@@ -456,20 +726,107 @@ def plot_curves(lesson: Mapping, runs: list[Mapping], path: Path) -> None:
     fig.savefig(path, format="png", dpi=110)
 
 
-def _draw_run(ax, values: np.ndarray, color: str, solid: bool) -> list[float]:
+def _draw_run(ax, values: np.ndarray, color: str, solid: bool, markersize: float = 3,
+              linewidth: float = 1.5) -> list[float]:
     """Mean line and min-max band over the seeds with an all-finite history; returns the band's
     extent. Without such a seed, the mean of what is finite, dotted (a diverged run)."""
     epochs = np.arange(1, values.shape[1] + 1)
     marker = "o" if len(epochs) <= 10 else None  # a short run (e.g. one epoch) still shows a point
     style = "-" if solid else "--"
     kept = values[np.isfinite(values).all(axis=1)]
+    line = {"color": color, "marker": marker, "markersize": markersize, "linewidth": linewidth}
     if len(kept):
-        ax.plot(epochs, kept.mean(axis=0), style, color=color, marker=marker, markersize=3)
+        ax.plot(epochs, kept.mean(axis=0), style, **line)
         low, high = kept.min(axis=0), kept.max(axis=0)
         ax.fill_between(epochs, low, high, color=color, alpha=0.2 if solid else 0.1, linewidth=0)
         return [float(low.min()), float(high.max())]
     with warnings.catch_warnings():  # an epoch where every seed is NaN is expected here
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0)
-    ax.plot(epochs, mean, ":", color=color, marker=marker, markersize=3)
+    ax.plot(epochs, mean, ":", **line)
     return []
+
+
+def plot_ranking_curves(results: Mapping, path: Path) -> None:
+    """Small multiples: validation loss per epoch, one panel per optimizer in ranking order, one
+    line per batch mode, the target dashed; ~55 panels stay legible on one page."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    modes = batch_modes(results)
+    rows = ranking_rows(modes)
+    target = target_value(results)
+    ncols = max(1, min(8, math.ceil(math.sqrt(len(rows)))))
+    nrows = max(1, math.ceil(len(rows) / ncols))
+    width = max(1.9 * ncols + 0.4, 6.5)  # a few panels still leave room for the legend
+    fig = Figure(figsize=(width, max(1.5 * nrows + 1.0, 3.0)), layout="constrained")
+    # Not sharex/sharey: with ~55 shared axes every limit lookup walks all of them (seconds
+    # per plot); the same limits are set on each panel below instead.
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    bounds, epochs = [], 1
+    for rank, (ax, (optimizer, runs)) in enumerate(zip(axes, rows), 1):
+        for index, run in enumerate(runs):
+            values = seed_matrix((run or {}).get("history", {}).get("val_loss"))
+            if values.size:
+                bounds += _draw_run(ax, values, f"C{index % 10}", solid=True, markersize=2, linewidth=1.1)
+                epochs = max(epochs, values.shape[1])
+        if target is not None:
+            ax.axhline(target, color="0.35", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{rank}. {optimizer}", fontsize=7.5, pad=2)
+        ax.tick_params(labelsize=6, length=2, pad=1)
+        ax.grid(alpha=0.3, linewidth=0.5)
+    low, high = _ranking_ylim(bounds, target)
+    for index, (ax, (_, runs)) in enumerate(zip(axes, rows)):
+        ax.set_xlim(0.5, epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4, min_n_ticks=1))
+        ax.set_ylim(low, high)
+        # tick labels on the outer panels only: the left column, and the lowest panel of each column
+        ax.tick_params(labelleft=index % ncols == 0, labelbottom=index + ncols >= len(rows))
+        _panel_notes(ax, modes, runs, high)
+    for ax in axes[len(rows):]:
+        ax.remove()
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel("validation loss (binary cross-entropy)", fontsize=8)
+    handles = [Line2D([], [], color=f"C{i % 10}", label=mode_prose(label)) for i, (label, _) in enumerate(modes)]
+    handles += [Patch(color="0.3", alpha=0.2, label=BAND), Line2D([], [], color="0.3", linestyle=":",
+                                                                 label="every seed diverged")]
+    if target is not None:
+        handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"target {target:g}"))
+    # The legend's title is the figure's: a suptitle and an outside legend overlap in constrained
+    # layout, and at the bottom the legend would collide with the shared "epoch" label.
+    fig.legend(handles=handles, loc="outside upper center", frameon=False, fontsize=8,
+               ncols=len(handles) if width >= 9 else math.ceil(len(handles) / 2),
+               title="Validation loss per epoch, optimizers in ranking order", title_fontsize=10)
+    fig.savefig(path, format="png", dpi=100)
+
+
+def _panel_notes(ax, modes: list[tuple[str, list[Mapping]]], runs: list[Mapping | None], top: float) -> None:
+    """In words, in the mode's color, what the panel can't show: divergences, and a final loss
+    above the clipped y-axis."""
+    notes = []
+    for index, ((label, _), run) in enumerate(zip(modes, runs)):
+        if not run:
+            continue
+        loss = run["final"].get("val_loss_mean")
+        if run.get("diverged_seeds"):
+            notes.append((f"{label}: {run['diverged_seeds']}/{len(run.get('seeds') or ())} diverged", index))
+        elif _finite(loss) and loss > top:
+            notes.append((f"{label}: ends at {loss:.3g} ↑", index))
+    for line, (text, index) in enumerate(notes):
+        ax.text(0.97, 0.95 - 0.13 * line, text, transform=ax.transAxes, ha="right", va="top", fontsize=6,
+                color=f"C{index % 10}", bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 0.5})
+
+
+def _ranking_ylim(bounds: list[float], target: float | None) -> tuple[float, float]:
+    """From the lowest kept value up to a bit above chance level (ln 2 ~ 0.69 for a balanced binary
+    task), so that a few runs stuck far above it don't squash the others into a line."""
+    if not bounds:
+        return (0.0, 1.0)
+    low, high = min(bounds), max(bounds)
+    ceiling = max(CHANCE_CEILING, (target or 0) * 1.15)
+    if low < ceiling:
+        high = min(high, ceiling)
+    pad = (high - low) * 0.04 or 0.05
+    return (low - pad, high + pad)

@@ -4,7 +4,9 @@ plots, and failing without leaving half a report."""
 import copy
 import json
 import math
+import re
 
+import numpy as np
 import pytest
 
 from optax_lab import report
@@ -185,6 +187,180 @@ def test_malformed_results_are_usage_errors(tmp_path):
 
 def test_results_are_not_mutated():
     results = make_results()
+    before = copy.deepcopy(results)
+    report.render_markdown(report.to_jsonable(results))
+    assert json.dumps(results) == json.dumps(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking mode: every optimizer once per batch mode, one ranked table
+
+RANK_EPOCHS, RANK_RUN_S = 5, 1.0
+STEPS = {"500": 50, "full": 1}  # steps per epoch of each batch mode
+# optimizer -> final val loss of seed 0 per batch mode (seed s ends 0.005 * s higher); None: every
+# seed diverges; ("partial", loss): seed 1 diverges, the others end at loss
+RANK_LOSSES = {
+    "adam": {"500": 0.40, "full": 0.55},
+    "nadam": {"500": 0.45, "full": 0.597},  # full: only seed 0 gets below 0.6, at the last epoch
+    "sgd": {"500": 0.64, "full": 0.68},  # never reaches 0.6
+    "sign_sgd": {"500": ("partial", 0.35), "full": None},
+}
+
+
+def _rank_history(final):
+    """Val loss falls linearly from chance level (0.69) to `final` at the last epoch."""
+    partial = isinstance(final, tuple)
+    end = final[1] if partial else final
+    rows = {key: [] for key in report.HISTORY_KEYS}
+    for seed in SEEDS:
+        if end is None or (partial and seed == 1):
+            val = [0.69, 0.8] + [math.nan] * (RANK_EPOCHS - 2)
+        else:
+            val = [0.69 - (0.69 - end) * (e + 1) / RANK_EPOCHS + 0.005 * seed for e in range(RANK_EPOCHS)]
+        rows["val_loss"].append(val)
+        rows["train_loss"].append([v - 0.01 for v in val])
+        rows["val_acc"].append([1.2 - v for v in val])
+        rows["train_acc"].append([1.21 - v for v in val])
+    return rows
+
+
+def _rank_run(optimizer, batch, losses):
+    """A run record as metrics.run_record writes it, its summary computed from the history."""
+    history = _rank_history(losses[batch])
+    val = np.array(history["val_loss"])
+    healthy = np.isfinite(val).all(axis=1)
+    last = val[healthy, -1]
+    reached = val <= 0.6
+    hit = reached.any(axis=1)
+    epochs = float((reached.argmax(axis=1) + 1)[hit].mean()) if hit.any() else None
+    mean = lambda key: float(np.array(history[key])[healthy, -1].mean()) if healthy.any() else None  # noqa: E731
+    return {
+        "name": f"{optimizer} @{batch}", "optimizer": optimizer, "hyperparams": {"learning_rate": 0.01},
+        "batch_size": 500 if batch == "500" else 25000, "full_batch": batch == "full",
+        "steps_per_epoch": STEPS[batch], "seeds": SEEDS, "epochs": RANK_EPOCHS, "history": history,
+        "final": {"val_loss_mean": mean("val_loss"), "val_loss_ci95": 2 * float(last.std(ddof=1)) if len(last) > 1
+                  else None, "val_acc_mean": mean("val_acc"), "val_acc_ci95": 0.01,
+                  "train_loss_mean": mean("train_loss"), "train_acc_mean": mean("train_acc"),
+                  "best_epoch_mean": float(RANK_EPOCHS)},
+        "target": {"val_loss": 0.6, "reached_seeds": int(hit.sum()), "epochs_mean": epochs,
+                   "steps_mean": epochs * STEPS[batch] if epochs else None,
+                   "seconds_mean": epochs * RANK_RUN_S / RANK_EPOCHS if epochs else None},
+        "timing": {"compile_s": 0.5, "run_s": RANK_RUN_S, "seed_epochs_per_s": 15.0 if batch == "500" else 150.0},
+        "status": "diverged" if not healthy.all() else "ok", "diverged_seeds": int((~healthy).sum()),
+    }
+
+
+def make_ranking_results(losses=None):
+    losses = losses or RANK_LOSSES
+    results = make_results()
+    results.update(preset="optimizers", compile_cache=True, ranking={"target_val_loss": 0.6},
+                   command="optax-lab run --optimizers adam,nadam,sgd,sign_sgd --batch 500,full")
+    results["runs"] = [_rank_run(opt, batch, modes) for batch in ("500", "full") for opt, modes in losses.items()]
+    results["lessons"] = [{"name": f"batch-{batch}", "title": f"All optimizers, batch {batch}",
+                           "question": "Which optimizer reaches the lowest validation loss?",
+                           "runs": [f"{opt} @{batch}" for opt in losses]} for batch in ("500", "full")]
+    return results
+
+
+def _ranked(text):
+    """The optimizers of the ranking table, top to bottom."""
+    return [line.split(" | ")[1] for line in text.splitlines() if re.match(r"\| \d+ \| ", line)]
+
+
+def _row(text, optimizer):
+    return next(line for line in text.splitlines() if re.match(rf"\| \d+ \| {optimizer} \|", line))
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranking") / "report"
+    path = report.write_report(make_ranking_results(), out)
+    return out, path.read_text()
+
+
+def test_ranking_writes_one_curves_png_instead_of_lessons(ranked):
+    out, text = ranked
+    assert sorted(p.name for p in out.iterdir()) == ["ranking-curves.png", "report.md", "results.json"]
+    data = (out / "ranking-curves.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert "![Validation loss per epoch of every optimizer, in ranking order](ranking-curves.png)" in text
+    assert "# optax-lab report: optimizer ranking" in text and "## All optimizers" not in text
+    assert "| 500: val loss ± 95% CI | 500: val acc % | 500: to 0.6 |" in text and "| full: status |" in text
+
+
+def test_ranking_order_follows_the_numbers(ranked):
+    # sign_sgd has the lowest loss at 500, but one seed diverged there: it ranks after the healthy ones
+    assert _ranked(ranked[1]) == ["adam", "nadam", "sgd", "sign_sgd"]
+    swapped = {**RANK_LOSSES, "adam": RANK_LOSSES["nadam"], "nadam": RANK_LOSSES["adam"]}
+    text = report.render_markdown(report.to_jsonable(make_ranking_results(swapped)))
+    assert _ranked(text) == ["nadam", "adam", "sgd", "sign_sgd"]
+
+
+def test_ranking_cells(ranked):
+    text = ranked[1]
+    # adam @500 gets below 0.6 at epoch 2 on every seed: 2 epochs x 50 steps, 2/5 of its 1 s run
+    assert _row(text, "adam").startswith("| 1 | adam | **0.4050 ± 0.0100** | 79.50 | 2 ep / 100 steps / 0.40 s | "
+                                         "0.50 | 15.0 | ok | **0.5550 ± 0.0100** | 64.50 | 4 ep / 4 steps / 0.80 s |")
+    assert "| 5 ep / 5 steps / 1.00 s (1/3 seeds) |" in _row(text, "nadam")  # only seed 0 gets there
+    assert _row(text, "sgd").count(f"| {report.DASH} |") == 2  # never reaches 0.6, in either mode
+    sign = _row(text, "sign_sgd")
+    assert "| 0.3550 ± 0.0141 |" in sign and "diverged (1/3 seeds)" in sign
+    assert sign.endswith(f"| {report.DASH} | {report.DASH} | {report.DASH} | 0.50 | 150.0 | diverged (3/3 seeds) |")
+    assert "| adam | lr=0.01 |" in text  # the hyperparameter table
+
+
+def test_ranking_summary_follows_the_numbers():
+    modes = report.batch_modes(report.to_jsonable(make_ranking_results()))
+    text = report.summarize_ranking(modes, report.ranking_rows(modes), 0.6)
+    assert ("Lowest final validation loss: at batch 500 **adam** (0.4050 ± 0.0100), its 95% CI clear of runner-up "
+            "nadam's (0.4550 ± 0.0100); at full batch **adam** (0.5550 ± 0.0100)") in text
+    assert "Fastest to val loss 0.6: adam @500, 2 ep / 100 steps / 0.40 s; 3 of 8 runs never reach it." in text
+    assert "1 optimizer diverged (NaN loss): sign_sgd (500: 1/3, full: 3/3 seeds)." in text
+    assert "Median final validation loss across optimizers: 0.4300 at batch 500, 0.6020 at full batch" in text
+    assert "the lower loss comes from batch 500 for 3 of the 3 optimizers with a finite loss in every mode." in text
+
+    close = {**RANK_LOSSES, "adam": {"500": 0.46, "full": 0.66}, "nadam": {"500": 0.45, "full": 0.62},
+             "sgd": {"500": 0.66, "full": 0.63}}
+    modes = report.batch_modes(report.to_jsonable(make_ranking_results(close)))
+    text = report.summarize_ranking(modes, report.ranking_rows(modes), 0.6)
+    assert "at batch 500 **nadam** (0.4550 ± 0.0100), its 95% CI overlapping runner-up adam's (0.4650" in text
+    assert "at full batch **nadam** (0.6250" in text
+    assert "Fastest to val loss 0.6: nadam @500" in text
+    assert "from batch 500 for 2 and full batch for 1 of the 3 optimizers" in text
+
+
+def test_compile_cache_line_in_both_modes(ranked):
+    assert "| Compile cache | on: JAX's persistent compilation cache was used" in ranked[1]
+    lesson = report.render_markdown(report.to_jsonable({**make_results(), "compile_cache": False}))
+    assert "| Compile cache | off: every compile s is a real XLA compilation |" in lesson
+    assert "| Compile cache | not recorded |" in report.render_markdown(report.to_jsonable(make_results()))
+
+
+def test_ranking_failure_after_the_plot_leaves_no_partial_report(tmp_path, monkeypatch):
+    real, plotted = report.plot_ranking_curves, []
+
+    def plot_then_remember(results, path):
+        real(results, path)
+        plotted.append(path)
+
+    def markdown_fails(results):
+        raise RuntimeError("markdown broke")
+
+    monkeypatch.setattr(report, "plot_ranking_curves", plot_then_remember)
+    monkeypatch.setattr(report, "render_markdown", markdown_fails)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (tmp_path / "fresh", kept):
+        with pytest.raises(RuntimeError, match="markdown broke"):
+            report.write_report(make_ranking_results(), out)
+    assert len(plotted) == 2 and not any(path.exists() for path in plotted)  # rendered, then cleaned up
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+
+
+def test_ranking_results_are_not_mutated():
+    results = make_ranking_results()
     before = copy.deepcopy(results)
     report.render_markdown(report.to_jsonable(results))
     assert json.dumps(results) == json.dumps(before)
