@@ -155,7 +155,7 @@ def reduce_on_plateau_adam(learning_rate: optax.ScalarOrSchedule = 0.01, factor:
                                                        min_scale=min_scale))
 
 
-class LookaheadState(NamedTuple):
+class PlainLookaheadState(NamedTuple):
     inner: optax.LookaheadState
     slow_params: optax.Params
 
@@ -170,11 +170,11 @@ def lookahead_adam(learning_rate: optax.ScalarOrSchedule = 0.01, sync_period: in
     inner = optax.lookahead(optax.adam(learning_rate), sync_period, slow_step_size)
 
     def init_fn(params):
-        return LookaheadState(inner.init(optax.LookaheadParams.init_synced(params)), params)
+        return PlainLookaheadState(inner.init(optax.LookaheadParams.init_synced(params)), params)
 
     def update_fn(updates, state, params=None):
         both, inner_state = inner.update(updates, state.inner, optax.LookaheadParams(params, state.slow_params))
-        return both.fast, LookaheadState(inner_state, optax.apply_updates(state.slow_params, both.slow))
+        return both.fast, PlainLookaheadState(inner_state, optax.apply_updates(state.slow_params, both.slow))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -207,9 +207,10 @@ def _entries() -> list[Optimizer]:
         Optimizer("signum", optax.signum, {"learning_rate": 0.001}, note=PENDING),
         Optimizer("adagrad", optax.adagrad, {"learning_rate": 0.01}),
         Optimizer("rmsprop", optax.rmsprop, {"learning_rate": 0.001},
-                  note="Keras: eps=1e-7 outside the sqrt (eps_in_sqrt=False)"),
+                  note="optax's eps; the lesson preset sets Keras' eps=1e-7 outside the sqrt (eps_in_sqrt=False)"),
         Optimizer("adam", optax.adam, {"learning_rate": 0.01},
-                  note="Keras: eps=1e-7 (Keras scales eps by sqrt(1-b2^t); the difference fades after a few steps)"),
+                  note="optax's eps; the lesson preset sets Keras' 1e-7 (Keras also scales eps by sqrt(1-b2^t): "
+                       "the difference fades after a few steps)"),
         Optimizer("adamw", optax.adamw, {"learning_rate": 0.01}, note=PENDING),
         Optimizer("nadam", optax.nadam, {"learning_rate": 0.01}, note=PENDING),
         Optimizer("nadamw", optax.nadamw, {"learning_rate": 0.01}, note=PENDING),
@@ -223,20 +224,24 @@ def _entries() -> list[Optimizer]:
         Optimizer("adan", optax.adan, {"learning_rate": 0.01}, note=PENDING),
         Optimizer("novograd", optax.novograd, {"learning_rate": 0.01}, note="layer-wise second moment; " + PENDING),
         Optimizer("lamb", optax.lamb, {"learning_rate": 0.01}, note="layer-wise trust ratio on Adam; " + PENDING),
-        Optimizer("lars", optax.lars, {"learning_rate": 1.0},
-                  note="the trust ratio (coefficient 1e-3) scales steps down: lars wants a large rate; " + PENDING),
+        Optimizer("lars", optax.lars, {"learning_rate": 0.3},
+                  note="layer-wise trust ratio (1e-3 |w|/|g|) on momentum SGD; zero-init biases take the full rate "
+                       "(1.0 diverges here); " + PENDING),
         Optimizer("lion", optax.lion, {"learning_rate": 0.001},
                   note="sign updates: 3-10x below Adam's rate, as its paper advises; " + PENDING),
         Optimizer("adadelta", optax.adadelta, {"learning_rate": 1.0},
-                  note="1.0 is the paper's rate (optax's None applies no rate; Keras' 0.001 barely moves)"),
+                  note="1.0 is the paper's rate (optax's None applies no rate; Keras' 0.001 barely moves); "
+                       + PENDING),
         Optimizer("adafactor", optax.adafactor, {"learning_rate": 0.01, "min_dim_size_to_factor": 32},
                   note="factors kernels with both dims >= 32 (optax's 128 would factor none here); "
                        "steps relative to the parameter scale; " + PENDING),
-        Optimizer("sm3", optax.sm3, {"learning_rate": 0.1}, note="Adagrad-like, per row/column accumulators; " + PENDING),
+        Optimizer("sm3", optax.sm3, {"learning_rate": 0.1},
+                  note="Adagrad-like, with per row/column accumulators; " + PENDING),
         Optimizer("fromage", optax.fromage, {"learning_rate": 0.01},
                   note="steps relative to each layer's norm: zero-initialised biases move only slowly; " + PENDING),
         Optimizer("rprop", optax.rprop, {"learning_rate": 0.001},
-                  note="learning_rate is the initial per-weight step; sign-based, meant for full batches"),
+                  note="learning_rate is the initial per-weight step; sign-based, meant for full batches; "
+                       + PENDING),
         Optimizer("optimistic_gradient_descent", optax.optimistic_gradient_descent, {"learning_rate": 0.01},
                   note="made for min-max games; " + PENDING),
         Optimizer("optimistic_adam_v2", optax.optimistic_adam_v2, {"learning_rate": 0.01},
@@ -250,9 +255,12 @@ def _entries() -> list[Optimizer]:
                   tags=frozenset({"second-order"}),
                   note="zoom linesearch on each mini-batch (up to 15 extra loss evaluations per step)"),
         # optax.contrib
-        Optimizer("acprop", optax.contrib.acprop, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("acprop", optax.contrib.acprop, {"learning_rate": 0.001},
+                  note="scales by the previous step's belief: a rare word's first gradient divides by ~0, "
+                       "so Adam's 0.01 diverges; " + PENDING),
         Optimizer("ademamix", optax.contrib.ademamix, {"learning_rate": 0.01}, note=PENDING),
-        Optimizer("simplified_ademamix", optax.contrib.simplified_ademamix, {"learning_rate": 0.01}, note=PENDING),
+        Optimizer("simplified_ademamix", optax.contrib.simplified_ademamix, {"learning_rate": 0.001},
+                  note="heavy momentum (b1 0.99) without bias correction: 0.01 oscillates; " + PENDING),
         Optimizer("adopt", optax.contrib.adopt, {"learning_rate": 0.01}, note=PENDING),
         Optimizer("madgrad", optax.contrib.madgrad, {"learning_rate": 0.01}, note=PENDING),
         Optimizer("galore", optax.contrib.galore, {"learning_rate": 0.01, "rank": 8, "update_proj_gap": 50},
@@ -281,12 +289,14 @@ def _entries() -> list[Optimizer]:
                   note="validated at the averaged iterate x (schedule_free_eval_params); " + PENDING),
         Optimizer("schedule_free_adamw", optax.contrib.schedule_free_adamw, {"learning_rate": 0.005},
                   eval_params=sf_eval, note="validated at the averaged iterate x; " + PENDING),
-        Optimizer("dpsgd", dpsgd, {"learning_rate": 0.1, "l2_norm_clip": 1.0, "noise_multiplier": 1.1,
+        Optimizer("dpsgd", dpsgd, {"learning_rate": 0.01, "l2_norm_clip": 5.0, "noise_multiplier": 1.1,
                                    "momentum": 0.9},
                   needs=frozenset({"per_example_grads", "key"}), tags=frozenset({"private"}),
                   optax_name="contrib.dpsgd", key_field="rng_key",
-                  note="clips each example's gradient to norm 1, adds noise 1.1 x that from the seed's key; "
-                       "a ragged last batch divides by its padded size; " + PENDING),
+                  note="clips each example's gradient to norm 5 (~their 95th percentile at init: clipping at "
+                       "1-3 down-weights the hard examples and the train loss climbs after a few epochs), adds "
+                       "Gaussian noise of 1.1 x that from the seed's key; a ragged last batch divides by its "
+                       "padded size; " + PENDING),
         # wrappers, each around a base that its docs test it with
         Optimizer("mechanize_adam", mechanize_adam, {"learning_rate": 1.0}, tags=wrapper | lr_free,
                   optax_name="contrib.mechanize", note="Mechanic tunes the scale of Adam at base rate 1"),
@@ -313,6 +323,7 @@ EXCLUDED: dict[str, str] = {
     "contrib.differentially_private_aggregate": "DP-SGD's clip-and-noise step alone; registered inside dpsgd",
     "contrib.hutchinson_estimator_diag_hessian": "Sophia's Hessian-diagonal estimator; registered inside sophia",
     "contrib.split_real_and_imaginary": "a wrapper for complex parameters; the MLP's are real",
+    "normalize_by_update_norm": "a building block (rescales updates to a fixed norm), no optimizer by itself",
 }
 
 
@@ -333,10 +344,10 @@ def _complete(entries: list[Optimizer]) -> dict[str, Optimizer]:
     registry = {}
     for entry in entries:
         optax_name = entry.optax_name or functions.get(entry.constructor, "")
-        origin = {"core"} if optax_name and not optax_name.startswith("contrib.") else set()
-        origin |= {"contrib"} if optax_name.startswith("contrib.") else set()
+        origin = {"contrib"} if optax_name.startswith("contrib.") else {"core"} if optax_name else set()
         slow = {"expected_slow"} if entry.expected_slow else set()
-        assert entry.name not in registry and entry.needs <= set(NEEDS), entry
+        assert entry.name not in registry, f"optimizer {entry.name!r} is registered twice"
+        assert entry.needs <= set(NEEDS), f"{entry.name}: needs {sorted(entry.needs - set(NEEDS))}, not in NEEDS"
         registry[entry.name] = entry._replace(optax_name=optax_name, tags=entry.tags | origin | slow)
     return registry
 
@@ -377,12 +388,12 @@ def build(name: str, overrides: Mapping[str, Any], key: jax.Array | None = None)
     """The optimizer `name` with its hyperparameters; `key` is the seed's own PRNG key."""
     entry = get(name)
     kwargs = hyperparams(name, overrides)
-    if "key" not in entry.needs:
-        return optax.with_extra_args_support(entry.constructor(**kwargs))
-    if key is None:
-        raise ValueError(f"optimizer {name!r} draws random numbers: build it with the seed's key")
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)  # a legacy uint32 key
-    if entry.key_field:
-        return _with_state_key(optax.with_extra_args_support(entry.constructor(**kwargs)), entry.key_field, key)
-    return optax.with_extra_args_support(entry.constructor(**kwargs, key=key))
+    if "key" in entry.needs:
+        if key is None:
+            raise ValueError(f"optimizer {name!r} draws random numbers: build it with the seed's key")
+        if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(key)  # a legacy uint32 key
+        if not entry.key_field:
+            kwargs["key"] = key
+    tx = optax.with_extra_args_support(entry.constructor(**kwargs))
+    return _with_state_key(tx, entry.key_field, key) if entry.key_field else tx

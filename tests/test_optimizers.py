@@ -1,0 +1,252 @@
+"""The optimizer registry: it covers every Optax optimizer, each one trains the MLP in one compiled
+program, randomness is the seed's own, and bad names fail with a fix."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.contrib
+import pytest
+
+from optax_lab import optimizers, train
+from optax_lab.config import RunSpec
+from optax_lab.data import synthetic
+from optax_lab.errors import UsageError
+
+# --- Discovery: an optax upgrade that adds an optimizer must fail here -------------------------
+
+# Modules of building blocks, not optimizers: a top-level name that is one of theirs is skipped.
+BUILDING_BLOCK_MODULES = (optax.transforms, optax.schedules, optax.losses, optax.tree_utils, optax.tree,
+                          optax.projections, optax.second_order, optax.assignment, optax.perturbations,
+                          optax.microbatching)
+# Name patterns of building blocks: scalings, clippings, adders, appliers, injectors, adapters.
+BUILDING_BLOCK_PREFIXES = ("scale", "clip", "add_", "apply_", "inject_", "with_", "stateless")
+
+
+def _returns_transformation(fn) -> bool:
+    """Whether `fn(0.1)`, a learning rate, gives a GradientTransformation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return isinstance(fn(0.1), optax.GradientTransformation)
+        except Exception:  # noqa: BLE001 - anything that cannot be built so is no optimizer
+            return False
+
+
+def _looks_like_optimizer(fn) -> bool:
+    """Takes a learning rate, wraps a GradientTransformation, or is built from a learning rate."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return (any("learning_rate" in name for name in params)
+            or any("GradientTransformation" in str(p.annotation) for p in params.values())
+            or _returns_transformation(fn))
+
+
+def optax_optimizer_names() -> list[str]:
+    """Public optax and optax.contrib functions that look like optimizer constructors."""
+    blocks = {id(getattr(module, n)) for module in BUILDING_BLOCK_MODULES for n in dir(module)}
+    names = []
+    for module, prefix in ((optax, ""), (optax.contrib, "contrib.")):
+        for name in dir(module):
+            fn = getattr(module, name)
+            if (name.startswith("_") or name.startswith(BUILDING_BLOCK_PREFIXES) or id(fn) in blocks
+                    or inspect.isclass(fn) or inspect.ismodule(fn) or not callable(fn)):
+                continue
+            if _looks_like_optimizer(fn):
+                names.append(prefix + name)
+    return names
+
+
+def test_every_optax_optimizer_is_registered_or_excluded():
+    registered = {entry.optax_name for entry in optimizers.REGISTRY.values()}
+    found = optax_optimizer_names()
+    missing = [name for name in found if name not in registered and name not in optimizers.EXCLUDED]
+    assert not missing, (f"optax {optax.__version__} has optimizers that are neither registered nor in "
+                         f"optimizers.EXCLUDED (with a reason): {', '.join(missing)}")
+    assert len(found) >= 55  # the rule still finds them: guards against a discovery that finds nothing
+
+
+def test_registry_names_real_optax_functions_and_valid_defaults():
+    for name in list(optimizers.EXCLUDED) + [e.optax_name for e in optimizers.REGISTRY.values() if e.optax_name]:
+        module, _, attr = name.rpartition(".")
+        assert callable(getattr(optax.contrib if module else optax, attr, None)), f"optax has no {name}"
+    for reason in optimizers.EXCLUDED.values():
+        assert reason
+    for entry in optimizers.REGISTRY.values():
+        assert set(entry.defaults) <= set(entry.accepted), f"{entry.name}: defaults name no hyperparameter"
+        assert entry.needs <= set(optimizers.NEEDS), entry.name
+        assert bool(entry.key_field) <= ("key" in entry.needs), entry.name
+        assert entry.tags & {"core", "contrib", "keras"}, entry.name
+
+
+def test_deprecated_and_variant_entries():
+    assert "deprecated" in optimizers.get("optimistic_adam").tags
+    assert optimizers.get("momentum").optax_name == optimizers.get("nesterov").optax_name == "sgd"
+    assert optimizers.hyperparams("nesterov", {})["nesterov"] is True
+    for name in ("mechanize_adam", "lookahead_adam", "sam_sgd", "reduce_on_plateau_adam", "schedule_free_adam"):
+        assert "wrapper" in optimizers.get(name).tags
+
+
+# --- Every entry trains the MLP ----------------------------------------------------------------
+
+EPOCHS = 3
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def small_data() -> train.Arrays:
+    # 4 steps of 500 per epoch: XLA compile time (~2 s a program) dominates, not the data.
+    return train.Arrays.from_numpy(*synthetic.generate(num_words=100, seed=0, num_train=2000, num_test=1000))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_compiles():
+    """LLVM at -O0: these programs are checked, not timed, and compile ~25% faster."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
+        yield
+
+
+@pytest.fixture
+def compilations():
+    """The XLA compilations that happen while the test runs."""
+    events = []
+
+    def listener(event, duration_secs, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(duration_secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    yield events
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning")  # tagged so
+@pytest.mark.parametrize("name", sorted(optimizers.REGISTRY))
+def test_each_optimizer_trains_the_mlp(name, small_data, compilations):
+    entry = optimizers.get(name)
+    result = train.train(RunSpec(name, name, {}, 500), small_data, seeds=SEEDS, epochs=EPOCHS)
+    assert len(compilations) <= 1, f"{name} compiled {len(compilations)} programs, not one"
+    loss = result.history["train_loss"]
+    assert loss.shape == (len(SEEDS), EPOCHS)
+    assert np.all(np.isfinite(loss[:, -1])), f"{name}: final train loss {loss[:, -1]}"
+    assert np.all(np.isfinite(result.history["val_loss"][:, -1]))
+    if not entry.expected_slow:
+        assert np.all(loss[:, 0] > loss[:, -1]), (f"{name} did not lower the train loss in {EPOCHS} epochs "
+                                                  f"(per seed {loss.tolist()}); fix its defaults or give it "
+                                                  "an expected_slow reason")
+
+
+# --- Randomness is the seed's own --------------------------------------------------------------
+
+NOISY = ("noisy_sgd", "dpsgd", "sophia")
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_noisy_optimizers_are_deterministic_per_seed(name, small_data):
+    # Same program as the training test above (2 seeds): a cache hit, no new compile.
+    result = train.train(RunSpec(name, name, {}, 500), small_data, seeds=(3, 3), epochs=EPOCHS)
+    for history in result.history.values():
+        np.testing.assert_array_equal(history[0], history[1])
+
+
+PARAMS = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": jnp.array([0.5, -0.5])}
+# Per-example gradients (DP-SGD clips each), 4 examples.
+EXAMPLE_GRADS = jax.tree.map(lambda p: jax.random.normal(jax.random.key(7), (4, *p.shape)), PARAMS)
+
+
+def _coupled(params):
+    """A loss whose Hessian is not diagonal, so Hutchinson's estimate depends on its probes."""
+    return jnp.sum(jnp.array([jnp.sum(leaf) for leaf in jax.tree.leaves(params)])) ** 2
+
+
+@jax.jit(static_argnums=0)  # one compile instead of an eager op-by-op run
+def _two_steps(name: str, key: jax.Array):
+    """The float leaves of updates and optimizer state after two steps with `key`."""
+    tx = optimizers.build(name, {}, key=key)
+    per_example = "per_example_grads" in optimizers.get(name).needs
+    grads = EXAMPLE_GRADS if per_example else jax.tree.map(lambda g: g.mean(0), EXAMPLE_GRADS)
+    state, outputs = tx.init(PARAMS), []
+    for _ in range(2):
+        updates, state = tx.update(grads, state, PARAMS, obj_fn=_coupled)
+        outputs.append(updates)
+    return [leaf for leaf in jax.tree.leaves((outputs, state)) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+
+
+@pytest.mark.parametrize("name", NOISY)
+def test_noise_comes_from_the_seed_key(name):
+    first, again, other = (_two_steps(name, jax.random.key(seed)) for seed in (1, 1, 2))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other)), f"{name}: seeds 1 and 2 drew the same noise"
+
+
+def test_build_wants_the_key_of_a_noisy_optimizer():
+    with pytest.raises(ValueError, match="noisy_sgd"):
+        optimizers.build("noisy_sgd", {})
+
+
+# --- Engine pieces the registry relies on ------------------------------------------------------
+
+def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
+    from optax_lab.config import ModelConfig
+    from optax_lab.model import build_model
+
+    x, y, _, _ = synthetic.generate(num_words=20, seed=1, num_train=8, num_test=1)
+    model = build_model(ModelConfig())
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
+    weights = jnp.array([1.0] * 6 + [0.0] * 2)
+
+    @jax.jit
+    def both(params):
+        batch = jax.grad(lambda p: train._loss_and_correct(model, p, x, y, weights)[0])(params)
+        return train._per_example_grads(model, params, x, y, weights), batch
+
+    per_example, batch = both(params)
+    for g, mean in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch)):
+        assert g.shape[0] == 8 and np.all(np.asarray(g[6:]) == 0)
+        np.testing.assert_allclose(g.sum(0) / 6, mean, rtol=1e-5, atol=1e-6)
+
+
+def test_lookahead_adapter_matches_optax_lookahead():
+    grads = jax.tree.map(lambda g: g.mean(0), EXAMPLE_GRADS)
+    ours = optimizers.build("lookahead_adam", {"sync_period": 2})
+    theirs = optax.lookahead(optax.adam(0.01), 2, 0.5)
+    params, state = PARAMS, ours.init(PARAMS)
+    both = optax.LookaheadParams.init_synced(PARAMS)
+    their_state = theirs.init(both)
+    for _ in range(5):
+        updates, state = ours.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        their_updates, their_state = theirs.update(grads, their_state, both)
+        both = optax.apply_updates(both, their_updates)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), params, both.fast)
+    slow = optimizers.get("lookahead_adam").eval_params(state, params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), slow, both.slow)
+
+
+def test_schedule_free_validates_at_its_averaged_iterate():
+    entry = optimizers.get("schedule_free_adamw")
+    assert entry.eval_params is optax.contrib.schedule_free_eval_params
+    assert optimizers.get("adam").eval_params(None, PARAMS) is PARAMS
+
+
+# --- Bad names fail with their fix -------------------------------------------------------------
+
+def test_unknown_optimizer_names_the_closest():
+    with pytest.raises(UsageError, match=r"unknown optimizer 'adamww'.*adamw"):
+        optimizers.get("adamww")
+
+
+def test_unknown_hyperparameter_names_the_accepted_ones():
+    with pytest.raises(UsageError, match=r"'lr'.*learning_rate, b1, b2"):
+        optimizers.hyperparams("adam", {"lr": 0.1})
+    with pytest.raises(UsageError, match=r"'seed'"):  # the key is the engine's, not a hyperparameter
+        optimizers.hyperparams("noisy_sgd", {"seed": 1})
