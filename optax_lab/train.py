@@ -14,6 +14,7 @@ logs as `loss`), i.e. measured on the moving parameters during the epoch.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import time
@@ -198,7 +199,11 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
     return jax.vmap(seed_program, in_axes=(0, None, None))
 
 
-_COMPILED: dict[tuple, tuple[Any, float]] = {}
+# The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
+# in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
+# into the kernel's mapping limit ("LLVM compilation error: Cannot allocate memory").
+_COMPILED: collections.OrderedDict[tuple, tuple[Any, float]] = collections.OrderedDict()
+COMPILED_KEPT = 8
 
 
 def compiler_options() -> dict[str, Any]:
@@ -209,14 +214,19 @@ def compiler_options() -> dict[str, Any]:
 
 def compile_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape, data: Arrays):
     """The compiled program for this configuration and its compile seconds; compiled once per
-    process (a repeat returns the cached executable and its original compile time)."""
+    process while it is among the last COMPILED_KEPT used (a repeat returns the cached executable
+    and its original compile time)."""
     cache_key = (model_config, spec.program_key, shape)
-    if cache_key not in _COMPILED:
+    if cache_key in _COMPILED:
+        _COMPILED.move_to_end(cache_key)
+    else:
         start = time.perf_counter()
         seeds = jax.ShapeDtypeStruct((shape.num_seeds,), jnp.int32)
         order_seed = jax.ShapeDtypeStruct((), jnp.int32)
         compiled = jax.jit(make_program(model_config, spec, shape)).lower(seeds, order_seed, data).compile(compiler_options())
         _COMPILED[cache_key] = (compiled, time.perf_counter() - start)
+        while len(_COMPILED) > COMPILED_KEPT:
+            _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
 
 

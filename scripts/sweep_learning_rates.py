@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     data = train.Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     seeds = tuple(range(args.seeds))
 
+    command = "python scripts/sweep_learning_rates.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = (f"# Learning-rate sweep\n\n{dataset.name} ({dataset.source}), batch {args.batch}, "
+              f"{args.seeds} seeds, {args.epochs} epochs, shared order; the best rate has the lowest final "
+              f"validation loss averaged over seeds.\n\nMade by `{command.strip()}`.")
     rows = []
     for name in names:
         entry = optimizers.get(name)
@@ -97,16 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         results = sweep_one(entry, data, seeds, args.epochs, args.batch) if rate_name(entry) else {}
         rows.append((entry, results))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-
-    command = "python scripts/sweep_learning_rates.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = (f"# Learning-rate sweep\n\n{dataset.name} ({dataset.source}), batch {args.batch}, "
-              f"{args.seeds} seeds, {args.epochs} epochs, shared order; the best rate has the lowest final "
-              f"validation loss averaged over seeds.\n\nMade by `{command.strip()}`.")
-    report = table(rows, header)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+        write_atomically(args.out, table(rows, header))  # after each optimizer: a crash keeps the rest
+    print(table(rows, header))
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -200,3 +200,18 @@ def test_default_model_is_the_lessons_mlp():
     limit = np.sqrt(6 / (100 + 32))  # Glorot-uniform bound of the first layer
     kernel = np.asarray(params["Dense_0"]["kernel"])
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+
+
+def test_only_the_latest_executables_are_kept(small_data, count_compiles, monkeypatch):
+    """A sweep compiles hundreds of programs in one process: old executables must be released."""
+    from optax_lab import train as engine
+
+    monkeypatch.setattr(engine, "COMPILED_KEPT", 1)
+    first, second = (dataclasses.replace(ADAM, hyperparams={"learning_rate": lr}) for lr in (0.0031, 0.0032))
+    train(first, small_data, seeds=(0,), epochs=1)
+    train(first, small_data, seeds=(0,), epochs=1)
+    assert len(count_compiles) == 1
+    train(second, small_data, seeds=(0,), epochs=1)
+    assert len(engine._COMPILED) == 1
+    train(first, small_data, seeds=(0,), epochs=1)
+    assert len(count_compiles) == 3, "the first program was evicted, so it compiles again"
