@@ -217,7 +217,7 @@ def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
 
 def test_lookahead_adapter_matches_optax_lookahead():
     grads = jax.tree.map(lambda g: g.mean(0), EXAMPLE_GRADS)
-    ours = optimizers.build("lookahead_adam", {"sync_period": 2})
+    ours = optimizers.build("lookahead_adam", {"sync_period": 2, "learning_rate": 0.01})
     theirs = optax.lookahead(optax.adam(0.01), 2, 0.5)
     params, state = PARAMS, ours.init(PARAMS)
     both = optax.LookaheadParams.init_synced(PARAMS)
