@@ -215,3 +215,10 @@ def test_only_the_latest_executables_are_kept(small_data, count_compiles, monkey
     assert len(engine._COMPILED) == 1
     train(first, small_data, seeds=(0,), epochs=1)
     assert len(count_compiles) == 3, "the first program was evicted, so it compiles again"
+
+
+def test_the_model_builds_every_name_the_config_accepts():
+    from optax_lab import config, model
+
+    assert set(model.ACTIVATIONS) == set(config.ACTIVATIONS)
+    assert set(model.KERNEL_INITS) == set(config.KERNEL_INITS)
