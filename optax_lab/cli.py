@@ -120,7 +120,7 @@ def _run(args, console) -> None:
     out = check_writable(config.out or Path("reports") / config.name)
     if not args.no_compile_cache:
         _enable_compile_cache()
-    command = "optax-lab " + shlex.join(sys.argv[1:])
+    command = "optax-lab " + shlex.join(args.argv)
     # Started once the data is loaded: the data stage may show its own bars (download, tokenising)
     # and rich allows one live display at a time.
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True)
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = _parser().parse_args(argv)
+        args.argv = argv  # for the report's "reproduce" line
         {"run": _run, "list": _list, "report": _report}[args.command](args, console)
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)

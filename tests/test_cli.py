@@ -36,6 +36,7 @@ def test_run_writes_report_and_results(tmp_path, capsys):
         assert run["status"] == "ok"
     report = (out / "report.md").read_text()
     assert "synthetic-imdb" in report and "each seed its own shuffling" in report
+    assert results["command"].startswith("optax-lab run --preset momentum --dataset synthetic-imdb")
     assert (out / "momentum-curves.png").stat().st_size > 10_000
     assert "synthetic-imdb" in capsys.readouterr().err
 
