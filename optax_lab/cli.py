@@ -1,9 +1,12 @@
 """`optax-lab`: the command line. Bad input is one line naming the value and the fix, exit 2.
 
     optax-lab run [--preset P | --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
-                  [--dataset D] [--imdb-archive PATH] [--seeds S] [--epochs E] [--shared-order] [--out DIR]
+                  [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
+                  [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
+                  --bias-init/--dropout/--residual/--norm/--l2] [--out DIR]
     optax-lab list
     optax-lab report RESULTS_JSON [--out DIR]
+    optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from optax_lab.config import DATASETS, FULL_BATCH, PRESETS, Config
+from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
+                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig)
 from optax_lab.errors import UsageError
 
 EXIT_USAGE = 2
@@ -43,10 +47,27 @@ def _parser() -> argparse.ArgumentParser:
                           "else synthetic-imdb)")
     run.add_argument("--imdb-archive", metavar="PATH", default=None,
                      help="a local aclImdb_v1.tar.gz (else env OPTAX_LAB_IMDB_ARCHIVE, the cache, or a download)")
-    run.add_argument("--num-words", type=int, default=100, help="multi-hot width, like Keras' num_words (100)")
+    run.add_argument("--num-words", type=int, default=None,
+                     help=f"multi-hot width, like Keras' num_words (default: the lesson's, else {DEFAULT_NUM_WORDS})")
+    run.add_argument("--train-examples", type=int, default=None,
+                     help="train on a random class-balanced subset of this many reviews (default: the lesson's, else all)")
     run.add_argument("--seeds", type=int, default=8, help="seeds vmapped in each program (8)")
     run.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed, seed+1, ... (0)")
-    run.add_argument("--epochs", type=int, default=20, help="epochs (20)")
+    run.add_argument("--epochs", type=int, default=None, help=f"epochs (default: the lesson's, else {DEFAULT_EPOCHS})")
+    model = run.add_argument_group("model", "the base MLP; a preset's runs change parts of it (e.g. depth)")
+    model.add_argument("--depth", type=int, default=None, help="hidden layers of --width units (default 2)")
+    model.add_argument("--width", type=int, default=32, help="units per hidden layer (32)")
+    model.add_argument("--widths", metavar="W[,W...]", type=_widths, default=None,
+                       help="hidden widths, e.g. 256,256 (instead of --depth/--width)")
+    model.add_argument("--activation", default="relu", help=f"one of {', '.join(ACTIVATIONS)} (relu)")
+    model.add_argument("--init", default="glorot_uniform", dest="kernel_init",
+                       help=f"kernel initialiser: one of {', '.join(KERNEL_INITS)} (glorot_uniform, Keras' default)")
+    model.add_argument("--bias-init", default="zeros", help=f"one of {', '.join(BIAS_INITS)} (zeros)")
+    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer, in [0, 1) (0)")
+    model.add_argument("--residual", action="store_true", help="x + f(x) around hidden layers that keep the width")
+    model.add_argument("--norm", default="none", dest="normalization",
+                       help=f"normalisation before each activation: one of {', '.join(NORMALIZATIONS)} (none)")
+    model.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2·Σ‖kernel‖² added to the loss (0)")
     run.add_argument("--shared-order", action="store_true",
                      help="all seeds share one shuffling per epoch (faster on CPU; default: each seed its own)")
     run.add_argument("--out", metavar="DIR", default=None, help="output folder (default: reports/<preset>/)")
@@ -58,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
     report.add_argument("results", metavar="RESULTS_JSON")
     report.add_argument("--out", metavar="DIR", default=None, help="output folder (default: beside RESULTS_JSON)")
+
+    compare = commands.add_parser("compare", help="step times of `pytest bench/ --benchmark-json` files from "
+                                                  "different machines, side by side, with speed-ups")
+    compare.add_argument("files", metavar="BENCHMARK_JSON", nargs="+", help="the first one is the baseline")
+    compare.add_argument("--out", metavar="FILE.md", default=None,
+                         help="the report (default: reports/bench/compare-<machines>.md; the chart goes beside it)")
     return parser
 
 
@@ -74,6 +101,24 @@ def _batches(text: str) -> tuple[int | None, ...]:
         raise UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500")
 
     return tuple(one(item.strip()) for item in text.split(","))
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise UsageError(f"--widths {text!r} is not a list of integers, e.g. --widths 256,256") from None
+
+
+def _model(args) -> ModelConfig:
+    if args.widths is not None and args.depth is not None:
+        raise UsageError("--widths and --depth both set the hidden layers: give one of them")
+    depth = 2 if args.depth is None else args.depth
+    if depth < 1:
+        raise UsageError(f"--depth {depth} must be at least 1 hidden layer, e.g. --depth 2")
+    widths = args.widths if args.widths is not None else (args.width,) * depth
+    return ModelConfig(widths, args.activation, args.kernel_init, args.bias_init, args.dropout, args.residual,
+                       args.normalization, args.l2)
 
 
 def _overrides(items: list[str]) -> dict[str, dict]:
@@ -107,16 +152,21 @@ def _run(args, console) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from optax_lab.experiment import distinct_runs, plan, train_and_evaluate
+    from optax_lab.experiment import distinct_jobs, plan, train_and_evaluate
     from optax_lab.report import check_writable, write_report
 
     if args.preset and args.optimizers:
         raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
     config = Config(preset=args.preset or "lesson", optimizers=args.optimizers, batches=args.batch,
                     overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
-                    num_words=args.num_words, seeds=args.seeds, seed=args.seed, epochs=args.epochs,
-                    shared_order=args.shared_order, out=args.out).validate()
-    runs = distinct_runs(plan(config))  # unknown optimizers and hyperparameters fail here, before any work
+                    num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
+                    seed=args.seed, epochs=args.epochs, shared_order=args.shared_order, model=_model(args),
+                    out=args.out).validate()
+    # Unknown optimizers, hyperparameters and model settings fail here, before any work.
+    jobs = distinct_jobs(config, plan(config))
+    for job in jobs:
+        job.spec.model_config(config.model).validate()
+    runs = [job.spec for job in jobs]
     out = check_writable(config.out or Path("reports") / config.name)
     if not args.no_compile_cache:
         _enable_compile_cache()
@@ -150,8 +200,7 @@ def _run(args, console) -> None:
     path = write_report(results, out)
     dataset = results["dataset"]
     table = Table("run", "val loss ± 95% CI", "val acc", "compile s", "seed-epochs/s", "status",
-                  title=f"{dataset['name']} ({dataset['source']}): {config.seeds} seeds × {config.epochs} epochs, "
-                        f"{results['order']} order")
+                  title=f"{dataset['name']} ({dataset['source']}): {config.seeds} seeds, {results['order']} order")
     for run in results["runs"]:
         final, timing = run["final"], run["timing"]
         table.add_row(run["name"], f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
@@ -180,6 +229,12 @@ def _report(args, console) -> None:
     console.print(f"report: {write_report(read_results(args.results), out)}")
 
 
+def _compare(args, console) -> None:
+    from optax_lab.bench_compare import compare
+
+    console.print(f"comparison: {compare(args.files, args.out)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
@@ -188,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = _parser().parse_args(argv)
         args.argv = argv  # for the report's "reproduce" line
-        {"run": _run, "list": _list, "report": _report}[args.command](args, console)
+        {"run": _run, "list": _list, "report": _report, "compare": _compare}[args.command](args, console)
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,10 +16,17 @@ from typing import Any
 from optax_lab.errors import UsageError
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
+DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
+DEFAULT_EPOCHS = 20
 DATASETS = ("imdb", "synthetic-imdb")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leaky_relu", "linear")
+# Kernel initialisers. "constant" is 0.01 everywhere; "normal_0.01" and "normal_1" are N(0, σ²);
+# "torch_default" is PyTorch's nn.Linear default, Kaiming-uniform with a=√5 (U(±1/√fan_in)).
 KERNEL_INITS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
-                "lecun_normal", "zeros")
+                "lecun_normal", "zeros", "constant", "normal_0.01", "normal_1", "torch_default")
+# Bias initialisers: Keras' and Flax's zeros, or PyTorch's U(±1/√fan_in).
+BIAS_INITS = ("zeros", "torch_default")
+NORMALIZATIONS = ("none", "layer")
 
 
 def closest(value: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -34,54 +41,108 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The MLP: hidden widths, activation, kernel initialiser (Keras' defaults: Glorot-uniform
-    kernels, zero biases). The output is one logit; the loss is sigmoid binary cross-entropy."""
+    """The MLP as data: hidden widths (depth = how many), activation, initialisers (Keras'
+    defaults: Glorot-uniform kernels, zero biases), dropout after each hidden activation,
+    residual connections (x + f(x) wherever a layer keeps the width), a normalisation layer
+    before each activation, and an L2 penalty `l2 · Σ‖kernel‖²` added to the training loss
+    (Keras' `kernel_regularizer=l2(l2)`). The output is one logit; the loss is sigmoid BCE."""
 
     widths: tuple[int, ...] = (32, 32)
     activation: str = "relu"
     kernel_init: str = "glorot_uniform"
+    bias_init: str = "zeros"
+    dropout: float = 0.0
+    residual: bool = False
+    normalization: str = "none"
+    l2: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    def describe(self) -> str:
+        """e.g. '100-32-32-1 relu, glorot_uniform' plus whatever differs from the defaults."""
+        parts = [f"{'-'.join(map(str, self.widths))} {self.activation}", self.kernel_init]
+        default = ModelConfig()
+        for field in ("bias_init", "dropout", "residual", "normalization", "l2"):
+            value = getattr(self, field)
+            if value != getattr(default, field):
+                parts.append(field if value is True else f"{field} {value}")
+        return ", ".join(parts)
 
     def validate(self) -> None:
-        if not self.widths or any(w <= 0 for w in self.widths):
-            raise UsageError(f"model widths {list(self.widths)} must be one or more positive integers, e.g. 32,32")
-        if self.activation not in ACTIVATIONS:
-            raise UsageError(f"unknown activation {self.activation!r}: choose one of {', '.join(ACTIVATIONS)}")
-        if self.kernel_init not in KERNEL_INITS:
-            raise UsageError(f"unknown kernel initialiser {self.kernel_init!r}: choose one of {', '.join(KERNEL_INITS)}")
+        if not self.widths:
+            raise UsageError("model depth 0: give at least one hidden layer, e.g. --depth 2 (or --widths 32,32)")
+        if any(not isinstance(w, int) or w <= 0 for w in self.widths):
+            raise UsageError(f"model widths {list(self.widths)} must be positive integers, e.g. --widths 32,32")
+        for field, choices in (("activation", ACTIVATIONS), ("kernel_init", KERNEL_INITS),
+                               ("bias_init", BIAS_INITS), ("normalization", NORMALIZATIONS)):
+            value = getattr(self, field)
+            if value not in choices:
+                raise UsageError(f"unknown {field.replace('_', ' ')} {value!r}: choose one of {', '.join(choices)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"dropout rate {self.dropout!r} must be in [0, 1): the fraction of units dropped, e.g. 0.5")
+        if not self.l2 >= 0.0:
+            raise UsageError(f"l2 penalty {self.l2!r} must be a non-negative number, e.g. 0.001")
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One training program: an optimizer from the registry, its hyperparameters (overriding the
-    registry's defaults) and a batch size (`FULL_BATCH` = the whole training set per step)."""
+    registry's defaults), a batch size (`FULL_BATCH` = the whole training set per step), and the
+    model as changes to the run's base `ModelConfig` (e.g. `{"widths": (32,) * 16}`)."""
 
     name: str
     optimizer: str
     hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int | None = 500
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
+        object.__setattr__(self, "model", _frozen(self.model))
         if self.batch_size is not None and self.batch_size <= 0:
             raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
+        unknown = set(self.model) - {f.name for f in dataclasses.fields(ModelConfig)}
+        if unknown:
+            raise UsageError(f"run {self.name!r} changes unknown model fields {sorted(unknown)}: "
+                             f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}")
 
     def __hash__(self):
-        return hash((self.name, self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size))
+        return hash((self.name, self.program_key))
+
+    def model_config(self, base: ModelConfig = ModelConfig()) -> ModelConfig:
+        return dataclasses.replace(base, **self.model)
 
     @property
     def program_key(self) -> tuple:
-        """Runs with equal keys are the same program on the same data: run once, reuse."""
-        return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size)
+        """Runs with equal keys (and equal base model, data and epochs) are the same program: run once, reuse."""
+        return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size,
+                tuple(sorted(self.model.items())))
 
 
 @dataclasses.dataclass(frozen=True)
 class Lesson:
-    """A question the lesson asks, answered by comparing a few runs."""
+    """A question the lesson asks, answered by comparing a few runs.
+
+    A lesson may need its own data or length (overfitting needs more words, fewer reviews and
+    more epochs): `num_words`, `train_examples` and `epochs` are its defaults, which the user's
+    explicit --num-words/--train-examples/--epochs override. `eval_train` also measures the loss
+    on the whole training set after each epoch with dropout off, for an honest train/val gap.
+    """
 
     name: str
     title: str
     question: str
     runs: tuple[RunSpec, ...]
+    num_words: int | None = None
+    train_examples: int | None = None
+    epochs: int | None = None
+    eval_train: bool = False
+    kind: str = "compare"  # how the report discusses it: compare, vanishing-gradients, initialisation, overfitting
 
 
 # The lesson's runs. Hyperparameters follow the Keras code of the lesson; where Keras' defaults
@@ -107,6 +168,52 @@ PRESETS["adaptive"] = (
 )
 PRESETS["lesson"] = PRESETS["gd-vs-sgd"] + PRESETS["momentum"] + PRESETS["adaptive"]
 
+# The other three problems of training deep nets. Each varies the model only (data in
+# RunSpec.model) under one optimizer; Adam at 1e-3 learns every healthy configuration here.
+_ADAM = ("adam", {"learning_rate": 1e-3})
+_DEPTHS = (2, 4, 8, 16)
+_ACTIVATION_FAMILIES = (("sigmoid", {"activation": "sigmoid"}), ("tanh", {"activation": "tanh"}),
+                        ("relu", {"activation": "relu"}),
+                        ("sigmoid+residual", {"activation": "sigmoid", "residual": True}))
+PRESETS["vanishing-gradients"] = (
+    Lesson("vanishing-gradients", "Vanishing gradients: depth × activation",
+           "Backpropagated gradients are products of one factor per layer: do the layers far from the output "
+           "still learn in deep sigmoid, tanh and ReLU nets, and do residual connections fix it?",
+           tuple(RunSpec(f"{family} depth {depth}", *_ADAM, 500, {**model, "widths": (32,) * depth})
+                 for family, model in _ACTIVATION_FAMILIES for depth in _DEPTHS),
+           kind="vanishing-gradients"),
+)
+_INITIALISERS = (("zeros", {"kernel_init": "zeros"}), ("constant 0.01", {"kernel_init": "constant"}),
+                 ("normal σ=0.01", {"kernel_init": "normal_0.01"}), ("normal σ=1", {"kernel_init": "normal_1"}),
+                 ("Glorot uniform (Keras)", {"kernel_init": "glorot_uniform"}),
+                 ("He normal", {"kernel_init": "he_normal"}), ("LeCun normal (Flax)", {"kernel_init": "lecun_normal"}),
+                 ("Kaiming uniform a=√5 (PyTorch)", {"kernel_init": "torch_default", "bias_init": "torch_default"}))
+PRESETS["initialisation"] = (
+    Lesson("initialisation", "Initialisation, with Adam",
+           "Which starting weights let the lesson's MLP learn, and what happens when all units start equal?",
+           tuple(RunSpec(f"{name}, Adam", *_ADAM, 500, model) for name, model in _INITIALISERS),
+           kind="initialisation"),
+    Lesson("initialisation-sgd", "Initialisation, with the lesson's SGD",
+           "Plain SGD (0.01) cannot rescale small gradients: how much do the starting weights, and the "
+           "frameworks' different defaults, matter there?",
+           tuple(RunSpec(f"{name}, SGD", "sgd", {"learning_rate": 0.01}, 500, model) for name, model in _INITIALISERS),
+           kind="initialisation"),
+)
+_BIG = {"widths": (128, 128)}
+PRESETS["overfitting"] = (
+    Lesson("overfitting", "Overfitting and its remedies",
+           "A 1000-word, 128×128 MLP trained on 2,000 reviews for 40 epochs memorises them: how wide is the "
+           "train/val gap, and how much do L2, weight decay, dropout, a smaller model or stopping early recover?",
+           (RunSpec("no remedy", *_ADAM, 500, _BIG),
+            RunSpec("L2 0.01", *_ADAM, 500, {**_BIG, "l2": 0.01}),
+            RunSpec("AdamW, weight decay 5", "adamw", {"learning_rate": 1e-3, "weight_decay": 5.0}, 500, _BIG),
+            RunSpec("dropout 0.5", *_ADAM, 500, {**_BIG, "dropout": 0.5}),
+            RunSpec("dropout 0.8", *_ADAM, 500, {**_BIG, "dropout": 0.8}),
+            RunSpec("smaller model (8)", *_ADAM, 500, {"widths": (8,)})),
+           num_words=1000, train_examples=2000, epochs=40, eval_train=True, kind="overfitting"),
+)
+PRESETS["problems"] = PRESETS["vanishing-gradients"] + PRESETS["initialisation"] + PRESETS["overfitting"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -124,10 +231,11 @@ class Config:
     overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # optimizer -> {hp: value}
     dataset: str | None = None
     imdb_archive: str | None = None
-    num_words: int = 100
+    num_words: int | None = None  # None: each lesson's own (DEFAULT_NUM_WORDS unless it says)
+    train_examples: int | None = None  # None: each lesson's own (all unless it says)
     seeds: int = 8
     seed: int = 0
-    epochs: int = 20
+    epochs: int | None = None  # None: each lesson's own (DEFAULT_EPOCHS unless it says)
     shared_order: bool = False
     model: ModelConfig = ModelConfig()
     out: str | None = None
@@ -137,16 +245,26 @@ class Config:
         """What this run is called in reports and the default output folder."""
         return "optimizers" if self.optimizers else self.preset
 
+    def lesson_settings(self, lesson: Lesson) -> tuple[int, int | None, int]:
+        """(num_words, train_examples or None for all, epochs) for `lesson`: the user's explicit
+        values, else the lesson's, else the suite's defaults."""
+        def pick(mine, theirs, default):
+            return mine if mine is not None else theirs if theirs is not None else default
+
+        return (pick(self.num_words, lesson.num_words, DEFAULT_NUM_WORDS),
+                pick(self.train_examples, lesson.train_examples, None),
+                pick(self.epochs, lesson.epochs, DEFAULT_EPOCHS))
+
     def validate(self) -> "Config":
         if not self.optimizers and self.preset not in PRESETS:
             raise UsageError(f"unknown preset {self.preset!r}: choose one of {closest(self.preset, list(PRESETS))}")
         if self.dataset is not None and self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
-        for field in ("seeds", "epochs", "num_words"):
+        for field in ("seeds", "epochs", "num_words", "train_examples"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value <= 0:
+            if (value is not None or field == "seeds") and (not isinstance(value, int) or value <= 0):
                 raise UsageError(f"--{field.replace('_', '-')} {value!r} must be a positive integer")
-        if self.num_words < 4:
+        if self.num_words is not None and self.num_words < 4:
             raise UsageError(f"--num-words {self.num_words} must be at least 4 (indices 0-3 are reserved, like Keras)")
         if self.seed < 0:
             raise UsageError(f"--seed {self.seed} must be a non-negative integer")

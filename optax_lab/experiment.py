@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from optax_lab import optimizers
 from optax_lab.config import PRESETS, Config, Lesson, RunSpec
-from optax_lab.data import load_dataset
+from optax_lab.data import Dataset, load_dataset, subset
 from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
 from optax_lab.train import Arrays, program_shape, train
@@ -60,12 +60,33 @@ def plan(config: Config) -> tuple[Lesson, ...]:
     return _with_overrides(lessons, config.overrides)
 
 
-def distinct_runs(lessons: tuple[Lesson, ...]) -> tuple[RunSpec, ...]:
-    """The runs of all lessons in order, each program once (SGD is in two of the lesson's)."""
-    unique: dict[tuple, RunSpec] = {}
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One program to run: a spec with the data and length of the lesson(s) that use it."""
+
+    spec: RunSpec
+    num_words: int
+    train_examples: int | None
+    epochs: int
+    eval_train: bool
+
+    @property
+    def key(self) -> tuple:
+        return (self.spec.program_key, self.num_words, self.train_examples, self.epochs, self.eval_train)
+
+
+def distinct_jobs(config: Config, lessons: tuple[Lesson, ...]) -> tuple[Job, ...]:
+    """The runs of all lessons in order, each program once (SGD is in two of the lesson's).
+    Reports find runs by name, so one name must mean one program."""
+    unique: dict[tuple, Job] = {}
+    names: dict[str, tuple] = {}
     for lesson in lessons:
+        num_words, train_examples, epochs = config.lesson_settings(lesson)
         for run in lesson.runs:
-            unique.setdefault(run.program_key, run)
+            job = Job(run, num_words, train_examples, epochs, lesson.eval_train)
+            if names.setdefault(run.name, job.key) != job.key:
+                raise ValueError(f"run name {run.name!r} is used for two different programs")
+            unique.setdefault(job.key, job)
     return tuple(unique.values())
 
 
@@ -73,28 +94,37 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
                        warn: Callable[[str], None] | None = None, compile_cache: bool = False) -> dict:
     config.validate()
     lessons = plan(config)
-    runs = distinct_runs(lessons)
+    jobs = distinct_jobs(config, lessons)
     start = time.perf_counter()
-    dataset, warning = load_dataset(config.dataset, config.num_words, config.imdb_archive)
-    if warning and warn:
-        warn(warning)
-    data = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
-    seeds = tuple(range(config.seed, config.seed + config.seeds))
-    for spec in runs:  # every batch size checked against the data before any training
-        program_shape(spec, data, config.epochs, len(seeds), config.shared_order)
+    loaded: dict[int, Dataset] = {}
+    for num_words in dict.fromkeys(job.num_words for job in jobs):
+        loaded[num_words], warning = load_dataset(config.dataset, num_words, config.imdb_archive)
+        if warning and warn and len(loaded) == 1:
+            warn(warning)
+    arrays: dict[tuple, Arrays] = {}
+    for job in jobs:  # every subset and batch size checked against the data before any training
+        data_key = (job.num_words, job.train_examples)
+        if data_key not in arrays:
+            dataset = subset(loaded[job.num_words], job.train_examples)
+            arrays[data_key] = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+        job.spec.model_config(config.model).validate()
+        program_shape(job.spec, arrays[data_key], job.epochs, config.seeds, config.shared_order)
+    first = next(iter(loaded.values()))
     if progress:
-        progress("loaded", dataset.name, time.perf_counter() - start)
+        progress("loaded", first.name, time.perf_counter() - start)
+    seeds = tuple(range(config.seed, config.seed + config.seeds))
     results = []
-    for spec in runs:
-        def compiled(seconds, name=spec.name):
+    for job in jobs:
+        def compiled(seconds, name=job.spec.name):
             if progress:
                 progress("compiled", name, seconds)
 
-        result = train(spec, data, seeds=seeds, epochs=config.epochs, shared_order=config.shared_order,
-                       model_config=config.model, on_compiled=compiled)
+        result = train(job.spec, arrays[(job.num_words, job.train_examples)], seeds=seeds, epochs=job.epochs,
+                       shared_order=config.shared_order, model_config=config.model,
+                       eval_train=job.eval_train, on_compiled=compiled)
         if progress:
-            progress("trained", spec.name, result.run_s)
+            progress("trained", job.spec.name, result.run_s)
         results.append(result)
-    dataset_info = {"name": dataset.name, "source": dataset.source, "n_train": int(dataset.x_train.shape[0]),
-                    "n_test": int(dataset.x_test.shape[0]), "num_words": dataset.num_words}
+    dataset_info = {"name": first.name, "source": first.source, "n_train": int(first.x_train.shape[0]),
+                    "n_test": int(first.x_test.shape[0]), "num_words": first.num_words}
     return results_dict(config, lessons, dataset_info, results, command, compile_cache)

@@ -4,6 +4,7 @@ report (and results.json) is made of. Pure numpy/scipy; the only stage that know
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import math
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 import scipy.stats
 
-from optax_lab.config import Config, Lesson
+from optax_lab.config import Config, Lesson, ModelConfig
 from optax_lab.train import RunResult, seed_epochs_per_second
 
 SCHEMA = 1
@@ -46,12 +47,19 @@ def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
         return float(values.mean()) if values.size else math.nan
 
     best_epoch = history["val_loss"][healthy].argmin(axis=1) + 1 if healthy.any() else np.array([])
-    return {
+    best_val = history["val_loss"][healthy].min(axis=1) if healthy.any() else np.array([])
+    summary = {
         "val_loss_mean": mean(last("val_loss")), "val_loss_ci95": ci95(last("val_loss")),
         "val_acc_mean": mean(last("val_acc")), "val_acc_ci95": ci95(last("val_acc")),
         "train_loss_mean": mean(last("train_loss")), "train_acc_mean": mean(last("train_acc")),
         "best_epoch_mean": mean(best_epoch.astype(np.float64)),
+        "best_val_loss_mean": mean(best_val), "best_val_loss_ci95": ci95(best_val),
     }
+    if "train_eval_loss" in history:  # the generalisation gap, both losses with dropout off
+        gap = last("val_loss") - last("train_eval_loss")
+        summary.update({"train_eval_loss_mean": mean(last("train_eval_loss")),
+                        "gap_mean": mean(gap), "gap_ci95": ci95(gap)})
+    return summary
 
 
 def time_to_target(result: RunResult, target: float = TARGET_VAL_LOSS) -> dict[str, Any]:
@@ -73,6 +81,9 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "name": result.spec.name,
         "optimizer": result.spec.optimizer,
         "hyperparams": dict(result.hyperparams),
+        "model": model_record(result.model),
+        "num_words": result.shape.num_features,
+        "n_train": result.shape.n_train,
         "batch_size": result.shape.batch_size,
         "full_batch": result.shape.full_batch,
         "steps_per_epoch": result.shape.steps_per_epoch,
@@ -88,11 +99,23 @@ def run_record(result: RunResult) -> dict[str, Any]:
     }
 
 
+def model_record(model: ModelConfig) -> dict[str, Any]:
+    return {**dataclasses.asdict(model), "widths": list(model.widths), "depth": model.depth,
+            "describe": model.describe()}
+
+
 def device_info() -> dict[str, Any]:
     device = jax.devices()[0]
     versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "optax", "flax")}
     return {"platform": device.platform, "device_kind": device.device_kind,
             "device_count": jax.device_count(), **versions}
+
+
+def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:
+    num_words, train_examples, epochs = config.lesson_settings(lesson)
+    return {"name": lesson.name, "title": lesson.title, "question": lesson.question,
+            "runs": [run.name for run in lesson.runs], "kind": lesson.kind, "num_words": num_words,
+            "train_examples": train_examples, "epochs": epochs}
 
 
 def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, Any], runs: Sequence[RunResult],
@@ -106,10 +129,8 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
         "device": device_info(),
         "order": "shared" if config.shared_order else "per-seed",
         "compile_cache": compile_cache,
-        "model": {"widths": list(config.model.widths), "activation": config.model.activation,
-                  "kernel_init": config.model.kernel_init},
-        "lessons": [{"name": lesson.name, "title": lesson.title, "question": lesson.question,
-                     "runs": [run.name for run in lesson.runs]} for lesson in lessons],
+        "model": model_record(config.model),
+        "lessons": [lesson_record(config, lesson) for lesson in lessons],
         "runs": [run_record(run) for run in runs],
     }
     if config.optimizers:  # the report ranks every run instead of discussing lessons

@@ -2,11 +2,13 @@
 
 Default: 100 -> 32 -> 32 -> 1 with ReLU, one logit out (the sigmoid lives in the loss, which is
 numerically safer than a sigmoid layer followed by a log), Glorot-uniform kernels and zero
-biases like Keras' `Dense`.
+biases like Keras' `Dense`. Layers are named `hidden_0 … hidden_{depth-1}`, `output`, so the
+training engine can read per-layer gradient norms in depth order.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -27,23 +29,66 @@ KERNEL_INITS: dict[str, Callable] = {
     "lecun_uniform": nn.initializers.lecun_uniform(),
     "lecun_normal": nn.initializers.lecun_normal(),
     "zeros": nn.initializers.zeros,
+    "constant": nn.initializers.constant(0.01),
+    "normal_0.01": nn.initializers.normal(0.01),
+    "normal_1": nn.initializers.normal(1.0),
+    # torch.nn.Linear: kaiming_uniform_(a=√5) = U(±√(6/((1+a²)·fan_in))) = U(±1/√fan_in).
+    "torch_default": nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+}
+
+
+def _torch_bias(fan_in: int) -> Callable:
+    """torch.nn.Linear's bias: U(±1/√fan_in); Flax's bias initialisers never see fan_in."""
+    def init(key, shape, dtype=jnp.float32):
+        bound = 1.0 / fan_in ** 0.5
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+BIAS_INITS: dict[str, Callable[[int], Callable]] = {
+    "zeros": lambda fan_in: nn.initializers.zeros,
+    "torch_default": _torch_bias,
+}
+NORMALIZATIONS: dict[str, Callable[..., nn.Module] | None] = {
+    "none": None,
+    "layer": nn.LayerNorm,
 }
 
 
 class MLP(nn.Module):
-    """Dense layers of `widths` with `activation`, then one logit per example."""
+    """Dense layers of `widths`, each [→ normalisation] → activation [→ dropout] [+ residual],
+    then one logit per example."""
 
     widths: Sequence[int]
     activation: Callable[[jax.Array], jax.Array]
     kernel_init: Callable
+    bias_init: Callable[[int], Callable]  # fan_in -> initialiser
+    dropout: float = 0.0
+    residual: bool = False
+    normalization: Callable[..., nn.Module] | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.widths:
-            x = self.activation(nn.Dense(width, kernel_init=self.kernel_init)(x))
-        return nn.Dense(1, kernel_init=self.kernel_init)(x)[..., 0]
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """`train=True` turns dropout on; it then needs a 'dropout' PRNG key in `apply`."""
+        dense = functools.partial(nn.Dense, kernel_init=self.kernel_init)
+        for i, width in enumerate(self.widths):
+            h = dense(width, bias_init=self.bias_init(x.shape[-1]), name=f"hidden_{i}")(x)
+            if self.normalization is not None:
+                h = self.normalization(name=f"norm_{i}")(h)
+            h = self.activation(h)
+            if self.dropout:
+                h = nn.Dropout(self.dropout, deterministic=not train)(h)
+            x = x + h if self.residual and x.shape[-1] == width else h
+        return dense(1, bias_init=self.bias_init(x.shape[-1]), name="output")(x)[..., 0]
+
+
+def layer_names(config: ModelConfig) -> tuple[str, ...]:
+    """The Dense layers' parameter names, input to output."""
+    return tuple(f"hidden_{i}" for i in range(config.depth)) + ("output",)
 
 
 def build_model(config: ModelConfig) -> MLP:
     config.validate()
-    return MLP(tuple(config.widths), ACTIVATIONS[config.activation], KERNEL_INITS[config.kernel_init])
+    return MLP(tuple(config.widths), ACTIVATIONS[config.activation], KERNEL_INITS[config.kernel_init],
+               BIAS_INITS[config.bias_init], config.dropout, config.residual,
+               NORMALIZATIONS[config.normalization])

@@ -29,9 +29,9 @@ import optax
 from optax_lab import optimizers
 from optax_lab.config import ModelConfig, RunSpec
 from optax_lab.errors import UsageError
-from optax_lab.model import build_model
+from optax_lab.model import build_model, layer_names
 
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")  # each [seeds, epochs]
 
 
 class Arrays(NamedTuple):
@@ -58,6 +58,7 @@ class ProgramShape:
     epochs: int
     num_seeds: int
     shared_order: bool
+    eval_train: bool = False  # also evaluate the whole training set after each epoch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -77,10 +78,10 @@ class RunResult:
     history: dict[str, np.ndarray]  # each [seeds, epochs]
     compile_s: float  # trace + lower + XLA compile (near zero on a compilation-cache hit)
     run_s: float  # execution only, after block_until_ready
+    model: ModelConfig = ModelConfig()  # the model it trained (the spec's changes applied)
 
 
-def _loss_and_correct(model, params, x, y, weights):
-    logits = model.apply({"params": params}, x)
+def _loss_and_correct(logits, y, weights):
     losses = optax.sigmoid_binary_cross_entropy(logits, y)
     correct = ((logits > 0) == (y > 0.5)).astype(jnp.float32)
     if weights is None:
@@ -89,16 +90,37 @@ def _loss_and_correct(model, params, x, y, weights):
     return (losses * weights).sum() / total, (correct * weights).sum() / total
 
 
-def _per_example_grads(model, params, x, y, weights):
+def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key):
     """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are zero."""
 
-    def example_loss(p, xi, yi):
-        return _loss_and_correct(model, p, xi[None], yi[None], None)[0]
+    def example_loss(p, xi, yi, i):
+        key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+        return _loss_and_correct(logits_of(p, xi[None], key), yi[None], None)[0] + penalty(p)
 
-    grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(params, x, y)
+    grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0, 0))(params, x, y, jnp.arange(x.shape[0]))
     if weights is None:
         return grads
     return jax.tree.map(lambda g: g * weights.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
+
+
+def _kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
+    return [params[name]["kernel"] for name in layers]
+
+
+def layer_grad_norms(grads, layers: tuple[str, ...]) -> jax.Array:
+    """[L] the L2 norm of each Dense kernel's gradient, input layer first."""
+    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(k))) for k in _kernels(grads, layers)])
+
+
+def distinct_units(params, layer: str = "hidden_0", rtol: float = 1e-5) -> jax.Array:
+    """How many of `layer`'s units differ (incoming kernel column and bias, up to `rtol` of the
+    largest weight): the symmetry problem leaves 1 where all units started equal."""
+    units = jnp.concatenate([params[layer]["kernel"], params[layer]["bias"][None]]).T  # [W, F+1]
+    distance = jnp.abs(units[:, None, :] - units[None, :, :]).max(axis=-1)  # [W, W]
+    tol = rtol * jnp.abs(units).max()
+    earlier = jnp.tri(units.shape[0], k=-1, dtype=bool)  # [j, i]: i < j
+    duplicate = ((distance <= tol) & earlier).any(axis=1)
+    return units.shape[0] - duplicate.sum()
 
 
 def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
@@ -128,17 +150,54 @@ def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
 
 
 def _seed_keys(seed):
-    """A seed's independent streams: init, shuffling, optimizer noise."""
-    return jax.random.split(jax.random.key(seed), 3)
+    """A seed's independent streams: init, shuffling, optimizer noise, dropout."""
+    return jax.random.split(jax.random.key(seed), 4)
 
 
-def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) -> Callable:
-    """The pure training program: (seeds [S] int32, order_seed int32, Arrays) -> history [S, E] each."""
+class SeedState(NamedTuple):
+    """What one seed carries from epoch to epoch (under vmap, every leaf gains a leading [S])."""
+
+    params: Any
+    opt_state: Any
+    order_key: jax.Array  # this seed's shuffling stream (seed 0's for all in shared-order mode)
+    optimizer_key: jax.Array  # what the optimizer is built with (noise), the same every epoch
+    dropout_key: jax.Array
+
+
+class Program(NamedTuple):
+    """One configuration's pure functions, seeds on a vmap axis (compile them with `jax.jit`).
+
+    init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L]})
+    epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, the
+        benchmarks' unit of work
+    train(seeds, order_seed, data) -> {key: [S, E] or [S, E, L]} — init, then every epoch in a scan
+    """
+
+    init: Callable
+    epoch: Callable
+    train: Callable
+
+
+def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) -> Program:
+    """The programs of `spec` on the model `model_config` (already resolved: the spec's model
+    changes applied), specialised on `shape`."""
     model = build_model(model_config)
+    layers = layer_names(model_config)
     entry = optimizers.get(spec.optimizer)
     hyperparams = optimizers.hyperparams(spec.optimizer, spec.hyperparams)
     n, batch, steps = shape.n_train, shape.batch_size, shape.steps_per_epoch
     ragged = n % batch != 0
+    dropout = model_config.dropout > 0
+
+    def logits_of(params, x, dropout_key=None):
+        if dropout_key is None:  # evaluation: dropout off
+            return model.apply({"params": params}, x)
+        return model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
+
+    def penalty(params):
+        if not model_config.l2:
+            return 0.0
+        return model_config.l2 * sum(jnp.sum(jnp.square(k)) for k in _kernels(params, layers))
 
     def batch_indices(key):
         """[steps, B] example indices of one shuffled epoch, and a [steps, B] mask (or None)."""
@@ -149,54 +208,73 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
         mask = (jnp.arange(steps * batch) < n).astype(jnp.float32)
         return padded.reshape(steps, batch), mask.reshape(steps, batch)
 
-    def seed_program(seed, order_seed, data: Arrays):
-        init_key, shuffle_key, optimizer_key = _seed_keys(seed)
+    def seed_init(seed, order_seed, data: Arrays):
+        init_key, shuffle_key, optimizer_key, dropout_key = _seed_keys(seed)
         # Shared order: every seed shuffles like the first seed does in per-seed mode.
         order_key = _seed_keys(order_seed)[1] if shape.shared_order else shuffle_key
         params = model.init(init_key, data.x_train[:1])["params"]
-        tx = optimizers.build(spec.optimizer, hyperparams, key=optimizer_key)
-        opt_state = tx.init(params)
+        opt_state = optimizers.build(spec.optimizer, hyperparams, key=optimizer_key).init(params)
+        # The gradient at initialisation on the whole training set, dropout off.
+        init_grads = jax.grad(lambda p: _loss_and_correct(logits_of(p, data.x_train), data.y_train, None)[0])(params)
+        return (SeedState(params, opt_state, order_key, optimizer_key, dropout_key),
+                {"init_grad_norms": layer_grad_norms(init_grads, layers)})
+
+    def seed_epoch(state: SeedState, epoch_index, data: Arrays):
+        tx = optimizers.build(spec.optimizer, hyperparams, key=state.optimizer_key)
+        epoch_dropout_key = jax.random.fold_in(state.dropout_key, epoch_index)
 
         def step(carry, batch_data):
             params, opt_state = carry
-            x, y, weights = batch_data
+            x, y, weights, step_index = batch_data
+            step_key = jax.random.fold_in(epoch_dropout_key, step_index) if dropout else None
 
             def loss_fn(p):
-                return _loss_and_correct(model, p, x, y, weights)
+                data_loss, accuracy = _loss_and_correct(logits_of(p, x, step_key), y, weights)
+                return data_loss + penalty(p), (data_loss, accuracy)
 
             def value_fn(p):
                 return loss_fn(p)[0]
 
-            (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            extra = {"value": loss, "grad": grads, "value_fn": value_fn, "obj_fn": value_fn,
+            (objective, (loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            grad_norms = layer_grad_norms(grads, layers)
+            extra = {"value": objective, "grad": grads, "value_fn": value_fn, "obj_fn": value_fn,
                      "grad_fn": lambda p, _: jax.grad(value_fn)(p)}
             if "per_example_grads" in entry.needs:  # DP-SGD clips each example's gradient itself
-                grads = _per_example_grads(model, params, x, y, weights)
+                grads = _per_example_grads(logits_of, penalty, params, x, y, weights, step_key)
             updates, opt_state = tx.update(grads, opt_state, params,
                                            **{k: extra[k] for k in entry.needs if k in extra})
             size = jnp.float32(batch) if weights is None else weights.sum()
-            return (optax.apply_updates(params, updates), opt_state), (loss * size, accuracy * size)
+            return (optax.apply_updates(params, updates), opt_state), (loss * size, accuracy * size, grad_norms)
 
-        def epoch(carry, epoch_index):
-            if shape.full_batch:
-                # One step on the whole set: its order cannot matter, so skip shuffle and gather.
-                batches = (data.x_train[None], data.y_train[None], None)
-            else:
-                indices, mask = batch_indices(jax.random.fold_in(order_key, epoch_index))
-                batches = (data.x_train[indices], data.y_train[indices], mask)
-            carry, (loss_sums, correct_sums) = jax.lax.scan(step, carry, batches)
-            params, opt_state = carry
-            # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
-            val_loss, val_acc = _loss_and_correct(model, entry.eval_params(opt_state, params),
-                                                  data.x_test, data.y_test, None)
-            return carry, (loss_sums.sum() / n, correct_sums.sum() / n, val_loss, val_acc)
+        if shape.full_batch:
+            # One step on the whole set: its order cannot matter, so skip shuffle and gather.
+            batches = (data.x_train[None], data.y_train[None], None, jnp.zeros(1, jnp.int32))
+        else:
+            indices, mask = batch_indices(jax.random.fold_in(state.order_key, epoch_index))
+            batches = (data.x_train[indices], data.y_train[indices], mask, jnp.arange(steps))
+        (params, opt_state), (loss_sums, correct_sums, grad_norms) = jax.lax.scan(
+            step, (state.params, state.opt_state), batches)
+        # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
+        answer = entry.eval_params(opt_state, params)
+        val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
+        metrics = {"train_loss": loss_sums.sum() / n, "train_acc": correct_sums.sum() / n,
+                   "val_loss": val_loss, "val_acc": val_acc,
+                   "grad_norms": grad_norms.mean(axis=0), "distinct_units": distinct_units(answer)}
+        if shape.eval_train:
+            metrics["train_eval_loss"], metrics["train_eval_acc"] = _loss_and_correct(
+                logits_of(answer, data.x_train), data.y_train, None)
+        return state._replace(params=params, opt_state=opt_state), metrics
 
-        _, history = jax.lax.scan(epoch, (params, opt_state), jnp.arange(shape.epochs))
-        return history
+    def seed_train(seed, order_seed, data: Arrays):
+        state, init_metrics = seed_init(seed, order_seed, data)
+        _, history = jax.lax.scan(lambda s, e: seed_epoch(s, e, data), state, jnp.arange(shape.epochs))
+        return {**history, **init_metrics}
 
     # Seeds on a vmap axis; the data and (in shared-order mode) the order seed are shared, so
     # XLA sees one [B, features] batch for all seeds and fuses their first layers.
-    return jax.vmap(seed_program, in_axes=(0, None, None))
+    return Program(init=jax.vmap(seed_init, in_axes=(0, None, None)),
+                   epoch=jax.vmap(seed_epoch, in_axes=(0, None, None)),
+                   train=jax.vmap(seed_train, in_axes=(0, None, None)))
 
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
@@ -212,40 +290,76 @@ def compiler_options() -> dict[str, Any]:
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
 
 
+def _aot_compile(function: Callable, *args) -> tuple[Any, float]:
+    """Trace, lower and XLA-compile `function` for `args` (arrays or ShapeDtypeStructs); seconds."""
+    start = time.perf_counter()
+    compiled = jax.jit(function).lower(*args).compile(compiler_options())
+    return compiled, time.perf_counter() - start
+
+
+def _input_specs(shape: ProgramShape):
+    return jax.ShapeDtypeStruct((shape.num_seeds,), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32)
+
+
 def compile_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape, data: Arrays):
-    """The compiled program for this configuration and its compile seconds; compiled once per
-    process while it is among the last COMPILED_KEPT used (a repeat returns the cached executable
-    and its original compile time)."""
+    """The compiled whole-training program for this configuration (`model_config` resolved) and
+    its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
+    (a repeat returns the cached executable and its original compile time)."""
     cache_key = (model_config, spec.program_key, shape)
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
     else:
-        start = time.perf_counter()
-        seeds = jax.ShapeDtypeStruct((shape.num_seeds,), jnp.int32)
-        order_seed = jax.ShapeDtypeStruct((), jnp.int32)
-        compiled = jax.jit(make_program(model_config, spec, shape)).lower(seeds, order_seed, data).compile(compiler_options())
-        _COMPILED[cache_key] = (compiled, time.perf_counter() - start)
+        _COMPILED[cache_key] = _aot_compile(make_program(model_config, spec, shape).train, *_input_specs(shape), data)
         while len(_COMPILED) > COMPILED_KEPT:
             _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
 
 
-def program_shape(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, shared_order: bool) -> ProgramShape:
+class EpochProgram(NamedTuple):
+    """One configuration compiled as two executables, for timing an epoch at a time:
+    `init(seeds, order_seed, data) -> (state, init_metrics)` and
+    `epoch(state, epoch_index, data) -> (state, metrics)`; `compile_s` is the epoch program's."""
+
+    init: Any
+    epoch: Any
+    compile_s: float
+    init_compile_s: float
+
+
+def compile_epoch_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape,
+                          data: Arrays) -> EpochProgram:
+    """`spec`'s program split at the epoch (`model_config` resolved), AOT-compiled, not cached."""
+    program = make_program(model_config, spec, shape)
+    seeds, order_seed = _input_specs(shape)
+    init, init_s = _aot_compile(program.init, seeds, order_seed, data)
+    state, _ = jax.eval_shape(program.init, seeds, order_seed, data)
+    epoch, epoch_s = _aot_compile(program.epoch, state, order_seed, data)
+    return EpochProgram(init, epoch, epoch_s, init_s)
+
+
+def program_shape(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, shared_order: bool,
+                  eval_train: bool = False) -> ProgramShape:
     n_train = data.x_train.shape[0]
     batch = n_train if spec.batch_size is None else spec.batch_size
     if not 0 < batch <= n_train:
         raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
                          f"{n_train} training examples: lower it or use 'full'")
-    return ProgramShape(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds, shared_order)
+    return ProgramShape(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
+                        shared_order, eval_train)
 
 
 def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, shared_order: bool = False,
-          model_config: ModelConfig = ModelConfig(),
+          model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
           on_compiled: Callable[[float], None] | None = None) -> RunResult:
-    """Train `spec` for every seed at once; histories come back as [seeds, epochs] numpy arrays."""
-    shape = program_shape(spec, data, epochs, len(seeds), shared_order)
+    """Train `spec` for every seed at once on the base model `model_config` with the spec's model
+    changes applied. History: HISTORY_KEYS and "distinct_units" as [seeds, epochs], "grad_norms"
+    [seeds, epochs, layers] (each epoch's mean over its steps), "init_grad_norms" [seeds, layers];
+    with `eval_train`, also "train_eval_loss"/"train_eval_acc" [seeds, epochs]."""
+    model = spec.model_config(model_config)
+    model.validate()
+    shape = program_shape(spec, data, epochs, len(seeds), shared_order, eval_train)
     hyperparams = optimizers.hyperparams(spec.optimizer, spec.hyperparams)
-    compiled, compile_s = compile_program(model_config, spec, shape, data)
+    compiled, compile_s = compile_program(model, spec, shape, data)
     if on_compiled is not None:
         on_compiled(compile_s)
     # device_put, not jnp.asarray: building arrays from Python ints would compile tiny programs.
@@ -255,9 +369,9 @@ def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, s
     start = time.perf_counter()
     history = jax.block_until_ready(compiled(seed_array, order_seed, data))
     run_s = time.perf_counter() - start
-    # scan stacks epochs first under the vmap: [S, E] already.
-    return RunResult(spec, hyperparams, shape, tuple(seeds),
-                     dict(zip(HISTORY_KEYS, (np.asarray(h) for h in history))), compile_s, run_s)
+    # scan stacks epochs first under the vmap: [S, E, ...] already.
+    return RunResult(spec, hyperparams, shape, tuple(seeds), {k: np.asarray(v) for k, v in history.items()},
+                     compile_s, run_s, model)
 
 
 def seed_epochs_per_second(result: RunResult) -> float:

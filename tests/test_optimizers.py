@@ -204,10 +204,13 @@ def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
     params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
     weights = jnp.array([1.0] * 6 + [0.0] * 2)
 
+    def logits_of(p, inputs, dropout_key=None):
+        return model.apply({"params": p}, inputs)
+
     @jax.jit
     def both(params):
-        batch = jax.grad(lambda p: train._loss_and_correct(model, p, x, y, weights)[0])(params)
-        return train._per_example_grads(model, params, x, y, weights), batch
+        batch = jax.grad(lambda p: train._loss_and_correct(logits_of(p, x), y, weights)[0])(params)
+        return train._per_example_grads(logits_of, lambda p: 0.0, params, x, y, weights, None), batch
 
     per_example, batch = both(params)
     for g, mean in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch)):

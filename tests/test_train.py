@@ -195,10 +195,10 @@ def test_default_model_is_the_lessons_mlp():
     model = build_model(ModelConfig())
     params = model.init(jax.random.key(0), jnp.zeros((1, 100)))["params"]
     shapes = {name: layer["kernel"].shape for name, layer in params.items()}
-    assert shapes == {"Dense_0": (100, 32), "Dense_1": (32, 32), "Dense_2": (32, 1)}
+    assert shapes == {"hidden_0": (100, 32), "hidden_1": (32, 32), "output": (32, 1)}
     assert all(not layer["bias"].any() for layer in params.values())
     limit = np.sqrt(6 / (100 + 32))  # Glorot-uniform bound of the first layer
-    kernel = np.asarray(params["Dense_0"]["kernel"])
+    kernel = np.asarray(params["hidden_0"]["kernel"])
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
 
 

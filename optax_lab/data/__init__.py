@@ -74,3 +74,23 @@ def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | Non
 
 def _synthetic(num_words: int, seed: int) -> Dataset:
     return Dataset("synthetic-imdb", f"synthetic, seed {seed}", *synthetic.generate(num_words, seed), num_words)
+
+
+def subset(dataset: Dataset, train_examples: int | None, seed: int = 0) -> Dataset:
+    """`dataset` with a random, class-balanced `train_examples` of its training reviews (the test
+    split whole); None or the full size returns it unchanged. The draw depends only on `seed`."""
+    n = dataset.x_train.shape[0]
+    if train_examples is None or train_examples == n:
+        return dataset
+    if not 2 <= train_examples <= n:
+        raise UsageError(f"--train-examples {train_examples} must be between 2 and the {n} training reviews")
+    rng = np.random.default_rng(seed)
+    labels = dataset.y_train > 0.5
+    positives = rng.permutation(np.flatnonzero(labels))[: train_examples // 2]
+    negatives = rng.permutation(np.flatnonzero(~labels))[: train_examples - positives.size]
+    chosen = np.sort(np.concatenate([positives, negatives]))
+    if chosen.size < train_examples:  # one class too small for half: top up from the rest
+        rest = np.setdiff1d(np.arange(n), chosen)
+        chosen = np.sort(np.concatenate([chosen, rng.permutation(rest)[: train_examples - chosen.size]]))
+    return dataclasses.replace(dataset, x_train=dataset.x_train[chosen], y_train=dataset.y_train[chosen],
+                               source=f"{dataset.source}, {train_examples} of {n} training reviews")
