@@ -13,22 +13,13 @@ from typing import Any
 
 import jax
 import numpy as np
-import scipy.stats
 
 from optax_lab.config import Config, Lesson, ModelConfig
+from optax_lab.stats import ci95
 from optax_lab.train import RunResult, seed_epochs_per_second
 
 SCHEMA = 1
 TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": the ranking's time-to-target threshold
-
-
-def ci95(values: np.ndarray) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student t, n-1 dof); NaN for n < 2."""
-    values = np.asarray(values, np.float64)
-    n = values.size
-    if n < 2:
-        return math.nan
-    return float(scipy.stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
 
 
 def diverged_seeds(history: dict[str, np.ndarray]) -> np.ndarray:

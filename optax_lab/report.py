@@ -1,4 +1,4 @@
-"""Report: a results dict -> results.json, report.md and one curves PNG per lesson. The last stage.
+"""Report: a results dict -> results.json, report.md and the PNGs of each lesson. The last stage.
 
 It works from the plain results dict alone (the one saved as results.json), so a report can be
 regenerated from a saved run with `write_report(read_results(path), out_dir)`.
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from optax_lab import report_problems
 from optax_lab.errors import UsageError
 
 SCHEMA = 1
@@ -67,8 +68,8 @@ def read_results(path: str | Path) -> dict:
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
-    """Write results.json, report.md and `<lesson>-curves.png` per lesson (in ranking mode one
-    `ranking-curves.png` instead) into out_dir.
+    """Write results.json, report.md and `<lesson>-curves.png` per lesson (more PNGs for the kinds in
+    `report_problems.SECTIONS`; in ranking mode one `ranking-curves.png` instead) into out_dir.
 
     Returns the path of report.md. Raises UsageError if out_dir can't be written or the
     results are malformed; on any failure out_dir gains no file.
@@ -108,10 +109,22 @@ def _render_plots(results: Mapping, staging: Path) -> list[str]:
         return [RANKING_CURVES]
     runs, names = _runs_by_name(results), []
     for lesson in results["lessons"]:
+        lesson_runs = [runs[r] for r in lesson["runs"]]
+        section = lesson_section(lesson)
+        if section is not None:
+            names += section.plots(lesson, lesson_runs, staging)
+            continue
         name = curves_name(lesson)
-        plot_curves(lesson, [runs[r] for r in lesson["runs"]], staging / name)
+        plot_curves(lesson, lesson_runs, staging / name)
         names.append(name)
     return names
+
+
+def lesson_section(lesson: Mapping) -> report_problems.Section | None:
+    """The special section for the lesson's kind; None for "compare" (results from before kinds
+    existed, and kinds this version doesn't know): the generic table, summary and curves."""
+    kind = lesson.get("kind", "compare")
+    return report_problems.SECTIONS.get(kind) if isinstance(kind, str) else None
 
 
 def _make_staging(out: Path) -> Path:
@@ -271,7 +284,10 @@ def render_markdown(results: Mapping) -> str:
         parts += _ranking_section(results) + [""]
     else:
         for lesson in results["lessons"]:
-            parts += _lesson_section(lesson, [runs[name] for name in lesson["runs"]], results) + [""]
+            lesson_runs = [runs[name] for name in lesson["runs"]]
+            section = lesson_section(lesson)
+            render = section.markdown if section is not None else _lesson_section
+            parts += render(lesson, lesson_runs, results) + [""]
     parts += _footer(results)
     return "\n".join(parts) + "\n"
 
@@ -289,10 +305,16 @@ def _header(results: Mapping) -> list[str]:
     widths = ", ".join(map(str, model.get("widths", []))) or "?"
     mlp = (f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
            f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
-    plans = {(seeds_text(run.get("seeds") or []), run.get("epochs")) for run in results["runs"]}
-    plan = (f"{next(iter(plans))[0]}, {next(iter(plans))[1]} epochs per run" if len(plans) == 1
-            else "they differ by run: " + "; ".join(f"{run['name']}: {seeds_text(run.get('seeds') or [])}, "
-                                                   f"{run.get('epochs')} epochs" for run in results["runs"]))
+    if len({str(run.get("model")) for run in results["runs"]}) > 1:  # the lessons vary the model
+        mlp = f"varies by run (each section says how); the base: {mlp}"
+    plan = _plans_text(results)
+    lesson_data = [f"{lesson['name']}: {lesson['num_words']} words"
+                   + (f", {lesson['train_examples']} training reviews" if lesson.get("train_examples") else "")
+                   for lesson in results["lessons"]
+                   if lesson.get("num_words", data.get("num_words")) != data.get("num_words")
+                   or lesson.get("train_examples")]
+    if lesson_data:
+        dataset += "; lessons with their own data: " + "; ".join(lesson_data)
     shuffling = {"per-seed": "each seed its own shuffling",
                  "shared": "all seeds share one shuffling per epoch"}.get(results.get("order"),
                                                                           f"{results.get('order', 'unknown')}")
@@ -300,6 +322,23 @@ def _header(results: Mapping) -> list[str]:
             ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
             ("Created", results.get("created", DASH))]
     return ["| | |", "|---|---|", *(f"| {key} | {_cell(value)} |" for key, value in rows)]
+
+
+def _plans_text(results: Mapping) -> str:
+    """Seeds and epochs: one phrase when every run shares them, else one per group of lessons."""
+    runs = _runs_by_name(results)
+    groups: dict[tuple, list[str]] = {}
+    for lesson in results["lessons"]:
+        for name in lesson["runs"]:
+            run = runs.get(name, {})
+            key = (seeds_text(run.get("seeds") or []), run.get("epochs"))
+            if lesson["name"] not in groups.setdefault(key, []):
+                groups[key].append(lesson["name"])
+    if len(groups) == 1:
+        seeds, epochs = next(iter(groups))
+        return f"{seeds}, {epochs} epochs per run"
+    return "; ".join(f"{', '.join(lessons)}: {seeds}, {epochs} epochs per run"
+                     for (seeds, epochs), lessons in groups.items())
 
 
 def compile_cache_text(cache: Any) -> str:

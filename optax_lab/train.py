@@ -167,7 +167,7 @@ class SeedState(NamedTuple):
 class Program(NamedTuple):
     """One configuration's pure functions, seeds on a vmap axis (compile them with `jax.jit`).
 
-    init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L]})
+    init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L], "init_distinct_units": [S]})
     epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, the
         benchmarks' unit of work
     train(seeds, order_seed, data) -> {key: [S, E] or [S, E, L]} — init, then every epoch in a scan
@@ -217,7 +217,8 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
         # The gradient at initialisation on the whole training set, dropout off.
         init_grads = jax.grad(lambda p: _loss_and_correct(logits_of(p, data.x_train), data.y_train, None)[0])(params)
         return (SeedState(params, opt_state, order_key, optimizer_key, dropout_key),
-                {"init_grad_norms": layer_grad_norms(init_grads, layers)})
+                {"init_grad_norms": layer_grad_norms(init_grads, layers),
+                 "init_distinct_units": distinct_units(params)})
 
     def seed_epoch(state: SeedState, epoch_index, data: Arrays):
         tx = optimizers.build(spec.optimizer, hyperparams, key=state.optimizer_key)
@@ -353,7 +354,8 @@ def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, s
           on_compiled: Callable[[float], None] | None = None) -> RunResult:
     """Train `spec` for every seed at once on the base model `model_config` with the spec's model
     changes applied. History: HISTORY_KEYS and "distinct_units" as [seeds, epochs], "grad_norms"
-    [seeds, epochs, layers] (each epoch's mean over its steps), "init_grad_norms" [seeds, layers];
+    [seeds, epochs, layers] (each epoch's mean over its steps), "init_grad_norms" [seeds, layers]
+    and "init_distinct_units" [seeds] (at initialisation);
     with `eval_train`, also "train_eval_loss"/"train_eval_acc" [seeds, epochs]."""
     model = spec.model_config(model_config)
     model.validate()

@@ -67,6 +67,7 @@ def test_equal_initial_weights_keep_hidden_units_identical(small_data, kernel_in
     spec = RunSpec(kernel_init, "adam", {"learning_rate": 1e-2}, 500, {"kernel_init": kernel_init})
     result = train(spec, small_data, seeds=(0, 1), epochs=3)
     # Units that start equal get equal gradients, so they stay equal: the layer acts as one unit.
+    np.testing.assert_array_equal(result.history["init_distinct_units"], distinct)
     np.testing.assert_array_equal(result.history["distinct_units"], distinct)
     if kernel_init == "constant":  # not frozen, just symmetric: it still learns something
         assert np.all(result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0])
