@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from optax_lab import report_problems
+from optax_lab.report_problems.common import draw_seeds
 from optax_lab.errors import UsageError
 
 SCHEMA = 1
@@ -769,21 +769,7 @@ def _draw_run(ax, values: np.ndarray, color: str, solid: bool, markersize: float
               linewidth: float = 1.5) -> list[float]:
     """Mean line and min-max band over the seeds with an all-finite history; returns the band's
     extent. Without such a seed, the mean of what is finite, dotted (a diverged run)."""
-    epochs = np.arange(1, values.shape[1] + 1)
-    marker = "o" if len(epochs) <= 10 else None  # a short run (e.g. one epoch) still shows a point
-    style = "-" if solid else "--"
-    kept = values[np.isfinite(values).all(axis=1)]
-    line = {"color": color, "marker": marker, "markersize": markersize, "linewidth": linewidth}
-    if len(kept):
-        ax.plot(epochs, kept.mean(axis=0), style, **line)
-        low, high = kept.min(axis=0), kept.max(axis=0)
-        ax.fill_between(epochs, low, high, color=color, alpha=0.2 if solid else 0.1, linewidth=0)
-        return [float(low.min()), float(high.max())]
-    with warnings.catch_warnings():  # an epoch where every seed is NaN is expected here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0)
-    ax.plot(epochs, mean, ":", **line)
-    return []
+    return draw_seeds(ax, values, None, color, "-" if solid else "--", linewidth=linewidth, markersize=markersize)
 
 
 def plot_ranking_curves(results: Mapping, path: Path) -> None:

@@ -242,16 +242,17 @@ def figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def draw_seeds(ax, values: np.ndarray, healthy: np.ndarray, color: Any, style: str = "-",
-               label: str | None = None) -> list[float]:
-    """Mean per epoch (epochs from 1) and the min–max band over the healthy seeds; without one,
-    the mean of what is finite, dotted (a diverged run). Returns the band's extent, or []."""
+def draw_seeds(ax, values: np.ndarray, healthy: np.ndarray | None, color: Any, style: str = "-",
+               label: str | None = None, linewidth: float = 1.4, markersize: float = 2.5) -> list[float]:
+    """Mean per epoch (epochs from 1) and the min–max band over the healthy seeds (None: all) with
+    an all-finite history; without one, the mean of what is finite, dotted (a diverged run).
+    Returns the band's extent, or []."""
     if values.ndim != 2 or not values.size:
         return []
     epochs = np.arange(1, values.shape[1] + 1)
-    line = {"color": color, "label": label, "linewidth": 1.4, "markersize": 2.5,
+    line = {"color": color, "label": label, "linewidth": linewidth, "markersize": markersize,
             "marker": "o" if len(epochs) <= 10 else None}  # a one-epoch run still shows a point
-    kept = values[healthy] if len(healthy) == len(values) else values
+    kept = values[healthy] if healthy is not None and len(healthy) == len(values) else values
     kept = kept[np.isfinite(kept).all(axis=1)]
     if len(kept):
         ax.plot(epochs, kept.mean(axis=0), style, **line)
