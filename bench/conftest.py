@@ -1,15 +1,221 @@
-"""Benchmark options. `pytest bench/` measures; `--smoke` shrinks every benchmark to a quick
-run that only proves it still works (what CI runs, with --benchmark-disable)."""
+"""Benchmark options, the optimizer × batch-mode parametrisation, and the session's outputs.
+
+`pytest bench/` measures; `--smoke` shrinks every benchmark to a quick run that only proves it
+still works (what CI runs, with --benchmark-disable). At the end of a measuring session the
+optimizer benchmarks' markdown timing table goes to reports/bench/<machine>-<date>.md (with
+--smoke: a temporary folder, unless --bench-report says where).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import shlex
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from optax_lab import optimizers
+from optax_lab.bench_table import batch_label, benchmark_rows, report_path, timing_markdown, write_files
+from optax_lab.errors import UsageError
+
+SMOKE_OPTIMIZERS = ("adam", "lbfgs")  # plain, and one with a data-dependent loop (FLOPs lower bound)
+SMOKE_DATA = (2_000, 1_000)  # synthetic training / test examples under --smoke
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    optimizers: tuple[str, ...]
+    batches: tuple[int | None, ...]
+    seeds: int
+    time_budget: float  # seconds of timed epochs per benchmark
+    min_rounds: int
+    max_rounds: int
+    val_epochs: int  # the fixed short training whose val loss each row reports
+    smoke: bool
+    compile_cache: bool
+    report: str | None
+
+
+SETTINGS = pytest.StashKey[Settings]()
+STATE = pytest.StashKey[dict]()  # start time, matmul peak, recorded benchmarks, report path
 
 
 def pytest_addoption(parser):
-    parser.addoption("--smoke", action="store_true", help="tiny sizes: check the benchmarks run, measure nothing")
+    group = parser.getgroup("optax-lab benchmarks")
+    group.addoption("--smoke", action="store_true", help="tiny sizes: check the benchmarks run, measure nothing")
+    group.addoption("--optimizers", metavar="all|NAME[,NAME...]", default=None,
+                    help=f"registry optimizers to benchmark (default: all; {','.join(SMOKE_OPTIMIZERS)} with --smoke)")
+    group.addoption("--batch", metavar="full|B[,...]", default="full,500", help="batch modes (default: full,500)")
+    group.addoption("--seeds", type=int, default=None,
+                    help="seeds vmapped in each program (default: 8; 2 with --smoke)")
+    group.addoption("--time-budget", type=float, default=None, metavar="SECONDS",
+                    help="timed seconds per benchmark, which sets its rounds (default: 0.75, within 3-200 rounds)")
+    group.addoption("--val-epochs", type=int, default=None,
+                    help="epochs of the fixed short training behind each row's val loss (default: 3; 2 with --smoke)")
+    group.addoption("--compile-cache", action="store_true",
+                    help="use JAX's persistent compilation cache (default: off, every compile is cold)")
+    group.addoption("--bench-report", metavar="PATH", default=None,
+                    help="where the markdown timing table goes (default: reports/bench/<machine>-<date>.md)")
+
+
+def _settings(config) -> Settings:
+    option = config.getoption
+    smoke = option("--smoke")
+    names = option("--optimizers") or ("all" if not smoke else ",".join(SMOKE_OPTIMIZERS))
+    try:
+        chosen = tuple(sorted(optimizers.REGISTRY)) if names == "all" else tuple(
+            optimizers.get(name.strip()).name for name in names.split(",") if name.strip())
+    except UsageError as error:
+        raise pytest.UsageError(f"--optimizers: {error}") from None
+    def pick(name, default, smoke_default):
+        value = option(name)
+        return value if value is not None else smoke_default if smoke else default
+
+    settings = Settings(chosen, _batches(option("--batch")), pick("--seeds", 8, 2), pick("--time-budget", 0.75, 0.05),
+                        2 if smoke else 3, 200, pick("--val-epochs", 3, 2), smoke, option("--compile-cache"),
+                        option("--bench-report"))
+    problems = [f"--optimizers {names!r} names no optimizer: give one, e.g. --optimizers adam"] if not chosen else []
+    problems += [f"--seeds {settings.seeds} must be at least 1"] if settings.seeds < 1 else []
+    problems += [f"--val-epochs {settings.val_epochs} must be at least 2 (the first is the warm-up)"
+                 ] if settings.val_epochs < 2 else []
+    problems += [f"--time-budget {settings.time_budget} must be above 0 seconds"] if settings.time_budget <= 0 else []
+    if problems:
+        raise pytest.UsageError("; ".join(problems))
+    return settings
+
+
+def _batches(text: str) -> tuple[int | None, ...]:
+    def one(item: str) -> int | None:
+        if item == "full":
+            return None
+        if item.isdigit() and int(item) > 0:
+            return int(item)
+        raise pytest.UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, "
+                                "e.g. --batch full,500")
+
+    return tuple(dict.fromkeys(one(item.strip()) for item in text.split(",")))
+
+
+def pytest_configure(config):
+    config.stash[SETTINGS] = settings = _settings(config)
+    config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None}
+    if settings.compile_cache:
+        from optax_lab.cli import enable_compile_cache
+
+        enable_compile_cache()
+
+
+def pytest_generate_tests(metafunc):
+    """Every selected optimizer × batch mode, with ids like `adam-500` for -k."""
+    if {"optimizer", "batch_size"} <= set(metafunc.fixturenames):
+        settings = metafunc.config.stash[SETTINGS]
+        metafunc.parametrize(("optimizer", "batch_size"),
+                             [pytest.param(name, batch, id=f"{name}-{batch_label(batch)}")
+                              for name in settings.optimizers for batch in settings.batches])
 
 
 @pytest.fixture(scope="session")
 def smoke(request) -> bool:
     return request.config.getoption("--smoke")
+
+
+@pytest.fixture(scope="session")
+def bench_settings(request) -> Settings:
+    return request.config.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def bench_data(bench_settings):
+    """(dataset name, Arrays): IMDB when an archive is available locally, else synthetic-imdb;
+    under --smoke a small synthetic set."""
+    from optax_lab.data import load_dataset
+    from optax_lab.data.synthetic import generate
+    from optax_lab.train import Arrays
+
+    if bench_settings.smoke:
+        return "synthetic-imdb (smoke)", Arrays.from_numpy(*generate(100, 0, *SMOKE_DATA))
+    dataset, warning = load_dataset(None)
+    if warning:
+        print(f"\nwarning: {warning}")
+    return dataset.name, Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+
+
+@pytest.fixture(scope="session")
+def matmul_peak(request, bench_settings):
+    """The machine's fp32 matmul peak, measured once in this session (the roofline)."""
+    from optax_lab.roofline import matmul_peak as measure
+
+    peak = measure(256, 3) if bench_settings.smoke else measure()
+    request.config.stash[STATE]["peak"] = peak
+    return peak
+
+
+@pytest.fixture(scope="session")
+def record_benchmark(request):
+    """Keep a finished benchmark's pytest-benchmark record (stats + extra_info) for the table;
+    nothing when benchmarks are disabled (no stats)."""
+    recorded = request.config.stash[STATE]["recorded"]
+
+    def record(benchmark) -> None:
+        if benchmark.stats:
+            recorded.append(benchmark.stats.as_dict(include_data=False))
+
+    return record
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark records CPU and OS; add the JAX side and the measured matmul peak."""
+    from optax_lab.metrics import device_info
+
+    machine_info["jax"] = device_info()
+    peak = config.stash[STATE]["peak"]
+    if peak is not None:
+        machine_info["fp32_matmul_peak"] = dataclasses.asdict(peak)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["optax_lab"] = {"command": _command(config),
+                                "settings": dataclasses.asdict(config.stash[SETTINGS])}
+
+
+def _command(config) -> str:
+    return "pytest " + shlex.join(config.invocation_params.args)
+
+
+def _machine_info(config) -> dict[str, Any]:
+    machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
+    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    return machine_info
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The markdown timing table of the optimizer benchmarks that ran and measured."""
+    config, state = session.config, session.config.stash.get(STATE, None)
+    if not state or not state["recorded"]:
+        return
+    settings = config.stash[SETTINGS]
+    machine_info = _machine_info(config)
+    meta = {"command": _command(config), "wall_s": time.perf_counter() - state["start"],
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if settings.report:
+        path = Path(settings.report)
+    elif settings.smoke:  # smoke runs must not leave files in the work tree
+        path = report_path(tempfile.mkdtemp(prefix="optax-lab-bench-"), machine_info)
+    else:
+        path = report_path(config.rootpath / "reports" / "bench", machine_info)
+    try:
+        rows = benchmark_rows({"machine_info": machine_info, "benchmarks": state["recorded"]})
+        write_files({path: timing_markdown(machine_info, rows, meta)})
+        state["report"] = f"timing table: {path}"
+    except UsageError as error:
+        state["report"] = f"timing table not written: {error}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    state = terminalreporter.config.stash.get(STATE, None)
+    if state and state["report"]:
+        terminalreporter.write_line(state["report"])

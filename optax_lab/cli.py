@@ -137,7 +137,7 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
-def _enable_compile_cache() -> None:
+def enable_compile_cache() -> None:
     """JAX's persistent compilation cache in our user cache: a second run skips XLA compiles."""
     import jax
 
@@ -169,7 +169,7 @@ def _run(args, console) -> None:
     runs = [job.spec for job in jobs]
     out = check_writable(config.out or Path("reports") / config.name)
     if not args.no_compile_cache:
-        _enable_compile_cache()
+        enable_compile_cache()
     command = "optax-lab " + shlex.join(args.argv)
     # Started once the data is loaded: the data stage may show its own bars (download, tokenising)
     # and rich allows one live display at a time.

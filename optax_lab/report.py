@@ -24,6 +24,7 @@ import numpy as np
 from optax_lab import report_problems
 from optax_lab.report_problems.common import draw_seeds
 from optax_lab.errors import UsageError
+from optax_lab.files import publish_mode
 
 SCHEMA = 1
 FIX_OUT = "choose a writable directory with --out DIR"
@@ -131,9 +132,11 @@ def _make_staging(out: Path) -> Path:
     """A staging dir beside out (same filesystem, so os.replace is a rename); inside it if the
     parent is not ours to write (e.g. --out is a writable mount point under a read-only dir)."""
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     except OSError:
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    publish_mode(staging, folder=True)  # it may become the output folder itself
+    return staging
 
 
 def _drop_if_empty(out: Path, created: bool) -> None:

@@ -59,6 +59,7 @@ class ProgramShape:
     num_seeds: int
     shared_order: bool
     eval_train: bool = False  # also evaluate the whole training set after each epoch
+    validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -168,13 +169,15 @@ class Program(NamedTuple):
     """One configuration's pure functions, seeds on a vmap axis (compile them with `jax.jit`).
 
     init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L], "init_distinct_units": [S]})
-    epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, the
-        benchmarks' unit of work
+    epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, then
+        `evaluate` unless the shape says `validate=False` (the benchmarks' unit of work)
+    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [S]}
     train(seeds, order_seed, data) -> {key: [S, E] or [S, E, L]} — init, then every epoch in a scan
     """
 
     init: Callable
     epoch: Callable
+    evaluate: Callable
     train: Callable
 
 
@@ -255,16 +258,22 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
             batches = (data.x_train[indices], data.y_train[indices], mask, jnp.arange(steps))
         (params, opt_state), (loss_sums, correct_sums, grad_norms) = jax.lax.scan(
             step, (state.params, state.opt_state), batches)
-        # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
-        answer = entry.eval_params(opt_state, params)
-        val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
+        state = state._replace(params=params, opt_state=opt_state)
         metrics = {"train_loss": loss_sums.sum() / n, "train_acc": correct_sums.sum() / n,
-                   "val_loss": val_loss, "val_acc": val_acc,
-                   "grad_norms": grad_norms.mean(axis=0), "distinct_units": distinct_units(answer)}
+                   "grad_norms": grad_norms.mean(axis=0)}
+        if shape.validate:
+            metrics.update(seed_evaluate(state, data))
+        return state, metrics
+
+    def seed_evaluate(state: SeedState, data: Arrays):
+        # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
+        answer = entry.eval_params(state.opt_state, state.params)
+        val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
+        metrics = {"val_loss": val_loss, "val_acc": val_acc, "distinct_units": distinct_units(answer)}
         if shape.eval_train:
             metrics["train_eval_loss"], metrics["train_eval_acc"] = _loss_and_correct(
                 logits_of(answer, data.x_train), data.y_train, None)
-        return state._replace(params=params, opt_state=opt_state), metrics
+        return metrics
 
     def seed_train(seed, order_seed, data: Arrays):
         state, init_metrics = seed_init(seed, order_seed, data)
@@ -275,6 +284,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
     # XLA sees one [B, features] batch for all seeds and fuses their first layers.
     return Program(init=jax.vmap(seed_init, in_axes=(0, None, None)),
                    epoch=jax.vmap(seed_epoch, in_axes=(0, None, None)),
+                   evaluate=jax.vmap(seed_evaluate, in_axes=(0, None)),
                    train=jax.vmap(seed_train, in_axes=(0, None, None)))
 
 
@@ -314,28 +324,6 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShap
         while len(_COMPILED) > COMPILED_KEPT:
             _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
-
-
-class EpochProgram(NamedTuple):
-    """One configuration compiled as two executables, for timing an epoch at a time:
-    `init(seeds, order_seed, data) -> (state, init_metrics)` and
-    `epoch(state, epoch_index, data) -> (state, metrics)`; `compile_s` is the epoch program's."""
-
-    init: Any
-    epoch: Any
-    compile_s: float
-    init_compile_s: float
-
-
-def compile_epoch_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape,
-                          data: Arrays) -> EpochProgram:
-    """`spec`'s program split at the epoch (`model_config` resolved), AOT-compiled, not cached."""
-    program = make_program(model_config, spec, shape)
-    seeds, order_seed = _input_specs(shape)
-    init, init_s = _aot_compile(program.init, seeds, order_seed, data)
-    state, _ = jax.eval_shape(program.init, seeds, order_seed, data)
-    epoch, epoch_s = _aot_compile(program.epoch, state, order_seed, data)
-    return EpochProgram(init, epoch, epoch_s, init_s)
 
 
 def program_shape(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, shared_order: bool,

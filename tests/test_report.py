@@ -4,7 +4,9 @@ plots, and failing without leaving half a report."""
 import copy
 import json
 import math
+import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -87,6 +89,17 @@ def test_writes_all_files_and_results_round_trip(written):
     assert saved["runs"][2]["history"]["val_loss"][1][2] is None
     assert saved["runs"][0]["final"] == make_results()["runs"][0]["final"]
     report.write_report(report.read_results(out / "results.json"), out)  # regenerates from the file
+
+
+def test_outputs_get_the_umasks_mode_not_tempfiles_private_one(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "report"
+        report.write_report(make_results(), out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "report.md").stat().st_mode) == 0o644
 
 
 def test_markdown_names_dataset_device_and_every_run(written):

@@ -39,6 +39,7 @@ import numpy as np
 import pooch
 
 from optax_lab.errors import UsageError
+from optax_lab.files import publish_mode
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -146,6 +147,7 @@ def _write_atomically(path: Path, encoded: Encoded) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **encoded._asdict())
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

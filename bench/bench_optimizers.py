@@ -1,0 +1,40 @@
+"""Step time of every registry optimizer, full batch and mini-batch, timed with pytest-benchmark.
+
+Each benchmark compiles its optimizer's epoch program once (AOT; compile seconds recorded apart),
+runs one untimed warm-up epoch, whose time sizes the rounds to about --time-budget seconds, then
+times `benchmark.pedantic` rounds of one epoch call each (all steps in a `lax.scan`, then
+validation; `block_until_ready` inside), the training state carried from round to round. Untimed
+epochs then complete the fixed short training (--val-epochs, counted from the warm-up) whose val
+loss each row reports, so a timing row also says how well the optimizer trained.
+
+Run: pytest bench/bench_optimizers.py [--optimizers adam,lion] [--batch full,500] [--seeds 8]
+     [-k "adam and 500"] [--compile-cache] [--benchmark-json out.json]
+"""
+
+from __future__ import annotations
+
+from optax_lab.bench_table import batch_label
+from optax_lab.benchmarks import EpochBench, extra_info, rounds_for
+from optax_lab.config import RunSpec
+
+
+def test_optimizer_epoch(benchmark, optimizer, batch_size, bench_settings, bench_data, matmul_peak, record_benchmark):
+    settings, (dataset, data) = bench_settings, bench_data
+    benchmark.group = "full batch" if batch_size is None else f"batch {batch_size}"
+    spec = RunSpec(f"{optimizer} @{batch_label(batch_size)}", optimizer, {}, batch_size)
+    bench = EpochBench(spec, data, tuple(range(settings.seeds)))  # compiles
+    warmup_s = bench.time_epoch()  # epoch 1: first-call costs, and the clock that sizes the rounds
+    bench.train_until(settings.val_epochs)  # the fixed short training behind the row's val loss
+    validation = bench.evaluate()
+    rounds = rounds_for(settings.time_budget, warmup_s, settings.min_rounds, settings.max_rounds)
+    bench.reserve(len(bench.history) + rounds)
+    benchmark.pedantic(bench.run_epoch, rounds=rounds, iterations=1, warmup_rounds=0)
+    timed_epochs = len(bench.history)
+    flops = bench.flops()
+    stats = benchmark.stats.stats if benchmark.stats else None  # None: --benchmark-disable
+    benchmark.extra_info.update(extra_info(
+        bench, dataset=dataset, warmup_s=warmup_s, rounds=rounds, timed_epochs=timed_epochs,
+        val_epochs=settings.val_epochs, validation=validation, flops=flops, peak=matmul_peak, compile_cache=settings.compile_cache,
+        stats={"median": stats.median, "iqr": stats.iqr} if stats else None))
+    record_benchmark(benchmark)
+    assert flops.per_step > 0 and flops.per_epoch >= flops.reported * (1 - 1e-6)
