@@ -163,10 +163,7 @@ def _run(args, console) -> None:
                     seed=args.seed, epochs=args.epochs, shared_order=args.shared_order, model=_model(args),
                     out=args.out).validate()
     # Unknown optimizers, hyperparameters and model settings fail here, before any work.
-    jobs = distinct_jobs(config, plan(config))
-    for job in jobs:
-        job.spec.model_config(config.model).validate()
-    runs = [job.spec for job in jobs]
+    runs = [job.spec for job in distinct_jobs(config, plan(config))]
     out = check_writable(config.out or Path("reports") / config.name)
     if not args.no_compile_cache:
         enable_compile_cache()

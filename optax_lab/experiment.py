@@ -76,8 +76,8 @@ class Job:
 
 
 def distinct_jobs(config: Config, lessons: tuple[Lesson, ...]) -> tuple[Job, ...]:
-    """The runs of all lessons in order, each program once (SGD is in two of the lesson's).
-    Reports find runs by name, so one name must mean one program."""
+    """The runs of all lessons in order, each program once (SGD is in two of the lesson's), their
+    models validated. Reports find runs by name, so one name must mean one program."""
     unique: dict[tuple, Job] = {}
     names: dict[str, tuple] = {}
     for lesson in lessons:
@@ -86,6 +86,7 @@ def distinct_jobs(config: Config, lessons: tuple[Lesson, ...]) -> tuple[Job, ...
             job = Job(run, num_words, train_examples, epochs, lesson.eval_train)
             if names.setdefault(run.name, job.key) != job.key:
                 raise ValueError(f"run name {run.name!r} is used for two different programs")
+            run.model_config(config.model).validate()
             unique.setdefault(job.key, job)
     return tuple(unique.values())
 
@@ -107,7 +108,6 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
         if data_key not in arrays:
             dataset = subset(loaded[job.num_words], job.train_examples)
             arrays[data_key] = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
-        job.spec.model_config(config.model).validate()
         program_shape(job.spec, arrays[data_key], job.epochs, config.seeds, config.shared_order)
     first = next(iter(loaded.values()))
     if progress:

@@ -31,8 +31,6 @@ from optax_lab.config import ModelConfig, RunSpec
 from optax_lab.errors import UsageError
 from optax_lab.model import build_model, layer_names
 
-HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")  # each [seeds, epochs]
-
 
 class Arrays(NamedTuple):
     """The dataset on the device: float32 features and {0, 1} labels."""
@@ -341,7 +339,7 @@ def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, s
           model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
           on_compiled: Callable[[float], None] | None = None) -> RunResult:
     """Train `spec` for every seed at once on the base model `model_config` with the spec's model
-    changes applied. History: HISTORY_KEYS and "distinct_units" as [seeds, epochs], "grad_norms"
+    changes applied. History: train/val loss and accuracy and "distinct_units" as [seeds, epochs], "grad_norms"
     [seeds, epochs, layers] (each epoch's mean over its steps), "init_grad_norms" [seeds, layers]
     and "init_distinct_units" [seeds] (at initialisation);
     with `eval_train`, also "train_eval_loss"/"train_eval_acc" [seeds, epochs]."""

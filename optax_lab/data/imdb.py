@@ -43,7 +43,6 @@ from optax_lab.files import publish_mode
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
-IMDB_BYTES = 84_125_825
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 ENV_ARCHIVE = "OPTAX_LAB_IMDB_ARCHIVE"
 ENV_CACHE = "OPTAX_LAB_CACHE"
