@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from optax_lab.config import ModelConfig, RunSpec
-from optax_lab.data import load_dataset
-from optax_lab.train import Arrays, ProgramShape, compile_program, train, _COMPILED
+from optax_lab.train import ProgramShape, compile_program, train, _COMPILED
 
 ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
 
@@ -32,15 +31,9 @@ def sizes(smoke):
     return {"seeds": 2, "epochs": 2} if smoke else {"seeds": 8, "epochs": 20}
 
 
-@pytest.fixture(scope="module")
-def data():
-    dataset, _ = load_dataset(None)
-    return dataset.name, Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
-
-
 @pytest.mark.parametrize("order", ["shared", "per-seed"])
-def test_adam_seed_epochs_per_second(benchmark, data, sizes, order):
-    name, arrays = data
+def test_adam_seed_epochs_per_second(benchmark, full_data, sizes, order):
+    name, arrays = full_data
     seeds = tuple(range(sizes["seeds"]))
     run = lambda: train(ADAM, arrays, seeds=seeds, epochs=sizes["epochs"], shared_order=order == "shared")  # noqa: E731
     warm = run()  # compiles; the timed rounds reuse the executable
@@ -53,21 +46,21 @@ def test_adam_seed_epochs_per_second(benchmark, data, sizes, order):
                                 device=jax.devices()[0].device_kind)
 
 
-def test_adam_cold_compile_seconds(benchmark, data, sizes):
-    _, arrays = data
+def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
+    _, arrays = full_data
     shape = ProgramShape(arrays.x_train.shape[0], arrays.x_test.shape[0], arrays.x_train.shape[1], 500,
                          sizes["epochs"], sizes["seeds"], False)
 
-    def cold_compile():
+    def forget_compiled():  # no in-memory reuse: every round traces, lowers and compiles
         _COMPILED.clear()
-        jax.clear_caches()  # no in-memory reuse: every round traces, lowers and compiles
-        return compile_program(ModelConfig(), ADAM, shape, arrays)[1]
+        jax.clear_caches()
 
     seconds = []
     persistent = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # cold even under --compile-cache
     try:
-        benchmark.pedantic(lambda: seconds.append(cold_compile()), rounds=3, iterations=1)
+        benchmark.pedantic(lambda: seconds.append(compile_program(ModelConfig(), ADAM, shape, arrays)[1]),
+                           setup=forget_compiled, rounds=3, iterations=1)
     finally:
         jax.config.update("jax_enable_compilation_cache", persistent)
     benchmark.extra_info.update(compile_s_median=float(np.median(seconds)))

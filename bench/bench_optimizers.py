@@ -1,11 +1,11 @@
 """Step time of every registry optimizer, full batch and mini-batch, timed with pytest-benchmark.
 
 Each benchmark compiles its optimizer's epoch program once (AOT; compile seconds recorded apart),
-runs one untimed warm-up epoch, whose time sizes the rounds to about --time-budget seconds, then
-times `benchmark.pedantic` rounds of one epoch call each (all steps in a `lax.scan`, then
-validation; `block_until_ready` inside), the training state carried from round to round. Untimed
-epochs then complete the fixed short training (--val-epochs, counted from the warm-up) whose val
-loss each row reports, so a timing row also says how well the optimizer trained.
+runs one untimed warm-up epoch, whose time sizes the rounds to about --time-budget seconds, and
+untimed epochs up to the fixed short training (--val-epochs, counted from the warm-up), after
+which it validates: each row's val loss, so a timing row also says how well the optimizer
+trained. Then `benchmark.pedantic` times rounds of one epoch call each (all steps in a
+`lax.scan`, no validation; `block_until_ready` inside), the state carried from round to round.
 
 Run: pytest bench/bench_optimizers.py [--optimizers adam,lion] [--batch full,500] [--seeds 8]
      [-k "adam and 500"] [--compile-cache] [--benchmark-json out.json]
@@ -13,9 +13,8 @@ Run: pytest bench/bench_optimizers.py [--optimizers adam,lion] [--batch full,500
 
 from __future__ import annotations
 
-from optax_lab.bench_table import batch_label
 from optax_lab.benchmarks import EpochBench, extra_info, rounds_for
-from optax_lab.config import RunSpec
+from optax_lab.config import RunSpec, batch_label
 
 
 def test_optimizer_epoch(benchmark, optimizer, batch_size, bench_settings, bench_data, matmul_peak, record_benchmark):

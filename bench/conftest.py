@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from optax_lab import optimizers
-from optax_lab.bench_table import batch_label, benchmark_rows, report_path, timing_markdown, write_files
+from optax_lab.bench_table import benchmark_rows, report_path, timing_markdown, write_files
+from optax_lab.config import batch_label, parse_batches
 from optax_lab.errors import UsageError
 
 SMOKE_OPTIMIZERS = ("adam", "lbfgs")  # plain, and one with a data-dependent loop (FLOPs lower bound)
@@ -89,15 +90,10 @@ def _settings(config) -> Settings:
 
 
 def _batches(text: str) -> tuple[int | None, ...]:
-    def one(item: str) -> int | None:
-        if item == "full":
-            return None
-        if item.isdigit() and int(item) > 0:
-            return int(item)
-        raise pytest.UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, "
-                                "e.g. --batch full,500")
-
-    return tuple(dict.fromkeys(one(item.strip()) for item in text.split(",")))
+    try:
+        return tuple(dict.fromkeys(parse_batches(text)))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_configure(config):
@@ -129,19 +125,27 @@ def bench_settings(request) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def bench_data(bench_settings):
+def full_data():
     """(dataset name, Arrays): IMDB when an archive is available locally, else synthetic-imdb;
-    under --smoke a small synthetic set."""
+    loaded once per session for every benchmark file."""
     from optax_lab.data import load_dataset
+    from optax_lab.train import Arrays
+
+    dataset, warning = load_dataset(None)
+    if warning:
+        print(f"\nwarning: {warning}")
+    return dataset.name, Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+
+
+@pytest.fixture(scope="session")
+def bench_data(bench_settings, request):
+    """The optimizer benchmarks' data: `full_data`, or under --smoke a small synthetic set."""
     from optax_lab.data.synthetic import generate
     from optax_lab.train import Arrays
 
     if bench_settings.smoke:
         return "synthetic-imdb (smoke)", Arrays.from_numpy(*generate(100, 0, *SMOKE_DATA))
-    dataset, warning = load_dataset(None)
-    if warning:
-        print(f"\nwarning: {warning}")
-    return dataset.name, Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    return request.getfixturevalue("full_data")
 
 
 @pytest.fixture(scope="session")

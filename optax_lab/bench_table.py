@@ -29,10 +29,6 @@ NEEDED_INFO = ("optimizer", "batch", "batch_size", "steps_per_epoch", "seeds", "
 DASH = "—"
 
 
-def batch_label(batch_size: int | None) -> str:
-    return "full" if batch_size is None else str(batch_size)
-
-
 def throughput(epoch_median: float, epoch_iqr: float, steps: int, seeds: int, n_train: int,
                flops_per_epoch: float | None, peak_gflops: float | None) -> dict[str, float | None]:
     """Rates from an epoch call's median time (seconds): per step, samples (training examples

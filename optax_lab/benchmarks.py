@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from optax_lab import optimizers
-from optax_lab.bench_table import BENCH_KIND, SCHEMA, batch_label, throughput
-from optax_lab.config import ModelConfig, RunSpec
+from optax_lab.bench_table import BENCH_KIND, SCHEMA, throughput
+from optax_lab.config import ModelConfig, RunSpec, batch_label
 from optax_lab.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once, step_flops,
                                 unknown_trip_count_loops, xla_flops)
 from optax_lab.train import Arrays, compiler_options, make_program, program_shape

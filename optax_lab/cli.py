@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
-                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig)
+                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, parse_batches)
 from optax_lab.errors import UsageError
 
 EXIT_USAGE = 2
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"one of {', '.join(PRESETS)} (default: lesson, all three lessons)")
     run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names, default=(),
                      help="rank these registry optimizers (see `optax-lab list`) instead of a preset")
-    run.add_argument("--batch", metavar="full|B[,...]", type=_batches, default=(500, FULL_BATCH),
+    run.add_argument("--batch", metavar="full|B[,...]", type=parse_batches, default=(500, FULL_BATCH),
                      help="batch modes of an --optimizers ranking (default: 500,full)")
     run.add_argument("--set", metavar="OPT.HP=VALUE", action="append", default=[], dest="overrides",
                      help="override a hyperparameter, e.g. --set adam.b1=0.95 (repeatable)")
@@ -90,17 +90,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def _batches(text: str) -> tuple[int | None, ...]:
-    def one(item: str) -> int | None:
-        if item == "full":
-            return FULL_BATCH
-        if item.isdigit() and int(item) > 0:
-            return int(item)
-        raise UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500")
-
-    return tuple(one(item.strip()) for item in text.split(","))
 
 
 def _widths(text: str) -> tuple[int, ...]:

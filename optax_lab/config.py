@@ -29,6 +29,23 @@ BIAS_INITS = ("zeros", "torch_default")
 NORMALIZATIONS = ("none", "layer")
 
 
+def batch_label(batch: int | None) -> str:
+    """A batch mode as the CLI, ids and reports spell it: `full` or `500`."""
+    return "full" if batch is None else str(batch)
+
+
+def parse_batches(text: str) -> tuple[int | None, ...]:
+    """`full,500` -> (FULL_BATCH, 500): the --batch option of `optax-lab run` and `pytest bench/`."""
+    def one(item: str) -> int | None:
+        if item == "full":
+            return FULL_BATCH
+        if item.isdigit() and int(item) > 0:
+            return int(item)
+        raise UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500")
+
+    return tuple(one(item.strip()) for item in text.split(","))
+
+
 def closest(value: str, choices: tuple[str, ...] | list[str]) -> str:
     """'did you mean' text for an unknown name: the nearest choices, else all of them."""
     near = difflib.get_close_matches(value, list(choices), n=3, cutoff=0.5)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from optax_lab import optimizers
-from optax_lab.config import PRESETS, Config, Lesson, RunSpec
+from optax_lab.config import PRESETS, Config, Lesson, RunSpec, batch_label
 from optax_lab.data import Dataset, load_dataset, subset
 from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
@@ -22,10 +22,6 @@ from optax_lab.train import Arrays, program_shape, train
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per run
 # "compiled" after its program compiles and "trained" after it ran.
 Progress = Callable[[str, str, float], None]
-
-
-def batch_label(batch: int | None) -> str:
-    return "full" if batch is None else str(batch)
 
 
 def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...]) -> tuple[Lesson, ...]:

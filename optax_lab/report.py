@@ -22,16 +22,19 @@ from typing import Any
 import numpy as np
 
 from optax_lab import report_problems
-from optax_lab.report_problems.common import draw_seeds
+# The formatting both report stages share (report_problems can't import this module).
+from optax_lab.report_problems.common import BAND, DASH, draw_seeds
+from optax_lab.report_problems.common import cell as _cell
+from optax_lab.report_problems.common import count_text as _count
+from optax_lab.report_problems.common import finite as _finite
+from optax_lab.report_problems.common import fmt as _fmt
 from optax_lab.errors import UsageError
 from optax_lab.files import publish_mode
 
 SCHEMA = 1
 FIX_OUT = "choose a writable directory with --out DIR"
 FIX_RESULTS = "pass the results.json written by optax-lab run, or run again"
-BAND = "min–max across seeds"  # what the shaded band in the curves shows; named in captions
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
-DASH = "—"  # a value that is missing, e.g. the loss of a run whose seeds all diverged
 RANKING_CURVES = "ranking-curves.png"
 CHANCE_CEILING = 0.75  # ranking plot's y-axis top: a bit above ln 2, the loss of always guessing 0.5
 
@@ -190,10 +193,6 @@ def _runs_by_name(results: Mapping) -> dict[str, Mapping]:
     return {run["name"]: run for run in results["runs"]}
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def seed_matrix(rows: Any) -> np.ndarray:
     """History rows (seeds x epochs, None for NaN, maybe ragged) -> a float array padded with NaN."""
     rows = [[np.nan if v is None else v for v in row] for row in (rows or [])]
@@ -208,20 +207,12 @@ def seed_matrix(rows: Any) -> np.ndarray:
 # Formatting
 
 
-def _fmt(value: Any, digits: int, scale: float = 1.0) -> str:
-    return f"{value * scale:.{digits}f}" if _finite(value) else DASH
-
-
 def _mean_ci(mean: Any, ci: Any, digits: int, scale: float = 1.0) -> str:
     if not _finite(mean):
         return DASH
     if not _finite(ci):
         return _fmt(mean, digits, scale)
     return f"{mean * scale:.{digits}f} ± {ci * scale:.{digits}f}"
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _hyper(value: Any) -> str:
@@ -541,11 +532,6 @@ def target_value(results: Mapping) -> float | None:
         return target
     return next((run["target"]["val_loss"] for run in results["runs"]
                  if _finite((run.get("target") or {}).get("val_loss"))), None)
-
-
-def _count(value: Any) -> str:
-    """A mean count: `3`, or `3.3` when the seeds needed different counts."""
-    return f"{value:.1f}".removesuffix(".0") if _finite(value) else DASH
 
 
 def target_text(run: Mapping) -> str:

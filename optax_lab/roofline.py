@@ -70,18 +70,19 @@ def fixed_epoch_flops(model_config: ModelConfig, n_train: int, n_test: int, num_
     """FLOPs of an epoch's work outside its step loop, as the epoch's cost analysis counts it:
     validation (forward pass and loss on the test split) for every seed when the program
     validates and, for mini-batches, the shuffle (its rounds loop also counted once)."""
-    model = build_model(model_config)
-    params = jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, num_features)))["params"], jax.random.key(0))
-    seeded = jax.tree.map(lambda p: jax.ShapeDtypeStruct((num_seeds, *p.shape), p.dtype), params)
-
-    def validation(params, x, y):
-        def one(p):
-            logits = model.apply({"params": p}, x)
-            return optax.sigmoid_binary_cross_entropy(logits, y).mean(), ((logits > 0) == (y > 0.5)).mean()
-        return jax.vmap(one)(params)
-
     flops = 0.0
     if validate:
+        model = build_model(model_config)
+        params = jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, num_features)))["params"],
+                                jax.random.key(0))
+        seeded = jax.tree.map(lambda p: jax.ShapeDtypeStruct((num_seeds, *p.shape), p.dtype), params)
+
+        def validation(params, x, y):
+            def one(p):
+                logits = model.apply({"params": p}, x)
+                return optax.sigmoid_binary_cross_entropy(logits, y).mean(), ((logits > 0) == (y > 0.5)).mean()
+            return jax.vmap(one)(params)
+
         flops += _compiled_flops(validation, seeded, jax.ShapeDtypeStruct((n_test, num_features), jnp.float32),
                                  jax.ShapeDtypeStruct((n_test,), jnp.float32))
     if not full_batch:  # a full batch is one step on the unshuffled set

@@ -2,7 +2,7 @@
 
 Statistics are over seeds: the mean and the half-width of its 95% CI (Student t, `metrics.ci95`),
 leaving out the seeds whose loss stopped being finite, as the run's own `final` summary does.
-The formatting prints like report.py's (which imports this package, so it can't be imported here).
+The formatting helpers here are report.py's too (it imports this package, not the other way round).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 
 from optax_lab.stats import ci95
 
-DASH = "—"  # as in report.py: a value that is missing
-BAND = "min–max across seeds"
+DASH = "—"  # a value that is missing, e.g. the loss of a run whose seeds all diverged
+BAND = "min–max across seeds"  # what the shaded band in the curves shows; named in captions
 CHANCE_LOSS = math.log(2)  # the loss of always predicting 50 %: the best constant guess on balanced labels
 CHANCE_TOLERANCE = 0.005  # a final val loss this close to ln 2 counts as "at chance": nothing learned
 
