@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
-                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, parse_batches)
+                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order, parse_batches)
 from optax_lab.errors import UsageError
 
 EXIT_USAGE = 2
@@ -126,22 +126,12 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
-def enable_compile_cache() -> None:
-    """JAX's persistent compilation cache in our user cache: a second run skips XLA compiles."""
-    import jax
-
-    from optax_lab.data.imdb import cache_dir
-
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
 def _run(args, console) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from optax_lab.experiment import distinct_jobs, plan, train_and_evaluate
+    from optax_lab.train import enable_compile_cache
     from optax_lab.report import check_writable, write_report
 
     if args.preset and args.optimizers:
@@ -149,7 +139,8 @@ def _run(args, console) -> None:
     config = Config(preset=args.preset or "lesson", optimizers=args.optimizers, batches=args.batch,
                     overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
                     num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
-                    seed=args.seed, epochs=args.epochs, shared_order=args.shared_order, model=_model(args),
+                    seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
+                    model=_model(args),
                     out=args.out).validate()
     # Unknown optimizers, hyperparameters and model settings fail here, before any work.
     runs = [job.spec for job in distinct_jobs(config, plan(config))]

@@ -8,12 +8,16 @@ but the error type.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from optax_lab.errors import UsageError
+from optax_lab.errors import UsageError, closest
+
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
+           "KERNEL_INITS", "Lesson", "LessonKind", "ModelConfig", "NORMALIZATIONS", "Order", "PRESETS", "RunSpec",
+           "batch_label", "parse_batches"]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
 DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
@@ -46,10 +50,21 @@ def parse_batches(text: str) -> tuple[int | None, ...]:
     return tuple(one(item.strip()) for item in text.split(","))
 
 
-def closest(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    """'did you mean' text for an unknown name: the nearest choices, else all of them."""
-    near = difflib.get_close_matches(value, list(choices), n=3, cutoff=0.5)
-    return ", ".join(near or choices)
+class Order(enum.StrEnum):
+    """How the seeds of one program shuffle the training set each epoch."""
+
+    PER_SEED = "per-seed"  # each seed its own shuffling
+    SHARED = "shared"  # all seeds one (faster on CPU: XLA fuses their first layers)
+
+
+class LessonKind(enum.StrEnum):
+    """How the report discusses a lesson: which section renders it."""
+
+    COMPARE = "compare"  # a few runs side by side: table, generated summary, curves
+    RANKING = "ranking"  # every registry optimizer at one batch mode, ranked (batch modes side by side)
+    VANISHING_GRADIENTS = "vanishing-gradients"
+    INITIALISATION = "initialisation"
+    OVERFITTING = "overfitting"
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -75,6 +90,7 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(self.widths))
+        self._validate()  # the one place a model configuration is checked: it cannot exist invalid
 
     @property
     def depth(self) -> int:
@@ -90,7 +106,7 @@ class ModelConfig:
                 parts.append(field if value is True else f"{field} {value}")
         return ", ".join(parts)
 
-    def validate(self) -> None:
+    def _validate(self) -> None:
         if not self.widths:
             raise UsageError("model depth 0: give at least one hidden layer, e.g. --depth 2 (or --widths 32,32)")
         if any(not isinstance(w, int) or w <= 0 for w in self.widths):
@@ -109,21 +125,21 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One training program: an optimizer from the registry, its hyperparameters (overriding the
-    registry's defaults), a batch size (`FULL_BATCH` = the whole training set per step), and the
-    model as changes to the run's base `ModelConfig` (e.g. `{"widths": (32,) * 16}`)."""
+    registry's defaults), a batch size (`FULL_BATCH` = the whole training set per step), and
+    `model_changes` to the run's base `ModelConfig` (e.g. `{"widths": (32,) * 16}`)."""
 
     name: str
     optimizer: str
     hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int | None = 500
-    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model_changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
-        object.__setattr__(self, "model", _frozen(self.model))
+        object.__setattr__(self, "model_changes", _frozen(self.model_changes))
         if self.batch_size is not None and self.batch_size <= 0:
             raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
-        unknown = set(self.model) - {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = set(self.model_changes) - {f.name for f in dataclasses.fields(ModelConfig)}
         if unknown:
             raise UsageError(f"run {self.name!r} changes unknown model fields {sorted(unknown)}: "
                              f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}")
@@ -132,13 +148,14 @@ class RunSpec:
         return hash((self.name, self.program_key))
 
     def model_config(self, base: ModelConfig = ModelConfig()) -> ModelConfig:
-        return dataclasses.replace(base, **self.model)
+        """The model this run trains: `base` with the run's changes (checked on construction)."""
+        return dataclasses.replace(base, **self.model_changes)
 
     @property
     def program_key(self) -> tuple:
         """Runs with equal keys (and equal base model, data and epochs) are the same program: run once, reuse."""
         return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size,
-                tuple(sorted(self.model.items())))
+                tuple(sorted(self.model_changes.items())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +176,7 @@ class Lesson:
     train_examples: int | None = None
     epochs: int | None = None
     eval_train: bool = False
-    kind: str = "compare"  # how the report discusses it: compare, vanishing-gradients, initialisation, overfitting
+    kind: LessonKind = LessonKind.COMPARE
 
 
 # The lesson's runs. Hyperparameters follow the Keras code of the lesson; where Keras' defaults
@@ -186,7 +203,7 @@ PRESETS["adaptive"] = (
 PRESETS["lesson"] = PRESETS["gd-vs-sgd"] + PRESETS["momentum"] + PRESETS["adaptive"]
 
 # The other three problems of training deep nets. Each varies the model only (data in
-# RunSpec.model) under one optimizer; Adam at 1e-3 learns every healthy configuration here.
+# RunSpec.model_changes) under one optimizer; Adam at 1e-3 learns every healthy configuration here.
 _ADAM = ("adam", {"learning_rate": 1e-3})
 _DEPTHS = (2, 4, 8, 16)
 _ACTIVATION_FAMILIES = (("sigmoid", {"activation": "sigmoid"}), ("tanh", {"activation": "tanh"}),
@@ -198,7 +215,7 @@ PRESETS["vanishing-gradients"] = (
            "still learn in deep sigmoid, tanh and ReLU nets, and do residual connections fix it?",
            tuple(RunSpec(f"{family} depth {depth}", *_ADAM, 500, {**model, "widths": (32,) * depth})
                  for family, model in _ACTIVATION_FAMILIES for depth in _DEPTHS),
-           kind="vanishing-gradients"),
+           kind=LessonKind.VANISHING_GRADIENTS),
 )
 _INITIALISERS = (("zeros", {"kernel_init": "zeros"}), ("constant 0.01", {"kernel_init": "constant"}),
                  ("normal σ=0.01", {"kernel_init": "normal_0.01"}), ("normal σ=1", {"kernel_init": "normal_1"}),
@@ -209,12 +226,12 @@ PRESETS["initialisation"] = (
     Lesson("initialisation", "Initialisation, with Adam",
            "Which starting weights let the lesson's MLP learn, and what happens when all units start equal?",
            tuple(RunSpec(f"{name}, Adam", *_ADAM, 500, model) for name, model in _INITIALISERS),
-           kind="initialisation"),
+           kind=LessonKind.INITIALISATION),
     Lesson("initialisation-sgd", "Initialisation, with the lesson's SGD",
            "Plain SGD (0.01) cannot rescale small gradients: how much do the starting weights, and the "
            "frameworks' different defaults, matter there?",
            tuple(RunSpec(f"{name}, SGD", "sgd", {"learning_rate": 0.01}, 500, model) for name, model in _INITIALISERS),
-           kind="initialisation"),
+           kind=LessonKind.INITIALISATION),
 )
 _BIG = {"widths": (128, 128)}
 PRESETS["overfitting"] = (
@@ -227,7 +244,7 @@ PRESETS["overfitting"] = (
             RunSpec("dropout 0.5", *_ADAM, 500, {**_BIG, "dropout": 0.5}),
             RunSpec("dropout 0.8", *_ADAM, 500, {**_BIG, "dropout": 0.8}),
             RunSpec("smaller model (8)", *_ADAM, 500, {"widths": (8,)})),
-           num_words=1000, train_examples=2000, epochs=40, eval_train=True, kind="overfitting"),
+           num_words=1000, train_examples=2000, epochs=40, eval_train=True, kind=LessonKind.OVERFITTING),
 )
 PRESETS["problems"] = PRESETS["vanishing-gradients"] + PRESETS["initialisation"] + PRESETS["overfitting"]
 
@@ -238,8 +255,8 @@ class Config:
 
     dataset: "imdb", "synthetic-imdb", or None for IMDB when an archive is available locally and
     the synthetic set otherwise. seeds: how many seeds, vmapped in one program; they are
-    `seed, seed+1, ...`. shared_order: all seeds see one shuffling per epoch (faster: XLA fuses
-    their first layer into one wide matmul) instead of each its own.
+    `seed, seed+1, ...`. order: each seed shuffles its own way, or all share one shuffling per
+    epoch (faster: XLA fuses their first layer into one wide matmul).
     """
 
     preset: str = "lesson"
@@ -253,7 +270,7 @@ class Config:
     seeds: int = 8
     seed: int = 0
     epochs: int | None = None  # None: each lesson's own (DEFAULT_EPOCHS unless it says)
-    shared_order: bool = False
+    order: Order = Order.PER_SEED
     model: ModelConfig = ModelConfig()
     out: str | None = None
 
@@ -288,6 +305,5 @@ class Config:
         for batch in self.batches:
             if batch is not None and batch <= 0:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
-        self.model.validate()
         return self
 

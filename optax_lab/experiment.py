@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 
 from optax_lab import optimizers
-from optax_lab.config import PRESETS, Config, Lesson, RunSpec, batch_label
+from optax_lab.config import PRESETS, Config, Lesson, LessonKind, RunSpec, batch_label
 from optax_lab.data import Dataset, load_dataset, subset
 from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
-from optax_lab.train import Arrays, program_shape, train
+from optax_lab.train import Arrays, program_settings, train
+
+__all__ = ["Job", "Progress", "distinct_jobs", "plan", "ranking_lessons", "train_and_evaluate"]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per run
 # "compiled" after its program compiles and "trained" after it ran.
@@ -31,7 +33,8 @@ def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...]) -> 
         Lesson(f"batch-{batch_label(batch)}",
                f"All optimizers, {'full batch' if batch is None else f'batch {batch}'}",
                "Which optimizer reaches the lowest validation loss, and which gets to the target first?",
-               tuple(RunSpec(f"{name} @{batch_label(batch)}", name, {}, batch) for name in selected))
+               tuple(RunSpec(f"{name} @{batch_label(batch)}", name, {}, batch) for name in selected),
+               kind=LessonKind.RANKING)
         for batch in batches)
 
 
@@ -72,8 +75,9 @@ class Job:
 
 
 def distinct_jobs(config: Config, lessons: tuple[Lesson, ...]) -> tuple[Job, ...]:
-    """The runs of all lessons in order, each program once (SGD is in two of the lesson's), their
-    models validated. Reports find runs by name, so one name must mean one program."""
+    """The runs of all lessons in order, each program once (SGD is in two of the lesson's), every
+    run's model built (a bad change fails here, before any work). Reports find runs by name, so
+    one name must mean one program."""
     unique: dict[tuple, Job] = {}
     names: dict[str, tuple] = {}
     for lesson in lessons:
@@ -82,7 +86,7 @@ def distinct_jobs(config: Config, lessons: tuple[Lesson, ...]) -> tuple[Job, ...
             job = Job(run, num_words, train_examples, epochs, lesson.eval_train)
             if names.setdefault(run.name, job.key) != job.key:
                 raise ValueError(f"run name {run.name!r} is used for two different programs")
-            run.model_config(config.model).validate()
+            run.model_config(config.model)
             unique.setdefault(job.key, job)
     return tuple(unique.values())
 
@@ -104,7 +108,7 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
         if data_key not in arrays:
             dataset = subset(loaded[job.num_words], job.train_examples)
             arrays[data_key] = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
-        program_shape(job.spec, arrays[data_key], job.epochs, config.seeds, config.shared_order)
+        program_settings(job.spec, arrays[data_key], job.epochs, config.seeds, config.order)
     first = next(iter(loaded.values()))
     if progress:
         progress("loaded", first.name, time.perf_counter() - start)
@@ -116,7 +120,7 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
                 progress("compiled", name, seconds)
 
         result = train(job.spec, arrays[(job.num_words, job.train_examples)], seeds=seeds, epochs=job.epochs,
-                       shared_order=config.shared_order, model_config=config.model,
+                       order=config.order, model_config=config.model,
                        eval_train=job.eval_train, on_compiled=compiled)
         if progress:
             progress("trained", job.spec.name, result.run_s)

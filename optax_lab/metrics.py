@@ -1,5 +1,5 @@
 """The metrics stage: per-seed histories -> summary statistics and the results dict that the
-report (and results.json) is made of. Pure numpy/scipy; the only stage that knows the schema.
+report (and results.json) is made of, by the contract in `schema.py`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ import jax
 import numpy as np
 
 from optax_lab.config import Config, Lesson, ModelConfig
+from optax_lab.schema import SCHEMA, diverged_seeds, status_of
 from optax_lab.stats import ci95
 from optax_lab.train import RunResult, seed_epochs_per_second
 
-SCHEMA = 1
+__all__ = ["TARGET_VAL_LOSS", "device_info", "final_summary", "model_record", "results_dict", "run_record",
+           "time_to_target"]
+
 TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": the ranking's time-to-target threshold
-
-
-def diverged_seeds(history: dict[str, np.ndarray]) -> np.ndarray:
-    """[S] bool: the seeds whose training or validation loss stopped being finite."""
-    return ~(np.isfinite(history["train_loss"]).all(axis=1) & np.isfinite(history["val_loss"]).all(axis=1))
 
 
 def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
@@ -62,8 +60,8 @@ def time_to_target(result: RunResult, target: float = TARGET_VAL_LOSS) -> dict[s
     epochs = (reached.argmax(axis=1) + 1)[hit].astype(np.float64)
     mean = float(epochs.mean()) if hit.any() else math.nan
     return {"val_loss": target, "reached_seeds": int(hit.sum()), "epochs_mean": mean,
-            "steps_mean": mean * result.shape.steps_per_epoch,
-            "seconds_mean": mean * result.run_s / result.shape.epochs}
+            "steps_mean": mean * result.settings.steps_per_epoch,
+            "seconds_mean": mean * result.run_s / result.settings.epochs}
 
 
 def run_record(result: RunResult) -> dict[str, Any]:
@@ -73,19 +71,19 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "optimizer": result.spec.optimizer,
         "hyperparams": dict(result.hyperparams),
         "model": model_record(result.model),
-        "num_words": result.shape.num_features,
-        "n_train": result.shape.n_train,
-        "batch_size": result.shape.batch_size,
-        "full_batch": result.shape.full_batch,
-        "steps_per_epoch": result.shape.steps_per_epoch,
+        "num_words": result.settings.num_features,
+        "n_train": result.settings.n_train,
+        "batch_size": result.settings.batch_size,
+        "full_batch": result.settings.full_batch,
+        "steps_per_epoch": result.settings.steps_per_epoch,
         "seeds": list(result.seeds),
-        "epochs": result.shape.epochs,
+        "epochs": result.settings.epochs,
         "history": {key: values.tolist() for key, values in result.history.items()},
         "final": final_summary(result.history),
         "target": time_to_target(result),
         "timing": {"compile_s": result.compile_s, "run_s": result.run_s,
                    "seed_epochs_per_s": seed_epochs_per_second(result)},
-        "status": "diverged" if diverged.any() else "ok",
+        "status": status_of(diverged),
         "diverged_seeds": int(diverged.sum()),
     }
 
@@ -118,12 +116,12 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
         "command": command,
         "dataset": dataset,
         "device": device_info(),
-        "order": "shared" if config.shared_order else "per-seed",
+        "order": config.order,
         "compile_cache": compile_cache,
         "model": model_record(config.model),
         "lessons": [lesson_record(config, lesson) for lesson in lessons],
         "runs": [run_record(run) for run in runs],
     }
-    if config.optimizers:  # the report ranks every run instead of discussing lessons
+    if config.optimizers:  # the ranking's time-to-target threshold
         results["ranking"] = {"target_val_loss": TARGET_VAL_LOSS}
     return results

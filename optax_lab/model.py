@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from optax_lab.config import ModelConfig
 
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "KERNEL_INITS", "MLP", "NORMALIZATIONS", "build_model", "layer_names"]
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu, "elu": nn.elu,
     "selu": nn.selu, "silu": nn.silu, "leaky_relu": nn.leaky_relu, "linear": lambda x: x,
@@ -88,7 +90,7 @@ def layer_names(config: ModelConfig) -> tuple[str, ...]:
 
 
 def build_model(config: ModelConfig) -> MLP:
-    config.validate()
+    """The Flax module of `config` (a ModelConfig is valid by construction)."""
     return MLP(tuple(config.widths), ACTIVATIONS[config.activation], KERNEL_INITS[config.kernel_init],
                BIAS_INITS[config.bias_init], config.dropout, config.residual,
                NORMALIZATIONS[config.normalization])

@@ -9,8 +9,8 @@ each around a reasonable base, and the Keras-matched variants of the lesson. `EX
 optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
 optax upgrade that brings a new optimizer is noticed.
 
-Default hyperparameters are best-judgement values for a 100-32-32-1 MLP at batch 500 (optax's own
-where they suit it); they await `scripts/sweep_learning_rates.py` (see reports/lr-sweep.md).
+Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (reports/lr-sweep.md);
+the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 
-from optax_lab.config import closest
-from optax_lab.errors import UsageError
+from optax_lab.errors import UsageError, closest
+
+__all__ = ["EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "OptimizerEntry", "build", "current_params", "get",
+           "hyperparams", "keras_adagrad"]
 
 # What an entry's update() may ask the engine for, besides (grads, state, params):
 #   value    - the loss at params on this batch
@@ -51,7 +53,9 @@ def current_params(state: optax.OptState, params: optax.Params) -> optax.Params:
     return params
 
 
-class Optimizer(NamedTuple):
+class OptimizerEntry(NamedTuple):
+    """One row of the registry: how to build an optax optimizer and feed its update(), not the optimizer itself."""
+
     name: str
     constructor: Callable[..., optax.GradientTransformation]
     defaults: Mapping[str, Any]
@@ -187,103 +191,103 @@ def lookahead_eval_params(state: optax.OptState, params: optax.Params) -> optax.
 
 # --- The registry -----------------------------------------------------------------------------
 
-def _entries() -> list[Optimizer]:
+def _entries() -> list[OptimizerEntry]:
     sf_eval = optax.contrib.schedule_free_eval_params
     lr_free = frozenset({"lr_free"})  # learning_rate is a multiplier of a step size found online
     wrapper = frozenset({"wrapper"})
     value = frozenset({"value"})
     return [
         # optax, top level
-        Optimizer("sgd", optax.sgd, {"learning_rate": 0.1},
+        OptimizerEntry("sgd", optax.sgd, {"learning_rate": 0.1},
                   note="momentum=None is plain SGD; optax's trace equals Keras' velocity at constant lr"),
-        Optimizer("momentum", optax.sgd, {"learning_rate": 0.0316, "momentum": 0.9}),
-        Optimizer("nesterov", optax.sgd, {"learning_rate": 0.0316, "momentum": 0.9, "nesterov": True}),
-        Optimizer("noisy_sgd", optax.noisy_sgd, {"learning_rate": 0.1}, needs=frozenset({"key"}),
+        OptimizerEntry("momentum", optax.sgd, {"learning_rate": 0.0316, "momentum": 0.9}),
+        OptimizerEntry("nesterov", optax.sgd, {"learning_rate": 0.0316, "momentum": 0.9, "nesterov": True}),
+        OptimizerEntry("noisy_sgd", optax.noisy_sgd, {"learning_rate": 0.1}, needs=frozenset({"key"}),
                   note="annealed Gaussian gradient noise drawn from the seed's key"),
-        Optimizer("sign_sgd", optax.sign_sgd, {"learning_rate": 0.000316}),
-        Optimizer("signum", optax.signum, {"learning_rate": 0.0001}),
-        Optimizer("adagrad", optax.adagrad, {"learning_rate": 0.1}),
-        Optimizer("rmsprop", optax.rmsprop, {"learning_rate": 0.000316},
+        OptimizerEntry("sign_sgd", optax.sign_sgd, {"learning_rate": 0.000316}),
+        OptimizerEntry("signum", optax.signum, {"learning_rate": 0.0001}),
+        OptimizerEntry("adagrad", optax.adagrad, {"learning_rate": 0.1}),
+        OptimizerEntry("rmsprop", optax.rmsprop, {"learning_rate": 0.000316},
                   note="optax's eps; the lesson preset sets Keras' eps=1e-7 outside the sqrt (eps_in_sqrt=False)"),
-        Optimizer("adam", optax.adam, {"learning_rate": 0.0316},
+        OptimizerEntry("adam", optax.adam, {"learning_rate": 0.0316},
                   note="optax's eps; the lesson preset sets Keras' 1e-7 (Keras also scales eps by sqrt(1-b2^t): "
                        "the difference fades after a few steps)"),
-        Optimizer("adamw", optax.adamw, {"learning_rate": 0.0316}),
-        Optimizer("nadam", optax.nadam, {"learning_rate": 0.0316}),
-        Optimizer("nadamw", optax.nadamw, {"learning_rate": 0.0316}),
-        Optimizer("amsgrad", optax.amsgrad, {"learning_rate": 0.001}),
-        Optimizer("adamax", optax.adamax, {"learning_rate": 0.001}),
-        Optimizer("adamaxw", optax.adamaxw, {"learning_rate": 0.001}),
-        Optimizer("adabelief", optax.adabelief, {"learning_rate": 0.0316}),
-        Optimizer("radam", optax.radam, {"learning_rate": 0.001},
+        OptimizerEntry("adamw", optax.adamw, {"learning_rate": 0.0316}),
+        OptimizerEntry("nadam", optax.nadam, {"learning_rate": 0.0316}),
+        OptimizerEntry("nadamw", optax.nadamw, {"learning_rate": 0.0316}),
+        OptimizerEntry("amsgrad", optax.amsgrad, {"learning_rate": 0.001}),
+        OptimizerEntry("adamax", optax.adamax, {"learning_rate": 0.001}),
+        OptimizerEntry("adamaxw", optax.adamaxw, {"learning_rate": 0.001}),
+        OptimizerEntry("adabelief", optax.adabelief, {"learning_rate": 0.0316}),
+        OptimizerEntry("radam", optax.radam, {"learning_rate": 0.001},
                   note="no adaptive step for the first ~5 steps (rectification)"),
-        Optimizer("yogi", optax.yogi, {"learning_rate": 0.001}),
-        Optimizer("adan", optax.adan, {"learning_rate": 0.0316}),
-        Optimizer("novograd", optax.novograd, {"learning_rate": 0.001}, note="layer-wise second moment"),
-        Optimizer("lamb", optax.lamb, {"learning_rate": 0.001}, note="layer-wise trust ratio on Adam"),
-        Optimizer("lars", optax.lars, {"learning_rate": 0.3},
+        OptimizerEntry("yogi", optax.yogi, {"learning_rate": 0.001}),
+        OptimizerEntry("adan", optax.adan, {"learning_rate": 0.0316}),
+        OptimizerEntry("novograd", optax.novograd, {"learning_rate": 0.001}, note="layer-wise second moment"),
+        OptimizerEntry("lamb", optax.lamb, {"learning_rate": 0.001}, note="layer-wise trust ratio on Adam"),
+        OptimizerEntry("lars", optax.lars, {"learning_rate": 0.3},
                   note="layer-wise trust ratio (1e-3 |w|/|g|) on momentum SGD; zero-init biases take the full rate "
                        "(1.0 diverges here)"),
-        Optimizer("lion", optax.lion, {"learning_rate": 0.000316},
+        OptimizerEntry("lion", optax.lion, {"learning_rate": 0.000316},
                   note="sign updates: its paper advises 3-10x below Adam's rate; the sweep went lower still"),
-        Optimizer("adadelta", optax.adadelta, {"learning_rate": 0.316},
+        OptimizerEntry("adadelta", optax.adadelta, {"learning_rate": 0.316},
                   note="the paper uses 1.0, the sweep picked 0.316 (optax's None applies no rate; Keras' 0.001 barely moves)"),
-        Optimizer("adafactor", optax.adafactor, {"learning_rate": 0.00316, "min_dim_size_to_factor": 32},
+        OptimizerEntry("adafactor", optax.adafactor, {"learning_rate": 0.00316, "min_dim_size_to_factor": 32},
                   note="factors kernels with both dims >= 32 (optax's 128 would factor none here); "
                        "steps relative to the parameter scale"),
-        Optimizer("sm3", optax.sm3, {"learning_rate": 0.0316},
+        OptimizerEntry("sm3", optax.sm3, {"learning_rate": 0.0316},
                   note="Adagrad-like, with per row/column accumulators"),
-        Optimizer("fromage", optax.fromage, {"learning_rate": 0.01},
+        OptimizerEntry("fromage", optax.fromage, {"learning_rate": 0.01},
                   note="steps relative to each layer's norm: zero-initialised biases move only slowly"),
-        Optimizer("rprop", optax.rprop, {"learning_rate": 0.01},
+        OptimizerEntry("rprop", optax.rprop, {"learning_rate": 0.01},
                   note="learning_rate is the initial per-weight step; sign-based, meant for full batches"),
-        Optimizer("optimistic_gradient_descent", optax.optimistic_gradient_descent, {"learning_rate": 0.1},
+        OptimizerEntry("optimistic_gradient_descent", optax.optimistic_gradient_descent, {"learning_rate": 0.1},
                   note="made for min-max games"),
-        Optimizer("optimistic_adam_v2", optax.optimistic_adam_v2, {"learning_rate": 0.001},
+        OptimizerEntry("optimistic_adam_v2", optax.optimistic_adam_v2, {"learning_rate": 0.001},
                   note="made for min-max games"),
-        Optimizer("optimistic_adam", optax.optimistic_adam, {"learning_rate": 0.001}, tags=frozenset({"deprecated"}),
+        OptimizerEntry("optimistic_adam", optax.optimistic_adam, {"learning_rate": 0.001}, tags=frozenset({"deprecated"}),
                   note="deprecated by optax in favour of optimistic_adam_v2"),
-        Optimizer("polyak_sgd", optax.polyak_sgd, {"max_learning_rate": 0.316}, needs=value,
+        OptimizerEntry("polyak_sgd", optax.polyak_sgd, {"max_learning_rate": 0.316}, needs=value,
                   note="step (loss - f_min) / |g|^2 with f_min = 0 (BCE's floor), capped at max_learning_rate"),
-        Optimizer("lbfgs", optax.lbfgs, {}, needs=frozenset({"value", "grad", "value_fn"}),
+        OptimizerEntry("lbfgs", optax.lbfgs, {}, needs=frozenset({"value", "grad", "value_fn"}),
                   tags=frozenset({"second-order"}),
                   note="zoom linesearch on each mini-batch (up to 15 extra loss evaluations per step)"),
         # optax.contrib
-        Optimizer("acprop", optax.contrib.acprop, {"learning_rate": 0.000316},
+        OptimizerEntry("acprop", optax.contrib.acprop, {"learning_rate": 0.000316},
                   note="scales by the previous step's belief: a rare word's first gradient divides by ~0, "
                        "so Adam's 0.01 diverges"),
-        Optimizer("ademamix", optax.contrib.ademamix, {"learning_rate": 0.0316}),
-        Optimizer("simplified_ademamix", optax.contrib.simplified_ademamix, {"learning_rate": 0.0001},
+        OptimizerEntry("ademamix", optax.contrib.ademamix, {"learning_rate": 0.0316}),
+        OptimizerEntry("simplified_ademamix", optax.contrib.simplified_ademamix, {"learning_rate": 0.0001},
                   note="heavy momentum (b1 0.99) without bias correction: 0.01 oscillates"),
-        Optimizer("adopt", optax.contrib.adopt, {"learning_rate": 0.001}),
-        Optimizer("madgrad", optax.contrib.madgrad, {"learning_rate": 0.001}),
-        Optimizer("galore", optax.contrib.galore, {"learning_rate": 0.01, "rank": 8, "update_proj_gap": 50},
+        OptimizerEntry("adopt", optax.contrib.adopt, {"learning_rate": 0.001}),
+        OptimizerEntry("madgrad", optax.contrib.madgrad, {"learning_rate": 0.001}),
+        OptimizerEntry("galore", optax.contrib.galore, {"learning_rate": 0.01, "rank": 8, "update_proj_gap": 50},
                   note="Adam in a rank-8 gradient subspace of each kernel, re-projected every 50 steps "
                        "(optax's rank 128 exceeds our kernels: no projection at all); biases plain Adam"),
-        Optimizer("muon", optax.contrib.muon, {"learning_rate": 0.002, "adam_learning_rate": 0.01},
+        OptimizerEntry("muon", optax.contrib.muon, {"learning_rate": 0.002, "adam_learning_rate": 0.01},
                   note="orthogonalised momentum for the 2-D kernels, Adam for the biases"),
-        Optimizer("sophia", optax.contrib.sophia, {"learning_rate": 0.0003}, needs=frozenset({"obj_fn", "key"}),
+        OptimizerEntry("sophia", optax.contrib.sophia, {"learning_rate": 0.0003}, needs=frozenset({"obj_fn", "key"}),
                   tags=frozenset({"second-order"}), key_field="key",
                   note="Hutchinson Hessian-diagonal probes every 10 steps, from the seed's key"),
-        Optimizer("cocob", optax.contrib.cocob, {"learning_rate": 3.16}, tags=lr_free,
+        OptimizerEntry("cocob", optax.contrib.cocob, {"learning_rate": 3.16}, tags=lr_free,
                   note="coin betting: learning_rate only scales the bets"),
-        Optimizer("dog", optax.contrib.dog, {"learning_rate": 1.0}, tags=lr_free,
+        OptimizerEntry("dog", optax.contrib.dog, {"learning_rate": 1.0}, tags=lr_free,
                   note="distance over gradients: learning_rate only scales the step it finds"),
-        Optimizer("dowg", optax.contrib.dowg, {"learning_rate": 0.316}, tags=lr_free,
+        OptimizerEntry("dowg", optax.contrib.dowg, {"learning_rate": 0.316}, tags=lr_free,
                   note="distance over weighted gradients: learning_rate only scales the step it finds"),
-        Optimizer("prodigy", optax.contrib.prodigy, {"learning_rate": 10}, tags=lr_free,
+        OptimizerEntry("prodigy", optax.contrib.prodigy, {"learning_rate": 10}, tags=lr_free,
                   note="estimates Adam's rate online"),
-        Optimizer("dadapt_adamw", optax.contrib.dadapt_adamw, {"learning_rate": 0.1}, tags=lr_free,
+        OptimizerEntry("dadapt_adamw", optax.contrib.dadapt_adamw, {"learning_rate": 0.1}, tags=lr_free,
                   note="D-Adaptation estimates Adam's rate online"),
-        Optimizer("momo", optax.contrib.momo, {"learning_rate": 0.316}, needs=value, tags=lr_free,
+        OptimizerEntry("momo", optax.contrib.momo, {"learning_rate": 0.316}, needs=value, tags=lr_free,
                   note="model-based momentum: steps capped by the loss' distance to its floor 0"),
-        Optimizer("momo_adam", optax.contrib.momo_adam, {"learning_rate": 0.0316}, needs=value, tags=lr_free,
+        OptimizerEntry("momo_adam", optax.contrib.momo_adam, {"learning_rate": 0.0316}, needs=value, tags=lr_free,
                   note="Momo on Adam's preconditioned steps"),
-        Optimizer("schedule_free_sgd", optax.contrib.schedule_free_sgd, {"learning_rate": 0.5}, eval_params=sf_eval,
+        OptimizerEntry("schedule_free_sgd", optax.contrib.schedule_free_sgd, {"learning_rate": 0.5}, eval_params=sf_eval,
                   note="validated at the averaged iterate x (schedule_free_eval_params)"),
-        Optimizer("schedule_free_adamw", optax.contrib.schedule_free_adamw, {"learning_rate": 0.00158},
+        OptimizerEntry("schedule_free_adamw", optax.contrib.schedule_free_adamw, {"learning_rate": 0.00158},
                   eval_params=sf_eval, note="validated at the averaged iterate x"),
-        Optimizer("dpsgd", dpsgd, {"learning_rate": 0.1, "l2_norm_clip": 5.0, "noise_multiplier": 1.1,
+        OptimizerEntry("dpsgd", dpsgd, {"learning_rate": 0.1, "l2_norm_clip": 5.0, "noise_multiplier": 1.1,
                                    "momentum": 0.9},
                   needs=frozenset({"per_example_grads", "key"}), tags=frozenset({"private"}),
                   optax_name="contrib.dpsgd", key_field="rng_key",
@@ -292,22 +296,22 @@ def _entries() -> list[Optimizer]:
                        "Gaussian noise of 1.1 x that from the seed's key; a ragged last batch divides by its "
                        "padded size"),
         # wrappers, each around a base that its docs test it with
-        Optimizer("mechanize_adam", mechanize_adam, {"learning_rate": 0.1}, tags=wrapper | lr_free,
+        OptimizerEntry("mechanize_adam", mechanize_adam, {"learning_rate": 0.1}, tags=wrapper | lr_free,
                   optax_name="contrib.mechanize", note="Mechanic tunes the scale of Adam's steps (its docs use base rate 1; the sweep picked 0.1)"),
-        Optimizer("schedule_free_adam", schedule_free_adam, {"learning_rate": 0.00158}, tags=wrapper,
+        OptimizerEntry("schedule_free_adam", schedule_free_adam, {"learning_rate": 0.00158}, tags=wrapper,
                   optax_name="contrib.schedule_free", eval_params=sf_eval,
                   note="validated at the averaged iterate x"),
-        Optimizer("sam_sgd", sam_sgd, {"learning_rate": 0.05, "momentum": 0.9, "rho": 0.05},
+        OptimizerEntry("sam_sgd", sam_sgd, {"learning_rate": 0.05, "momentum": 0.9, "rho": 0.05},
                   needs=frozenset({"grad_fn"}), tags=wrapper, optax_name="contrib.sam",
                   note="two gradients per step (opaque mode)"),
-        Optimizer("reduce_on_plateau_adam", reduce_on_plateau_adam, {"learning_rate": 0.0316}, needs=value,
+        OptimizerEntry("reduce_on_plateau_adam", reduce_on_plateau_adam, {"learning_rate": 0.0316}, needs=value,
                   tags=wrapper, optax_name="contrib.reduce_on_plateau",
                   note="watches the train loss (the value fed to update)"),
-        Optimizer("lookahead_adam", lookahead_adam, {"learning_rate": 0.001}, tags=wrapper,
+        OptimizerEntry("lookahead_adam", lookahead_adam, {"learning_rate": 0.001}, tags=wrapper,
                   optax_name="lookahead", eval_params=lookahead_eval_params,
                   note="validated at the slow weights"),
         # ours
-        Optimizer("keras_adagrad", keras_adagrad, {"learning_rate": 0.1, "decay": 0.0},
+        OptimizerEntry("keras_adagrad", keras_adagrad, {"learning_rate": 0.1, "decay": 0.0},
                   tags=frozenset({"keras"}), note="eps outside the sqrt, accumulator from 0.1, legacy decay"),
     ]
 
@@ -331,7 +335,7 @@ def _optax_functions() -> dict[Callable, str]:
     return names
 
 
-def _complete(entries: list[Optimizer]) -> dict[str, Optimizer]:
+def _complete(entries: list[OptimizerEntry]) -> dict[str, OptimizerEntry]:
     """The table with what it leaves implicit filled in: the optax name of a plain constructor,
     the core/contrib tag it implies, and an expected_slow tag where a reason is given."""
     functions = _optax_functions()
@@ -346,10 +350,10 @@ def _complete(entries: list[Optimizer]) -> dict[str, Optimizer]:
     return registry
 
 
-REGISTRY: dict[str, Optimizer] = _complete(_entries())
+REGISTRY: dict[str, OptimizerEntry] = _complete(_entries())
 
 
-def get(name: str) -> Optimizer:
+def get(name: str) -> OptimizerEntry:
     if name not in REGISTRY:
         raise UsageError(f"unknown optimizer {name!r}: did you mean {closest(name, sorted(REGISTRY))}? "
                          "(`optax-lab list` shows them all)")

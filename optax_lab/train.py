@@ -15,10 +15,11 @@ logs as `loss`), i.e. measured on the moving parameters during the epoch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -27,9 +28,14 @@ import numpy as np
 import optax
 
 from optax_lab import optimizers
-from optax_lab.config import ModelConfig, RunSpec
+from optax_lab.config import ModelConfig, Order, RunSpec
 from optax_lab.errors import UsageError
+from optax_lab.files import cache_dir
 from optax_lab.model import build_model, layer_names
+
+__all__ = ["Arrays", "Program", "ProgramSettings", "RunResult", "SeedState", "compile_program", "compiler_options", "counting_compiles",
+           "distinct_units", "enable_compile_cache", "forget_compiled", "layer_grad_norms", "make_program",
+           "program_settings", "replica_inputs", "seed_epochs_per_second", "shuffled_indices", "train"]
 
 
 class Arrays(NamedTuple):
@@ -46,8 +52,9 @@ class Arrays(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ProgramShape:
-    """Everything a compiled program is specialised on (besides the optimizer)."""
+class ProgramSettings:
+    """Everything a compiled program is specialised on besides the optimizer and model: the
+    data's shapes, the batch size, the epochs, the seed count, and what it computes."""
 
     n_train: int
     n_test: int
@@ -55,7 +62,7 @@ class ProgramShape:
     batch_size: int
     epochs: int
     num_seeds: int
-    shared_order: bool
+    order: Order = Order.PER_SEED
     eval_train: bool = False  # also evaluate the whole training set after each epoch
     validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
 
@@ -72,7 +79,7 @@ class ProgramShape:
 class RunResult:
     spec: RunSpec
     hyperparams: dict[str, Any]
-    shape: ProgramShape
+    settings: ProgramSettings
     seeds: tuple[int, ...]
     history: dict[str, np.ndarray]  # each [seeds, epochs]
     compile_s: float  # trace + lower + XLA compile (near zero on a compilation-cache hit)
@@ -168,7 +175,7 @@ class Program(NamedTuple):
 
     init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L], "init_distinct_units": [S]})
     epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, then
-        `evaluate` unless the shape says `validate=False` (the benchmarks' unit of work)
+        `evaluate` unless the settings say `validate=False` (the benchmarks' unit of work)
     evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [S]}
     train(seeds, order_seed, data) -> {key: [S, E] or [S, E, L]} — init, then every epoch in a scan
     """
@@ -179,14 +186,14 @@ class Program(NamedTuple):
     train: Callable
 
 
-def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) -> Program:
+def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> Program:
     """The programs of `spec` on the model `model_config` (already resolved: the spec's model
-    changes applied), specialised on `shape`."""
+    changes applied), specialised on `settings`."""
     model = build_model(model_config)
     layers = layer_names(model_config)
     entry = optimizers.get(spec.optimizer)
     hyperparams = optimizers.hyperparams(spec.optimizer, spec.hyperparams)
-    n, batch, steps = shape.n_train, shape.batch_size, shape.steps_per_epoch
+    n, batch, steps = settings.n_train, settings.batch_size, settings.steps_per_epoch
     ragged = n % batch != 0
     dropout = model_config.dropout > 0
 
@@ -212,7 +219,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
     def seed_init(seed, order_seed, data: Arrays):
         init_key, shuffle_key, optimizer_key, dropout_key = _seed_keys(seed)
         # Shared order: every seed shuffles like the first seed does in per-seed mode.
-        order_key = _seed_keys(order_seed)[1] if shape.shared_order else shuffle_key
+        order_key = _seed_keys(order_seed)[1] if settings.order is Order.SHARED else shuffle_key
         params = model.init(init_key, data.x_train[:1])["params"]
         opt_state = optimizers.build(spec.optimizer, hyperparams, key=optimizer_key).init(params)
         # The gradient at initialisation on the whole training set, dropout off.
@@ -248,7 +255,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
             size = jnp.float32(batch) if weights is None else weights.sum()
             return (optax.apply_updates(params, updates), opt_state), (loss * size, accuracy * size, grad_norms)
 
-        if shape.full_batch:
+        if settings.full_batch:
             # One step on the whole set: its order cannot matter, so skip shuffle and gather.
             batches = (data.x_train[None], data.y_train[None], None, jnp.zeros(1, jnp.int32))
         else:
@@ -259,7 +266,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
         state = state._replace(params=params, opt_state=opt_state)
         metrics = {"train_loss": loss_sums.sum() / n, "train_acc": correct_sums.sum() / n,
                    "grad_norms": grad_norms.mean(axis=0)}
-        if shape.validate:
+        if settings.validate:
             metrics.update(seed_evaluate(state, data))
         return state, metrics
 
@@ -268,14 +275,14 @@ def make_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape) 
         answer = entry.eval_params(state.opt_state, state.params)
         val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
         metrics = {"val_loss": val_loss, "val_acc": val_acc, "distinct_units": distinct_units(answer)}
-        if shape.eval_train:
+        if settings.eval_train:
             metrics["train_eval_loss"], metrics["train_eval_acc"] = _loss_and_correct(
                 logits_of(answer, data.x_train), data.y_train, None)
         return metrics
 
     def seed_train(seed, order_seed, data: Arrays):
         state, init_metrics = seed_init(seed, order_seed, data)
-        _, history = jax.lax.scan(lambda s, e: seed_epoch(s, e, data), state, jnp.arange(shape.epochs))
+        _, history = jax.lax.scan(lambda s, e: seed_epoch(s, e, data), state, jnp.arange(settings.epochs))
         return {**history, **init_metrics}
 
     # Seeds on a vmap axis; the data and (in shared-order mode) the order seed are shared, so
@@ -299,6 +306,41 @@ def compiler_options() -> dict[str, Any]:
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
 
 
+def enable_compile_cache() -> None:
+    """JAX's persistent compilation cache in our user cache: a second process skips XLA compiles."""
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def counting_compiles() -> Iterator[list[float]]:
+    """`with counting_compiles() as compiles:` collects the seconds of every XLA backend compile
+    in the block (persistent-cache hits are not compiles): how tests and benchmarks prove that
+    a program compiled once."""
+    compiles: list[float] = []
+
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE_EVENT:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def forget_compiled() -> None:
+    """Drop every executable this process keeps, ours and JAX's: the next program compiles cold
+    (unless the persistent cache is on)."""
+    _COMPILED.clear()
+    jax.clear_caches()
+
+
 def _aot_compile(function: Callable, *args) -> tuple[Any, float]:
     """Trace, lower and XLA-compile `function` for `args` (arrays or ShapeDtypeStructs); seconds."""
     start = time.perf_counter()
@@ -306,36 +348,44 @@ def _aot_compile(function: Callable, *args) -> tuple[Any, float]:
     return compiled, time.perf_counter() - start
 
 
-def _input_specs(shape: ProgramShape):
-    return jax.ShapeDtypeStruct((shape.num_seeds,), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32)
+def _input_specs(settings: ProgramSettings):
+    return jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32)
 
 
-def compile_program(model_config: ModelConfig, spec: RunSpec, shape: ProgramShape, data: Arrays):
+def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, data: Arrays):
     """The compiled whole-training program for this configuration (`model_config` resolved) and
     its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
     (a repeat returns the cached executable and its original compile time)."""
-    cache_key = (model_config, spec.program_key, shape)
+    cache_key = (model_config, spec.program_key, settings)
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
     else:
-        _COMPILED[cache_key] = _aot_compile(make_program(model_config, spec, shape).train, *_input_specs(shape), data)
+        program = make_program(model_config, spec, settings)
+        _COMPILED[cache_key] = _aot_compile(program.train, *_input_specs(settings), data)
         while len(_COMPILED) > COMPILED_KEPT:
             _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
 
 
-def program_shape(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, shared_order: bool,
-                  eval_train: bool = False) -> ProgramShape:
+def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
+                     eval_train: bool = False) -> ProgramSettings:
+    """The settings `spec` compiles to on `data`; a batch size the data cannot fill is a UsageError."""
     n_train = data.x_train.shape[0]
     batch = n_train if spec.batch_size is None else spec.batch_size
     if not 0 < batch <= n_train:
         raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
                          f"{n_train} training examples: lower it or use 'full'")
-    return ProgramShape(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
-                        shared_order, eval_train)
+    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
+                           Order(order), eval_train)
 
 
-def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, shared_order: bool = False,
+def replica_inputs(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """The seeds [S] and the shared-order seed (the first one) on the device, ready before any clock.
+    device_put, not jnp.asarray: building arrays from Python ints would compile tiny programs."""
+    return jax.block_until_ready((jax.device_put(np.asarray(seeds, np.int32)), jax.device_put(np.int32(seeds[0]))))
+
+
+def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, order: Order = Order.PER_SEED,
           model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
           on_compiled: Callable[[float], None] | None = None) -> RunResult:
     """Train `spec` for every seed at once on the base model `model_config` with the spec's model
@@ -344,23 +394,20 @@ def train(spec: RunSpec, data: Arrays, *, seeds: tuple[int, ...], epochs: int, s
     and "init_distinct_units" [seeds] (at initialisation);
     with `eval_train`, also "train_eval_loss"/"train_eval_acc" [seeds, epochs]."""
     model = spec.model_config(model_config)
-    model.validate()
-    shape = program_shape(spec, data, epochs, len(seeds), shared_order, eval_train)
+    settings = program_settings(spec, data, epochs, len(seeds), order, eval_train)
     hyperparams = optimizers.hyperparams(spec.optimizer, spec.hyperparams)
-    compiled, compile_s = compile_program(model, spec, shape, data)
+    compiled, compile_s = compile_program(model, spec, settings, data)
     if on_compiled is not None:
         on_compiled(compile_s)
-    # device_put, not jnp.asarray: building arrays from Python ints would compile tiny programs.
-    seed_array = jax.device_put(np.asarray(seeds, np.int32))
-    order_seed = jax.device_put(np.int32(seeds[0]))
-    jax.block_until_ready((seed_array, order_seed, data))
+    seed_array, order_seed = replica_inputs(seeds)
+    jax.block_until_ready(data)
     start = time.perf_counter()
     history = jax.block_until_ready(compiled(seed_array, order_seed, data))
     run_s = time.perf_counter() - start
     # scan stacks epochs first under the vmap: [S, E, ...] already.
-    return RunResult(spec, hyperparams, shape, tuple(seeds), {k: np.asarray(v) for k, v in history.items()},
+    return RunResult(spec, hyperparams, settings, tuple(seeds), {k: np.asarray(v) for k, v in history.items()},
                      compile_s, run_s, model)
 
 
 def seed_epochs_per_second(result: RunResult) -> float:
-    return len(result.seeds) * result.shape.epochs / result.run_s
+    return len(result.seeds) * result.settings.epochs / result.run_s

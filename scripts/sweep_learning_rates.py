@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from optax_lab import optimizers, train
-from optax_lab.config import RunSpec, closest
+from optax_lab.config import RunSpec
+from optax_lab.errors import closest
 from optax_lab.data import load_dataset
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "lr-sweep.md"
@@ -34,12 +35,12 @@ FACTORS = tuple(10 ** (k / 2) for k in range(-2, 3))  # 0.1 ... 10, half a decad
 RATE_NAMES = ("learning_rate", "max_learning_rate")  # polyak_sgd's rate is a cap
 
 
-def rate_name(entry: optimizers.Optimizer) -> str | None:
+def rate_name(entry: optimizers.OptimizerEntry) -> str | None:
     """The hyperparameter to sweep: the entry's numeric learning rate, if it has one."""
     return next((n for n in RATE_NAMES if isinstance(entry.defaults.get(n), (int, float))), None)
 
 
-def sweep_one(entry: optimizers.Optimizer, data: train.Arrays, seeds: tuple[int, ...], epochs: int,
+def sweep_one(entry: optimizers.OptimizerEntry, data: train.Arrays, seeds: tuple[int, ...], epochs: int,
               batch: int) -> dict[float, float]:
     """Rate -> final validation loss averaged over seeds (inf where any seed diverged)."""
     name = rate_name(entry)
@@ -52,7 +53,7 @@ def sweep_one(entry: optimizers.Optimizer, data: train.Arrays, seeds: tuple[int,
     return results
 
 
-def table(rows: list[tuple[optimizers.Optimizer, dict[float, float]]], header: str) -> str:
+def table(rows: list[tuple[optimizers.OptimizerEntry, dict[float, float]]], header: str) -> str:
     lines = [header, "",
              "| optimizer | rate | default | best | best val loss | val loss per rate |",
              "|---|---|---|---|---|---|"]

@@ -28,7 +28,6 @@ import heapq
 import os
 import re
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
@@ -39,13 +38,12 @@ import numpy as np
 import pooch
 
 from optax_lab.errors import UsageError
-from optax_lab.files import publish_mode
+from optax_lab.files import ENV_CACHE, atomic_file, cache_dir
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 ENV_ARCHIVE = "OPTAX_LAB_IMDB_ARCHIVE"
-ENV_CACHE = "OPTAX_LAB_CACHE"
 ENV_URL = "OPTAX_LAB_IMDB_URL"
 
 START, OOV, INDEX_FROM = 1, 2, 3  # Keras' start_char, oov_char, index_from
@@ -61,10 +59,6 @@ class Encoded(NamedTuple):
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(ENV_CACHE) or pooch.os_cache("optax_lab"))
 
 
 def local_archive(imdb_archive: str | os.PathLike | None = None) -> Path | None:
@@ -140,17 +134,8 @@ def _read_cached(path: Path) -> Encoded | None:
 
 
 def _write_atomically(path: Path, encoded: Encoded) -> None:
-    # A temp file in the same folder, then os.replace: readers see the whole file or none.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **encoded._asdict())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:  # readers see the whole file or none
+        np.savez_compressed(f, **encoded._asdict())
 
 
 class Reviews(NamedTuple):
