@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from optax_lab import optimizers
-from optax_lab.bench_table import benchmark_rows, report_path, timing_markdown, write_files
+from optax_lab.benchmarking.records import benchmark_rows
+from optax_lab.benchmarking.table import report_path, timing_markdown
 from optax_lab.config import batch_label, parse_batches
 from optax_lab.errors import UsageError
+from optax_lab.files import write_files
 
 SMOKE_OPTIMIZERS = ("adam", "lbfgs")  # plain, and one with a data-dependent loop (FLOPs lower bound)
 SMOKE_DATA = (2_000, 1_000)  # synthetic training / test examples under --smoke
@@ -100,7 +102,7 @@ def pytest_configure(config):
     config.stash[SETTINGS] = settings = _settings(config)
     config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None}
     if settings.compile_cache:
-        from optax_lab.cli import enable_compile_cache
+        from optax_lab.train import enable_compile_cache
 
         enable_compile_cache()
 
@@ -129,7 +131,7 @@ def full_data():
     """(dataset name, Arrays): IMDB when an archive is available locally, else synthetic-imdb;
     loaded once per session for every benchmark file."""
     from optax_lab.data import load_dataset
-    from optax_lab.train import Arrays
+    from optax_lab.program import Arrays
 
     dataset, warning = load_dataset(None)
     if warning:
@@ -141,7 +143,7 @@ def full_data():
 def bench_data(bench_settings, request):
     """The optimizer benchmarks' data: `full_data`, or under --smoke a small synthetic set."""
     from optax_lab.data.synthetic import generate
-    from optax_lab.train import Arrays
+    from optax_lab.program import Arrays
 
     if bench_settings.smoke:
         return "synthetic-imdb (smoke)", Arrays.from_numpy(*generate(100, 0, *SMOKE_DATA))
@@ -151,7 +153,7 @@ def bench_data(bench_settings, request):
 @pytest.fixture(scope="session")
 def matmul_peak(request, bench_settings):
     """The machine's fp32 matmul peak, measured once in this session (the roofline)."""
-    from optax_lab.roofline import matmul_peak as measure
+    from optax_lab.benchmarking.roofline import matmul_peak as measure
 
     peak = measure(256, 3) if bench_settings.smoke else measure()
     request.config.stash[STATE]["peak"] = peak
@@ -213,7 +215,7 @@ def pytest_sessionfinish(session, exitstatus):
         path = report_path(config.rootpath / "reports" / "bench", machine_info)
     try:
         rows = benchmark_rows({"machine_info": machine_info, "benchmarks": state["recorded"]})
-        write_files({path: timing_markdown(machine_info, rows, meta)})
+        write_files({path: timing_markdown(machine_info, rows, meta)}, fix="choose a writable --bench-report path")
         state["report"] = f"timing table: {path}"
     except UsageError as error:
         state["report"] = f"timing table not written: {error}"

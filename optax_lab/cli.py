@@ -17,8 +17,21 @@ import shlex
 import sys
 from pathlib import Path
 
-from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
-                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order, parse_batches)
+from optax_lab.config import (
+    ACTIVATIONS,
+    BIAS_INITS,
+    DATASETS,
+    DEFAULT_EPOCHS,
+    DEFAULT_NUM_WORDS,
+    FULL_BATCH,
+    KERNEL_INITS,
+    NORMALIZATIONS,
+    PRESETS,
+    Config,
+    ModelConfig,
+    Order,
+    parse_batches,
+)
 from optax_lab.errors import UsageError
 
 EXIT_USAGE = 2
@@ -131,8 +144,8 @@ def _run(args, console) -> None:
     from rich.table import Table
 
     from optax_lab.experiment import distinct_jobs, plan, train_and_evaluate
-    from optax_lab.train import enable_compile_cache
     from optax_lab.report import check_writable, write_report
+    from optax_lab.train import enable_compile_cache
 
     if args.preset and args.optimizers:
         raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
@@ -207,7 +220,7 @@ def _report(args, console) -> None:
 
 
 def _compare(args, console) -> None:
-    from optax_lab.bench_compare import compare
+    from optax_lab.benchmarking.compare import compare
 
     console.print(f"comparison: {compare(args.files, args.out)}")
 

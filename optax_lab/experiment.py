@@ -17,7 +17,8 @@ from optax_lab.config import PRESETS, Config, Lesson, LessonKind, RunSpec, batch
 from optax_lab.data import Dataset, load_dataset, subset
 from optax_lab.errors import UsageError
 from optax_lab.metrics import results_dict
-from optax_lab.train import Arrays, program_settings, train
+from optax_lab.program import Arrays, program_settings
+from optax_lab.train import train
 
 __all__ = ["Job", "Progress", "distinct_jobs", "plan", "ranking_lessons", "train_and_evaluate"]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from optax_lab import optimizers, train
-from optax_lab.config import RunSpec
-from optax_lab.errors import closest
+from optax_lab.config import Order, RunSpec
 from optax_lab.data import load_dataset
+from optax_lab.errors import closest
+from optax_lab.files import write_files
+from optax_lab.program import Arrays
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "lr-sweep.md"
 FACTORS = tuple(10 ** (k / 2) for k in range(-2, 3))  # 0.1 ... 10, half a decade apart
@@ -40,7 +41,7 @@ def rate_name(entry: optimizers.OptimizerEntry) -> str | None:
     return next((n for n in RATE_NAMES if isinstance(entry.defaults.get(n), (int, float))), None)
 
 
-def sweep_one(entry: optimizers.OptimizerEntry, data: train.Arrays, seeds: tuple[int, ...], epochs: int,
+def sweep_one(entry: optimizers.OptimizerEntry, data: Arrays, seeds: tuple[int, ...], epochs: int,
               batch: int) -> dict[float, float]:
     """Rate -> final validation loss averaged over seeds (inf where any seed diverged)."""
     name = rate_name(entry)
@@ -48,7 +49,7 @@ def sweep_one(entry: optimizers.OptimizerEntry, data: train.Arrays, seeds: tuple
     for factor in FACTORS:
         rate = float(f"{entry.defaults[name] * factor:.3g}")
         spec = RunSpec(f"{entry.name}@{rate:g}", entry.name, {name: rate}, batch)
-        final = train.train(spec, data, seeds=seeds, epochs=epochs, shared_order=True).history["val_loss"][:, -1]
+        final = train.train(spec, data, seeds=seeds, epochs=epochs, order=Order.SHARED).history["val_loss"][:, -1]
         results[rate] = float(final.mean()) if np.all(np.isfinite(final)) else math.inf
     return results
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset, warning = load_dataset(args.dataset)
     if warning:
         print(warning, file=sys.stderr)
-    data = train.Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    data = Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     seeds = tuple(range(args.seeds))
 
     command = "python scripts/sweep_learning_rates.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -103,16 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         results = sweep_one(entry, data, seeds, args.epochs, args.batch) if rate_name(entry) else {}
         rows.append((entry, results))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        write_atomically(args.out, table(rows, header))  # after each optimizer: a crash keeps the rest
+        write_files({args.out: table(rows, header)})  # after each optimizer: a crash keeps the rest
     print(table(rows, header))
     return 0
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, and the real
-archive from ../shared/data when it is there."""
+"""Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, the real
+archive from ../shared/data when it is there, the small synthetic dataset the engine tests train
+on, and the compile counter."""
 
 from __future__ import annotations
 
 import io
-import time
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from optax_lab.data import load_dataset
+from optax_lab.data import load_dataset, synthetic
+from optax_lab.program import Arrays
+from optax_lab.train import counting_compiles
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
 
@@ -90,3 +93,25 @@ def real_imdb(real_archive, tmp_path_factory):
         seconds = time.perf_counter() - start
     print(f"\nfirst load of the real IMDB archive (tokenising): {seconds:.1f} s")
     return data, cache, seconds
+
+
+@pytest.fixture(scope="session")
+def small_data() -> Arrays:
+    """A shrunken synthetic-imdb on the device: 1,050 training examples, so that batch 500
+    leaves a remainder batch, and 400 test examples. One shape for every engine test, so that
+    tests share compiled programs."""
+    return Arrays.from_numpy(*synthetic.generate(num_words=100, seed=0, num_train=1050, num_test=400))
+
+
+@pytest.fixture(scope="session")
+def optimizer_data() -> Arrays:
+    """The optimizer tests' synthetic-imdb: 2,000 training examples (4 whole steps of 500 an
+    epoch, enough for every entry's defaults to lower the loss in 3 epochs) and 1,000 test."""
+    return Arrays.from_numpy(*synthetic.generate(num_words=100, seed=0, num_train=2000, num_test=1000))
+
+
+@pytest.fixture
+def count_compiles():
+    """A list that gains one entry per XLA backend compile while the test runs."""
+    with counting_compiles() as compiles:
+        yield compiles

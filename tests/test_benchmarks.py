@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from optax_lab.bench_table import BENCH_KIND, benchmark_rows, machine_label, report_path, timing_markdown
+from optax_lab.benchmarking.records import BENCH_KIND, benchmark_rows
+from optax_lab.benchmarking.table import machine_label, report_path, timing_markdown
 from optax_lab.cli import main
 from optax_lab.errors import UsageError
 
@@ -105,12 +106,21 @@ def test_machine_labels_and_report_paths_never_overwrite(tmp_path):
 
 
 def test_rounds_fill_the_time_budget_within_bounds():
-    from optax_lab.benchmarks import rounds_for
+    from optax_lab.benchmarking.epoch import rounds_for
 
     assert rounds_for(1.0, 0.1, 3, 200) == 10
     assert rounds_for(1.0, 5.0, 3, 200) == 3  # a slow epoch still gets the minimum
     assert rounds_for(1.0, 1e-4, 3, 200) == 200
     assert rounds_for(1.0, 0.0, 3, 200) == 200
+
+
+def test_records_table_and_compare_need_no_jax_and_every_export_resolves():
+    code = ("import sys; import optax_lab.benchmarking as b, optax_lab.benchmarking.compare; "
+            "assert 'jax' not in sys.modules, 'reading or rendering imported jax'; "
+            "missing = [name for name in b.__all__ if getattr(b, name, None) is None]; "
+            "assert not missing, missing")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +207,7 @@ def mlp_matmul_flops(widths: tuple[int, ...], examples: int) -> tuple[int, int]:
 
 
 def test_step_flops_from_a_loop_counted_once_or_per_trip():
-    from optax_lab.roofline import step_flops
+    from optax_lab.benchmarking.roofline import step_flops
 
     once = step_flops(reported=1_100.0, fixed=1_000.0, steps=50, counted_once=True, unknown_loops=0)
     assert (once.per_step, once.per_epoch, once.exact) == (100.0, 1_000.0 + 50 * 100.0, True)
@@ -208,7 +218,7 @@ def test_step_flops_from_a_loop_counted_once_or_per_trip():
 @pytest.fixture(scope="module")
 def small_data():
     from optax_lab.data.synthetic import generate
-    from optax_lab.train import Arrays
+    from optax_lab.program import Arrays
 
     return Arrays.from_numpy(*generate(100, 0, 2_000, 1_000))
 
@@ -217,9 +227,9 @@ def small_data():
 def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, batch):
     """XLA counts the epoch's scan body once (jax 0.10: checked by `loop_body_counted_once`);
     the derived per-step FLOPs must still match the MLP's matmuls, plus a little elementwise."""
-    from optax_lab.benchmarks import EpochBench
+    from optax_lab.benchmarking.epoch import EpochBench
+    from optax_lab.benchmarking.roofline import fixed_epoch_flops
     from optax_lab.config import RunSpec
-    from optax_lab.roofline import fixed_epoch_flops
 
     seeds, examples = 2, batch or 2_000
     bench = EpochBench(RunSpec("sgd", "sgd", {}, batch), small_data, tuple(range(seeds)))
@@ -228,7 +238,7 @@ def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, b
     validation, _ = mlp_matmul_flops((100, 32, 32, 1), 1_000)
     assert train_step * seeds <= flops.per_step <= 1.25 * train_step * seeds, (flops, train_step * seeds)
     # The timed epoch does not validate: outside the steps there is only the shuffle (none at full batch).
-    assert not bench.shape.validate and 0 <= flops.fixed <= 0.05 * train_step * seeds
+    assert not bench.settings.validate and 0 <= flops.fixed <= 0.05 * train_step * seeds
     assert (flops.fixed == 0) == (batch is None)
     # What validation would add, counted on its own, is the test split's forward pass.
     with_validation = fixed_epoch_flops(bench.model_config, 2_000, 1_000, 100, seeds, batch is None, True)
@@ -239,9 +249,9 @@ def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, b
 
 
 def test_epoch_bench_carries_state_and_records_json_safe_extra_info(small_data):
-    from optax_lab.benchmarks import EpochBench, extra_info
+    from optax_lab.benchmarking.epoch import EpochBench, extra_info
+    from optax_lab.benchmarking.roofline import MatmulPeak
     from optax_lab.config import RunSpec
-    from optax_lab.roofline import MatmulPeak
 
     bench = EpochBench(RunSpec("sgd", "sgd", {"learning_rate": 0.1}, 500), small_data, (0, 1))
     warm = bench.time_epoch()
@@ -275,7 +285,9 @@ def test_bench_json_carries_extra_and_machine_info_and_compares(tmp_path, capsys
     command = [sys.executable, "-m", "pytest", "bench/bench_optimizers.py", "--smoke", "--optimizers", "sgd",
                "--batch", "500", "-p", "no:cacheprovider", "-q", f"--benchmark-json={data}",
                "--bench-report", str(table)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ.copy())
+    # Not an xdist worker, whatever this test runs under: pytest-benchmark measures nothing in one.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     saved = json.loads(data.read_text())
     assert saved["machine_info"]["jax"]["platform"] and saved["machine_info"]["fp32_matmul_peak"]["gflops"] > 0

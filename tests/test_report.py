@@ -7,19 +7,39 @@ import math
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from optax_lab import report
+from optax_lab.config import LessonKind
 from optax_lab.errors import UsageError
+from optax_lab.report import (
+    SECTIONS,
+    check_writable,
+    compare,
+    publish,
+    ranking_plot,
+    read_results,
+    render_markdown,
+    section_for,
+    write_report,
+)
+from optax_lab.report.compare import summarize_lesson
+from optax_lab.report.formatting import DASH, png_name
+from optax_lab.report.ranking import RANKING_CURVES, batch_modes, ranking_rows, summarize_ranking
+from optax_lab.report.records import healthy_seeds, lesson_runs
+from optax_lab.schema import to_jsonable
 
 SEEDS, EPOCHS = [0, 1, 2], 4
+HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _history(start_loss, diverged_seed=None):
     """Loss falls and accuracy rises per epoch; seeds differ a little; one seed may turn NaN."""
-    rows = {key: [] for key in report.HISTORY_KEYS}
+    rows = {key: [] for key in HISTORY_KEYS}
     for seed in SEEDS:
         val = [start_loss - 0.05 * e + 0.01 * seed for e in range(EPOCHS)]
         rows["val_loss"].append(val)
@@ -75,7 +95,7 @@ def make_results():
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "nested" / "report"  # parents are created too
-    path = report.write_report(make_results(), out)
+    path = write_report(make_results(), out)
     return out, path
 
 
@@ -88,14 +108,14 @@ def test_writes_all_files_and_results_round_trip(written):
     saved = json.loads((out / "results.json").read_text())  # strict JSON: no NaN tokens
     assert saved["runs"][2]["history"]["val_loss"][1][2] is None
     assert saved["runs"][0]["final"] == make_results()["runs"][0]["final"]
-    report.write_report(report.read_results(out / "results.json"), out)  # regenerates from the file
+    write_report(read_results(out / "results.json"), out)  # regenerates from the file
 
 
 def test_outputs_get_the_umasks_mode_not_tempfiles_private_one(tmp_path):
     old = os.umask(0o022)
     try:
         out = tmp_path / "report"
-        report.write_report(make_results(), out)
+        write_report(make_results(), out)
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
@@ -119,37 +139,37 @@ def test_markdown_names_dataset_device_and_every_run(written):
 
 
 def test_summary_follows_the_numbers():
-    results = report.to_jsonable(make_results())
+    results = to_jsonable(make_results())
     gd, sgd, adam = results["runs"]
-    text = report.summarize_lesson([gd, sgd])
+    text = summarize_lesson([gd, sgd])
     assert text.startswith("**SGD** ends with the lowest validation loss, 0.5432, below GD (0.6812) by 0.1380")
     assert "does not overlap GD's" in text
     assert "SGD trains fastest, 48.0 seed-epochs/s, 2.0× GD's 24.0" in text
 
     gd["final"], sgd["final"] = sgd["final"], gd["final"]  # swap the numbers: the text must follow
     gd["timing"], sgd["timing"] = sgd["timing"], gd["timing"]
-    swapped = report.summarize_lesson([gd, sgd])
+    swapped = summarize_lesson([gd, sgd])
     assert swapped.startswith("**GD** ends with the lowest validation loss, 0.5432, below SGD (0.6812)")
     assert "GD trains fastest" in swapped
 
-    sgd, adam = report.to_jsonable(make_results())["runs"][1:]
-    close = report.summarize_lesson([sgd, adam])  # CIs 0.5432±0.0034 and 0.5501±0.0100 overlap
+    sgd, adam = to_jsonable(make_results())["runs"][1:]
+    close = summarize_lesson([sgd, adam])  # CIs 0.5432±0.0034 and 0.5501±0.0100 overlap
     assert "overlaps Adam's" in close and "Adam has the highest validation accuracy (74.02 %" in close
     assert "Diverged (NaN loss): Adam on 1 of 3 seeds." in close
 
 
 def test_summary_when_every_seed_diverged():
-    run = report.to_jsonable(make_results())["runs"][2]
+    run = to_jsonable(make_results())["runs"][2]
     run["final"] = dict.fromkeys(run["final"])
-    assert "every seed" in report.summarize_lesson([run])
-    assert "| Adam | adam(lr=0.01, eps=1e-07) | 50 | — | — |" in report.render_markdown(
+    assert "every seed" in summarize_lesson([run])
+    assert "| Adam | adam(lr=0.01, eps=1e-07) | 50 | — | — |" in render_markdown(
         {**make_results(), "runs": [run], "lessons": [{"name": "a", "title": "A", "question": "?", "runs": ["Adam"]}]})
 
 
 def test_curves_are_real_pngs(written):
     for name in ("gd-vs-sgd-curves.png", "adaptive-curves.png"):
         data = (written[0] / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert data[:8] == PNG
         assert len(data) > 20_000
 
 
@@ -159,49 +179,65 @@ def test_unwritable_out_dir_is_a_usage_error(tmp_path, where):
     blocker.write_text("not a directory")
     out = blocker / "report" if where == "under" else blocker
     with pytest.raises(UsageError, match="choose a writable directory with --out DIR") as error:
-        report.check_writable(out)
+        check_writable(out)
     assert str(out) in str(error.value)
     with pytest.raises(UsageError, match=str(out)):
-        report.write_report(make_results(), out)
+        write_report(make_results(), out)
 
 
 def test_failure_mid_render_leaves_no_partial_report(tmp_path, monkeypatch):
-    real, calls = report.plot_curves, []
+    real, calls, rendered = compare.plot_curves, [], []
 
-    def second_plot_fails(lesson, runs, path):
-        calls.append(path)
+    def second_plot_fails(lesson, runs):
+        calls.append(png_name(lesson, "curves"))
         if len(calls) % 2 == 0:  # the second plot of each report
             raise RuntimeError("plotting broke")
-        real(lesson, runs, path)
+        rendered.append(real(lesson, runs))
+        return rendered[-1]
 
-    monkeypatch.setattr(report, "plot_curves", second_plot_fails)
+    monkeypatch.setattr(compare, "plot_curves", second_plot_fails)
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
     for out in (fresh, kept):
         with pytest.raises(RuntimeError, match="plotting broke"):
-            report.write_report(make_results(), out)
-    assert calls[0].exists() is False  # the first plot was rendered, then cleaned up
-    assert not fresh.exists()  # created by write_report, so removed again
+            write_report(make_results(), out)
+        assert rendered[-1][:8] == PNG and not (out / calls[-2]).exists()  # the first plot was rendered, not written
+    assert not fresh.exists()  # the report failed before any file was written
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no staging dir left beside
+
+
+def test_failure_while_writing_removes_the_out_dir_it_created(tmp_path, monkeypatch):
+    def disk_full(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)  # every file is staged, none can be moved into place
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (tmp_path / "fresh", kept):
+        with pytest.raises(UsageError, match="No space left on device.*choose a writable directory with --out DIR"):
+            write_report(make_results(), out)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # no staged file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # fresh was created, then removed again
 
 
 def test_malformed_results_are_usage_errors(tmp_path):
     bad = make_results()
     bad["lessons"][0]["runs"].append("Nadam")
     with pytest.raises(UsageError, match="names run 'Nadam'"):
-        report.write_report(bad, tmp_path / "out")
+        write_report(bad, tmp_path / "out")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UsageError, match="not valid JSON"):
-        report.read_results(tmp_path / "broken.json")
+        read_results(tmp_path / "broken.json")
     assert not (tmp_path / "out").exists()
 
 
 def test_results_are_not_mutated():
     results = make_results()
     before = copy.deepcopy(results)
-    report.render_markdown(report.to_jsonable(results))
+    render_markdown(to_jsonable(results))
     assert json.dumps(results) == json.dumps(before)
 
 
@@ -224,7 +260,7 @@ def _rank_history(final):
     """Val loss falls linearly from chance level (0.69) to `final` at the last epoch."""
     partial = isinstance(final, tuple)
     end = final[1] if partial else final
-    rows = {key: [] for key in report.HISTORY_KEYS}
+    rows = {key: [] for key in HISTORY_KEYS}
     for seed in SEEDS:
         if end is None or (partial and seed == 1):
             val = [0.69, 0.8] + [math.nan] * (RANK_EPOCHS - 2)
@@ -287,7 +323,7 @@ def _row(text, optimizer):
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory):
     out = tmp_path_factory.mktemp("ranking") / "report"
-    path = report.write_report(make_ranking_results(), out)
+    path = write_report(make_ranking_results(), out)
     return out, path.read_text()
 
 
@@ -295,7 +331,7 @@ def test_ranking_writes_one_curves_png_instead_of_lessons(ranked):
     out, text = ranked
     assert sorted(p.name for p in out.iterdir()) == ["ranking-curves.png", "report.md", "results.json"]
     data = (out / "ranking-curves.png").read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert data[:8] == PNG and len(data) > 20_000
     assert "![Validation loss per epoch of every optimizer, in ranking order](ranking-curves.png)" in text
     assert "# optax-lab report: optimizer ranking" in text and "## All optimizers" not in text
     assert "| 500: val loss ± 95% CI | 500: val acc % | 500: to 0.6 |" in text and "| full: status |" in text
@@ -305,7 +341,7 @@ def test_ranking_order_follows_the_numbers(ranked):
     # sign_sgd has the lowest loss at 500, but one seed diverged there: it ranks after the healthy ones
     assert _ranked(ranked[1]) == ["adam", "nadam", "sgd", "sign_sgd"]
     swapped = {**RANK_LOSSES, "adam": RANK_LOSSES["nadam"], "nadam": RANK_LOSSES["adam"]}
-    text = report.render_markdown(report.to_jsonable(make_ranking_results(swapped)))
+    text = render_markdown(to_jsonable(make_ranking_results(swapped)))
     assert _ranked(text) == ["nadam", "adam", "sgd", "sign_sgd"]
 
 
@@ -315,16 +351,16 @@ def test_ranking_cells(ranked):
     assert _row(text, "adam").startswith("| 1 | adam | **0.4050 ± 0.0100** | 79.50 | 2 ep / 100 steps / 0.40 s | "
                                          "0.50 | 15.0 | ok | **0.5550 ± 0.0100** | 64.50 | 4 ep / 4 steps / 0.80 s |")
     assert "| 5 ep / 5 steps / 1.00 s (1/3 seeds) |" in _row(text, "nadam")  # only seed 0 gets there
-    assert _row(text, "sgd").count(f"| {report.DASH} |") == 2  # never reaches 0.6, in either mode
+    assert _row(text, "sgd").count(f"| {DASH} |") == 2  # never reaches 0.6, in either mode
     sign = _row(text, "sign_sgd")
     assert "| 0.3550 ± 0.0141 |" in sign and "diverged (1/3 seeds)" in sign
-    assert sign.endswith(f"| {report.DASH} | {report.DASH} | {report.DASH} | 0.50 | 150.0 | diverged (3/3 seeds) |")
+    assert sign.endswith(f"| {DASH} | {DASH} | {DASH} | 0.50 | 150.0 | diverged (3/3 seeds) |")
     assert "| adam | lr=0.01 |" in text  # the hyperparameter table
 
 
 def test_ranking_summary_follows_the_numbers():
-    modes = report.batch_modes(report.to_jsonable(make_ranking_results()))
-    text = report.summarize_ranking(modes, report.ranking_rows(modes), 0.6)
+    modes = batch_modes(lesson_runs(to_jsonable(make_ranking_results())))
+    text = summarize_ranking(modes, ranking_rows(modes), 0.6)
     assert ("Lowest final validation loss: at batch 500 **adam** (0.4050 ± 0.0100), its 95% CI clear of runner-up "
             "nadam's (0.4550 ± 0.0100); at full batch **adam** (0.5550 ± 0.0100)") in text
     assert "Fastest to val loss 0.6: adam @500, 2 ep / 100 steps / 0.40 s; 3 of 8 runs never reach it." in text
@@ -334,8 +370,8 @@ def test_ranking_summary_follows_the_numbers():
 
     close = {**RANK_LOSSES, "adam": {"500": 0.46, "full": 0.66}, "nadam": {"500": 0.45, "full": 0.62},
              "sgd": {"500": 0.66, "full": 0.63}}
-    modes = report.batch_modes(report.to_jsonable(make_ranking_results(close)))
-    text = report.summarize_ranking(modes, report.ranking_rows(modes), 0.6)
+    modes = batch_modes(lesson_runs(to_jsonable(make_ranking_results(close))))
+    text = summarize_ranking(modes, ranking_rows(modes), 0.6)
     assert "at batch 500 **nadam** (0.4550 ± 0.0100), its 95% CI overlapping runner-up adam's (0.4650" in text
     assert "at full batch **nadam** (0.6250" in text
     assert "Fastest to val loss 0.6: nadam @500" in text
@@ -344,30 +380,31 @@ def test_ranking_summary_follows_the_numbers():
 
 def test_compile_cache_line_in_both_modes(ranked):
     assert "| Compile cache | on: JAX's persistent compilation cache was used" in ranked[1]
-    lesson = report.render_markdown(report.to_jsonable({**make_results(), "compile_cache": False}))
+    lesson = render_markdown(to_jsonable({**make_results(), "compile_cache": False}))
     assert "| Compile cache | off: every compile s is a real XLA compilation |" in lesson
-    assert "| Compile cache | not recorded |" in report.render_markdown(report.to_jsonable(make_results()))
+    assert "| Compile cache | not recorded |" in render_markdown(to_jsonable(make_results()))
 
 
 def test_ranking_failure_after_the_plot_leaves_no_partial_report(tmp_path, monkeypatch):
-    real, plotted = report.plot_ranking_curves, []
+    real, plotted = ranking_plot.plot_ranking_curves, []
 
-    def plot_then_remember(results, path):
-        real(results, path)
-        plotted.append(path)
+    def plot_then_remember(modes, target):
+        plotted.append(real(modes, target))
+        return plotted[-1]
 
     def markdown_fails(results):
         raise RuntimeError("markdown broke")
 
-    monkeypatch.setattr(report, "plot_ranking_curves", plot_then_remember)
-    monkeypatch.setattr(report, "render_markdown", markdown_fails)
+    monkeypatch.setattr(ranking_plot, "plot_ranking_curves", plot_then_remember)
+    monkeypatch.setattr(publish, "render_markdown", markdown_fails)
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
     for out in (tmp_path / "fresh", kept):
         with pytest.raises(RuntimeError, match="markdown broke"):
-            report.write_report(make_ranking_results(), out)
-    assert len(plotted) == 2 and not any(path.exists() for path in plotted)  # rendered, then cleaned up
+            write_report(make_ranking_results(), out)
+        assert not (out / RANKING_CURVES).exists()
+    assert len(plotted) == 2 and all(png[:8] == PNG for png in plotted)  # rendered, never written
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
 
@@ -375,5 +412,36 @@ def test_ranking_failure_after_the_plot_leaves_no_partial_report(tmp_path, monke
 def test_ranking_results_are_not_mutated():
     results = make_ranking_results()
     before = copy.deepcopy(results)
-    report.render_markdown(report.to_jsonable(results))
+    render_markdown(to_jsonable(results))
     assert json.dumps(results) == json.dumps(before)
+
+
+def test_ranking_kind_renders_like_results_from_before_it():
+    """The metrics stage now marks the ranking's lessons with kind "ranking"; results.json files from
+    before mark them "compare" beside a top-level "ranking" key. Both render the same report."""
+    old = make_ranking_results()
+    new = copy.deepcopy(old)
+    for lesson in new["lessons"]:
+        lesson["kind"] = "ranking"
+    assert render_markdown(to_jsonable(new)) == render_markdown(to_jsonable(old))
+    assert section_for(old["lessons"][0], old) is SECTIONS[LessonKind.RANKING]
+    assert section_for(old["lessons"][0], make_results()) is SECTIONS[LessonKind.COMPARE]
+
+
+def test_every_lesson_kind_has_a_section():
+    assert set(SECTIONS) == set(LessonKind)
+
+
+def test_healthy_seeds_follow_the_schemas_rule_and_tolerate_odd_shapes():
+    run = to_jsonable(make_results())["runs"][2]  # Adam: seed 1 diverged
+    assert healthy_seeds(run).tolist() == [True, False, True]
+    run["history"]["train_loss"] = run["history"]["train_loss"][:2]  # a curve that lost a seed
+    assert healthy_seeds(run).tolist() == [True, True, True]  # drawn as it is rather than refused
+
+
+def test_the_report_stage_imports_only_upstream():
+    """Reading results and writing the report needs no JAX and none of the stages before it."""
+    code = ("import sys, optax_lab.report; "
+            "print(sorted(m for m in sys.modules if m == 'jax' or m in ('optax_lab.train', 'optax_lab.experiment', "
+            "'optax_lab.metrics', 'optax_lab.cli', 'optax_lab.model', 'optax_lab.optimizers')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

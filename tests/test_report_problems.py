@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab import report
+from optax_lab.config import LessonKind
 from optax_lab.metrics import final_summary
-from optax_lab.report_problems import SECTIONS
-from optax_lab.report_problems.initialisation import summarize_initialisation
-from optax_lab.report_problems.overfitting import early_stop_epochs, summarize_overfitting
-from optax_lab.report_problems.vanishing import summarize_vanishing
+from optax_lab.report import SECTIONS, render_markdown, section_for, write_report
+from optax_lab.report.initialisation import summarize_initialisation
+from optax_lab.report.overfitting import early_stop_epochs, summarize_overfitting
+from optax_lab.report.records import LessonRuns
+from optax_lab.report.vanishing import summarize_vanishing
+from optax_lab.schema import to_jsonable
 
 SEEDS = [0, 1, 2]
 NUM_WORDS = 100
@@ -88,7 +90,7 @@ def _results(lessons, runs):
 
 
 def test_vanishing_sentences_follow_the_numbers():
-    runs = report.to_jsonable(vanishing_results())["runs"]
+    runs = to_jsonable(vanishing_results())["runs"]
     text = summarize_vanishing(runs)
     assert ("changes per added layer by −0.60 in sigmoid and 0.00 in relu (least-squares slope over depths 2–8); "
             "at depth 8" in text)
@@ -102,17 +104,17 @@ def test_vanishing_sentences_follow_the_numbers():
     assert "at depth 8 is sigmoid −4.0 (at init −4.8) and relu 0.0 (at init 0.0)" in text
     assert "sigmoid's first layer still gets less than 1/10^3 of the output layer's gradient" in text
 
-    swapped = summarize_vanishing(report.to_jsonable(vanishing_results(sigmoid_decay=0.0, relu_decay=0.6))["runs"])
+    swapped = summarize_vanishing(to_jsonable(vanishing_results(sigmoid_decay=0.0, relu_decay=0.6))["runs"])
     assert "by 0.00 in sigmoid and −0.60 in relu" in swapped
     assert "at depth 8, relu's first hidden layer gets the smallest share: its gradient norm is 4.8 orders" in swapped
     assert "relu's first layer still gets less than 1/10^3" in swapped
 
-    healthy = summarize_vanishing(report.to_jsonable(vanishing_results(sigmoid_decay=0.2, relu_decay=0.0))["runs"])
+    healthy = summarize_vanishing(to_jsonable(vanishing_results(sigmoid_decay=0.2, relu_decay=0.0))["runs"])
     assert "no family's first layer is left more than 3 orders of magnitude behind" in healthy
 
 
 def test_vanishing_tables():
-    lines = SECTIONS["vanishing-gradients"].markdown(*_lesson_args(vanishing_results()))
+    lines = SECTIONS[LessonKind.VANISHING_GRADIENTS].markdown(*_lesson_args(vanishing_results()))
     text = "\n".join(lines)
     assert "| Family | depth 2 | depth 8 |" in text
     assert "| sigmoid | 0.6010 ± 0.0025 | 0.6940 ± 0.0025 (chance) |" in text
@@ -124,10 +126,11 @@ def test_vanishing_tables():
 
 
 def _lesson_args(results, index=0):
-    results = report.to_jsonable(results)
+    """A section's arguments for the results' lesson `index`: ([that lesson with its runs], results)."""
+    results = to_jsonable(results)
     lesson = results["lessons"][index]
     runs = {run["name"]: run for run in results["runs"]}
-    return lesson, [runs[name] for name in lesson["runs"]], results
+    return [LessonRuns(lesson, [runs[name] for name in lesson["runs"]])], results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +158,7 @@ def init_results(keras=0.40, torch=0.45, zeros_units=1):
 
 
 def test_initialisation_sentences_follow_the_numbers():
-    runs = report.to_jsonable(init_results())["runs"]
+    runs = to_jsonable(init_results())["runs"]
     text = summarize_initialisation(runs)
     assert text.startswith("zeros keeps every first-layer unit identical: 1 distinct unit of 32 after every epoch on "
                            "every seed (units that start equal get equal gradients, so they stay equal), and the layer "
@@ -168,15 +171,15 @@ def test_initialisation_sentences_follow_the_numbers():
             "with std 0.123 and 0.0577 (2.1× smaller); the net ends at 0.4020 ± 0.0050 with Keras' and "
             "0.4520 ± 0.0050 with PyTorch's: Keras' is 0.0500 lower, more than the seed-to-seed noise") in text
 
-    swapped = summarize_initialisation(report.to_jsonable(init_results(keras=0.45, torch=0.40))["runs"])
+    swapped = summarize_initialisation(to_jsonable(init_results(keras=0.45, torch=0.40))["runs"])
     assert "Lowest final validation loss: Kaiming uniform a=√5 (PyTorch), 0.4020 ± 0.0050" in swapped
     assert "PyTorch's is 0.0500 lower" in swapped
-    close = summarize_initialisation(report.to_jsonable(init_results(keras=0.401, torch=0.40))["runs"])
+    close = summarize_initialisation(to_jsonable(init_results(keras=0.401, torch=0.40))["runs"])
     assert "the 0.0010 between them is within the seed-to-seed noise (95% CIs overlap)" in close
     assert ("Lowest final validation loss: Kaiming uniform a=√5 (PyTorch), 0.4020 ± 0.0050 (its 95% CI overlaps "
             "those of Glorot uniform (Keras))") in close
 
-    unstuck = summarize_initialisation(report.to_jsonable(init_results(zeros_units=5))["runs"])
+    unstuck = summarize_initialisation(to_jsonable(init_results(zeros_units=5))["runs"])
     assert unstuck.startswith("No initialiser leaves the first layer's units identical: after the last epoch the "
                               "fewest distinct units, 5 of 32, are zeros's.")
 
@@ -185,14 +188,14 @@ def test_initialisation_when_nothing_learns():
     """The lesson's SGD: every initialiser still at chance; the sentence must not crown a winner."""
     results = init_results(keras=0.6935, torch=0.6931)
     results["runs"] = [run for run in results["runs"] if "σ=1" not in run["name"]]
-    text = summarize_initialisation(report.to_jsonable(results)["runs"])
+    text = summarize_initialisation(to_jsonable(results)["runs"])
     assert ("No initialiser gets below chance level (ln 2 = 0.6931, ± 0.005) in 3 epochs; zeros, Glorot uniform "
             "(Keras) and Kaiming uniform a=√5 (PyTorch) end at chance.") in text
     assert "Lowest final validation loss" not in text
 
 
 def test_initialisation_tables():
-    text = "\n".join(SECTIONS["initialisation"].markdown(*_lesson_args(init_results())))
+    text = "\n".join(SECTIONS[LessonKind.INITIALISATION].markdown(*_lesson_args(init_results())))
     assert ("| zeros, Adam | all 0 | 0.6951 ± 0.0050 | 50.49 ± 0.50 | 0.6951 ± 0.0050 | 1 → 1 | ok |") in text
     assert "| normal σ=1, Adam | N(0, 1) | 1.1010 ± 0.0127 |" in text and "| diverged (1/3 seeds) |" in text
     assert "| Glorot uniform (Keras), Adam | U(±√(6/(fan_in+fan_out))), std 0.123 | **0.4020 ± 0.0050** |" in text
@@ -240,7 +243,7 @@ def test_early_stopping_replays_keras_patience():
 
 
 def test_overfitting_sentences_follow_the_numbers():
-    runs = report.to_jsonable(overfit_results())["runs"]
+    runs = to_jsonable(overfit_results())["runs"]
     text = summarize_overfitting(runs)
     # baseline: val 0.40 + 0.002·seed at epoch 4, 1.04 + 0.002·seed at epoch 12; train 0.3/2^11 + 0.002·seed
     assert text.startswith("Baseline (no remedy): the validation loss is lowest at epoch 4 (0.4020 ± 0.0050) and "
@@ -255,14 +258,14 @@ def test_overfitting_sentences_follow_the_numbers():
             "that is above the best remedy trained to the end, dropout 0.5 with 0.3800 ± 0.0050 (95% CIs apart).") \
         in text
 
-    swapped = summarize_overfitting(report.to_jsonable(overfit_results(dropout_gap=0.3, l2_gap=0.01))["runs"])
+    swapped = summarize_overfitting(to_jsonable(overfit_results(dropout_gap=0.3, l2_gap=0.01))["runs"])
     assert "the narrowest is L2 0.01's, 0.0100 ± 0.0000" in swapped
 
 
 def test_overfitting_when_the_baseline_never_turns():
     results = overfit_results()
     results["runs"][0] = overfit_run("no remedy", lambda e: 0.60 - 0.01 * e, lambda e: 0.1)
-    text = summarize_overfitting(report.to_jsonable(results)["runs"])
+    text = summarize_overfitting(to_jsonable(results)["runs"])
     assert text.startswith("Baseline (no remedy): the validation loss is still falling at the last epoch, 12 "
                            "(0.4820 ± 0.0050), while the training loss")
     assert ("Early stopping (patience 3, best weights restored) never stops the baseline within its 12 epochs, so "
@@ -275,13 +278,13 @@ def test_overfitting_when_the_baseline_diverged():
     for key in ("val_loss", "train_loss"):
         for row in results["runs"][0]["history"][key]:
             row[5:] = [math.nan] * (OVERFIT_EPOCHS - 5)
-    text = summarize_overfitting(report.to_jsonable(results)["runs"])
+    text = summarize_overfitting(to_jsonable(results)["runs"])
     assert text == ("Baseline (no remedy): every seed diverged, so there is no gap to measure the remedies by. The "
                     "lowest validation loss after the last epoch is dropout 0.5's, 0.3800 ± 0.0050.")
 
 
 def test_overfitting_tables():
-    text = "\n".join(SECTIONS["overfitting"].markdown(*_lesson_args(overfit_results())))
+    text = "\n".join(SECTIONS[LessonKind.OVERFITTING].markdown(*_lesson_args(overfit_results())))
     assert "Every run: the 100 most frequent words, 300 training reviews, batch 100, 12 epochs, 3 seeds." in text
     assert ("| no remedy | 128-128 relu, no remedy; adam(lr=0.001) | 0.0021 | 1.0420 ± 0.0050 | 1.0399 ± 0.0000 "
             "| 0.4020 ± 0.0050 | 4 |") in text
@@ -306,7 +309,7 @@ def problems_results():
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("problems") / "report"
-    return out, report.write_report(problems_results(), out).read_text()
+    return out, write_report(problems_results(), out).read_text()
 
 
 def test_writes_each_sections_pngs_and_links_them(written):
@@ -325,13 +328,14 @@ def test_writes_each_sections_pngs_and_links_them(written):
 
 
 def test_kinds_choose_the_section():
-    assert report.lesson_section({"name": "old"}) is None  # results.json from before kinds: generic section
-    assert report.lesson_section({"name": "x", "kind": "compare"}) is None
-    assert report.lesson_section({"name": "x", "kind": "from-a-newer-version"}) is None
-    assert report.lesson_section({"name": "x", "kind": "overfitting"}) is SECTIONS["overfitting"]
+    generic, results = SECTIONS[LessonKind.COMPARE], problems_results()
+    assert section_for({"name": "old"}, results) is generic  # results.json from before kinds: generic section
+    assert section_for({"name": "x", "kind": "compare"}, results) is generic
+    assert section_for({"name": "x", "kind": "from-a-newer-version"}, results) is generic
+    assert section_for({"name": "x", "kind": "overfitting"}, results) is SECTIONS[LessonKind.OVERFITTING]
     results = overfit_results()
     results["lessons"][0]["kind"] = "compare"
-    assert "| Run | Optimizer | Batch |" in report.render_markdown(report.to_jsonable(results))
+    assert "| Run | Optimizer | Batch |" in render_markdown(to_jsonable(results))
 
 
 def test_missing_and_broken_numbers_render(tmp_path):
@@ -346,7 +350,7 @@ def test_missing_and_broken_numbers_render(tmp_path):
     for name in ("zeros, Adam", "dropout 0.5"):
         for key in ("distinct_units", "train_eval_loss", "grad_norms"):
             runs[name]["history"].pop(key, None)
-    text = report.write_report(results, tmp_path / "out").read_text()
+    text = write_report(results, tmp_path / "out").read_text()
     assert "| sigmoid | 0.6010 ± 0.0025 | — |" in text
     assert "| zeros, Adam | all 0 | 0.6951 ± 0.0050 | 50.49 ± 0.50 | 0.6951 ± 0.0050 | — | ok |" in text
     assert "| dropout 0.5 | 128-128 relu, dropout 0.5; adam(lr=0.001) | — | 0.3800 ± 0.0050 | — |" in text
@@ -355,5 +359,5 @@ def test_missing_and_broken_numbers_render(tmp_path):
 def test_results_are_not_mutated():
     results = problems_results()
     before = copy.deepcopy(results)
-    report.render_markdown(report.to_jsonable(results))
+    render_markdown(to_jsonable(results))
     assert json.dumps(results) == json.dumps(before)

@@ -38,7 +38,7 @@ import numpy as np
 import pooch
 
 from optax_lab.errors import UsageError
-from optax_lab.files import ENV_CACHE, atomic_file, cache_dir
+from optax_lab.files import atomic_file, cache_dir
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"

@@ -1,22 +1,8 @@
-"""The optimizer stage: every Optax optimizer as data in one registry, never if/elif branches.
-
-Each entry names an Optax constructor, its default hyperparameters for the IMDB MLP, what its
-`update()` needs beyond gradients (the engine supplies it inside the compiled program), and tags.
-`build()` turns an entry plus overrides into a `GradientTransformationExtraArgs`.
-
-Coverage: every optimizer of optax 0.2.8 (top level and `optax.contrib`), the contrib wrappers
-each around a reasonable base, and the Keras-matched variants of the lesson. `EXCLUDED` names the
-optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
-optax upgrade that brings a new optimizer is noticed.
-
-Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (reports/lr-sweep.md);
-the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
-"""
+"""The registry: one declarative table of entries, and `get` / `hyperparams` / `build` on it."""
 
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import FunctionType
@@ -28,9 +14,16 @@ import optax
 import optax.contrib
 
 from optax_lab.errors import UsageError, closest
-
-__all__ = ["EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "OptimizerEntry", "build", "current_params", "get",
-           "hyperparams", "keras_adagrad"]
+from optax_lab.optimizers._variants import (
+    dpsgd,
+    keras_adagrad,
+    lookahead_adam,
+    lookahead_eval_params,
+    mechanize_adam,
+    reduce_on_plateau_adam,
+    sam_sgd,
+    schedule_free_adam,
+)
 
 # What an entry's update() may ask the engine for, besides (grads, state, params):
 #   value    - the loss at params on this batch
@@ -73,121 +66,6 @@ class OptimizerEntry(NamedTuple):
         params = inspect.signature(self.constructor).parameters
         return tuple(n for n, p in params.items()
                      if n not in ("key", "seed") and p.kind is not inspect.Parameter.VAR_KEYWORD)
-
-
-# --- Keras-matched variants, for the lesson's numbers ------------------------------------------
-
-class ScaleByKerasAdagradState(NamedTuple):
-    sum_of_squares: optax.Updates
-
-
-def scale_by_keras_adagrad(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> optax.GradientTransformation:
-    """Keras' Adagrad scaling: g / (sqrt(acc) + eps), acc starting at 0.1.
-
-    Optax's `scale_by_rss` puts eps inside the square root; Keras adds it outside.
-    """
-
-    def init_fn(params):
-        return ScaleByKerasAdagradState(
-            jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        sum_of_squares = jax.tree.map(lambda g, acc: acc + g * g, updates, state.sum_of_squares)
-        updates = jax.tree.map(lambda g, acc: g / (jnp.sqrt(acc) + eps), updates, sum_of_squares)
-        return updates, ScaleByKerasAdagradState(sum_of_squares)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def keras_inverse_time_decay(learning_rate: float, decay: float) -> optax.Schedule:
-    """Keras' legacy `decay=` argument: lr / (1 + decay * iterations), iterations from 0."""
-    return lambda count: learning_rate / (1.0 + decay * count)
-
-
-def keras_adagrad(learning_rate: float = 0.001, decay: float = 0.0,
-                  initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> optax.GradientTransformationExtraArgs:
-    """Adagrad exactly as tf.keras 2.x computes it, with its legacy per-step `decay`."""
-    return optax.chain(
-        scale_by_keras_adagrad(initial_accumulator_value, eps),
-        optax.scale_by_learning_rate(keras_inverse_time_decay(learning_rate, decay)),
-    )
-
-
-# --- Wrappers around a base optimizer, and adapters to the engine's plain params ---------------
-
-def dpsgd(learning_rate: optax.ScalarOrSchedule, l2_norm_clip: float, noise_multiplier: float,
-          momentum: float | None = None, nesterov: bool = False) -> optax.GradientTransformation:
-    """optax.contrib.dpsgd without its int seed: `build()` puts the seed's key in its state."""
-    with warnings.catch_warnings():  # dpsgd itself passes on the deprecated `seed`; it is replaced
-        warnings.filterwarnings("ignore", message='"seed" is deprecated', category=DeprecationWarning)
-        return optax.contrib.dpsgd(learning_rate, l2_norm_clip, noise_multiplier, seed=0,
-                                   momentum=momentum, nesterov=nesterov)
-
-
-def sam_sgd(learning_rate: optax.ScalarOrSchedule = 0.05, momentum: float | None = 0.9, rho: float = 0.05,
-            sync_period: int = 2) -> optax.GradientTransformationExtraArgs:
-    """SAM as in its paper: an ascent of rho along the normalized gradient, then SGD from there.
-
-    Opaque mode runs the adversarial steps inside one update (via `grad_fn`), so the engine's
-    params, train loss and step count are always the real, unperturbed ones.
-    """
-    adversary = optax.chain(optax.contrib.normalize(), optax.sgd(rho))
-    return optax.contrib.sam(optax.sgd(learning_rate, momentum), adversary, sync_period, opaque_mode=True)
-
-
-def mechanize_adam(learning_rate: optax.ScalarOrSchedule = 1.0, weight_decay: float = 1e-2, eps: float = 1e-8,
-                   s_init: float = 1e-6, num_betas: int = 6) -> optax.GradientTransformationExtraArgs:
-    """Mechanic learns the step size of Adam's updates; its docs set the base rate to 1."""
-    return optax.contrib.mechanize(optax.adam(learning_rate), weight_decay, eps, s_init, num_betas)
-
-
-def schedule_free_adam(learning_rate: float = 0.005, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                       weight_lr_power: float = 2.0) -> optax.GradientTransformationExtraArgs:
-    """The generic schedule-free wrapper around Adam with its momentum off, as its docs show."""
-    base = optax.adam(learning_rate, b1=0.0, b2=b2, eps=eps)
-    return optax.contrib.schedule_free(base, learning_rate, b1=b1, weight_lr_power=weight_lr_power)
-
-
-def reduce_on_plateau_adam(learning_rate: optax.ScalarOrSchedule = 0.01, factor: float = 0.5, patience: int = 2,
-                           rtol: float = 1e-4, accumulation_size: int = 50,
-                           min_scale: float = 0.0) -> optax.GradientTransformationExtraArgs:
-    """Adam whose steps shrink by `factor` when the train loss, averaged over
-    `accumulation_size` steps (one IMDB epoch at batch 500), stops improving for `patience`."""
-    return optax.chain(optax.adam(learning_rate),
-                       optax.contrib.reduce_on_plateau(factor, patience, rtol, accumulation_size=accumulation_size,
-                                                       min_scale=min_scale))
-
-
-class PlainLookaheadState(NamedTuple):
-    inner: optax.LookaheadState
-    slow_params: optax.Params
-
-
-def lookahead_adam(learning_rate: optax.ScalarOrSchedule = 0.01, sync_period: int = 6,
-                   slow_step_size: float = 0.5) -> optax.GradientTransformation:
-    """optax.lookahead around Adam, on plain params.
-
-    optax.lookahead wants `LookaheadParams(fast, slow)` as the params; here the engine's params are
-    the fast ones and the slow copy rides in the state (validated at via `lookahead_eval_params`).
-    """
-    inner = optax.lookahead(optax.adam(learning_rate), sync_period, slow_step_size)
-
-    def init_fn(params):
-        return PlainLookaheadState(inner.init(optax.LookaheadParams.init_synced(params)), params)
-
-    def update_fn(updates, state, params=None):
-        both, inner_state = inner.update(updates, state.inner, optax.LookaheadParams(params, state.slow_params))
-        return both.fast, PlainLookaheadState(inner_state, optax.apply_updates(state.slow_params, both.slow))
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def lookahead_eval_params(state: optax.OptState, params: optax.Params) -> optax.Params:
-    """Lookahead's answer is its slow weights."""
-    del params
-    return optax.tree_utils.tree_get(state, "slow_params")
-
 
 # --- The registry -----------------------------------------------------------------------------
 

@@ -1,24 +1,48 @@
-"""Initialisation: one run per kernel initialiser under one optimizer. The numbers: the final
-validation loss, how many of the first hidden layer's units still differ after each epoch (the
-symmetry problem leaves 1), and each initialiser's weight scale from its formula and the
-layer's fans, which is what sets the frameworks' defaults (Keras, PyTorch, Flax) apart.
+"""The initialisation section (lessons of kind "initialisation"): one run per kernel initialiser
+under one optimizer. The numbers: the final validation loss, how many of the first hidden layer's
+units still differ after each epoch (the symmetry problem leaves 1), and each initialiser's weight
+scale from its formula and the layer's fans, which is what sets the frameworks' defaults (Keras,
+PyTorch, Flax) apart. Its plot is in `initialisation_plot`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from optax_lab.report_problems.common import (
-    BAND, CHANCE_LOSS, CHANCE_TOLERANCE, DASH, above_chance, at_chance, below_chance, draw_seeds, epoch_axis,
-    figure, final_stat, finite, fmt, frame, healthy_history, healthy_seeds, history, mean_ci, names_text, png_name,
-    range_text, section_head, seed_count, short_names, status_text, table_row, title, val_loss)
+from optax_lab.report.formatting import (
+    DASH,
+    fmt,
+    lesson_title,
+    mean_ci,
+    names_text,
+    png_name,
+    range_text,
+    section_head,
+    short_names,
+    status_text,
+    table_row,
+)
+from optax_lab.report.plotting import BAND
+from optax_lab.report.records import (
+    CHANCE_LOSS,
+    CHANCE_TOLERANCE,
+    LessonRuns,
+    above_chance,
+    at_chance,
+    below_chance,
+    final_stat,
+    finite,
+    healthy_history,
+    healthy_seeds,
+    history,
+    seed_count,
+    val_loss,
+)
 
-LOSS_CEILING = CHANCE_LOSS + 0.08  # the loss plot's top: runs far above chance would flatten the rest
 MAX_LISTED = 3  # name at most this many runs in a clause; beyond that, count them
 
 
@@ -221,13 +245,15 @@ def _framework_sentence(runs: list[Mapping], results: Mapping | None) -> str:
             f"with PyTorch's: {verdict}.")
 
 
-def initialisation_section(lesson: Mapping, runs: list[Mapping], results: Mapping) -> list[str]:
+def initialisation_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
+    (lesson, runs), = lessons  # one section per lesson
     width = next((first_width(run) for run in runs if first_width(run)), None)
     fans = next((layer_fans(run, results) for run in runs if layer_fans(run, results)), [])
     fan_text = f" ({fans[0][0]} → {fans[0][1]})" if fans else ""
     scored = [run for run in runs if finite(val_loss(run).mean)]
     best = min(scored, key=lambda run: val_loss(run).mean, default=None)
-    stages = "init → epoch 1 → last" if any(history(run, "init_distinct_units").size for run in runs) else "epoch 1 → last"
+    at_init = any(history(run, "init_distinct_units").size for run in runs)
+    stages = "init → epoch 1 → last" if at_init else "epoch 1 → last"
     lines = section_head(lesson, runs) + [
         summarize_initialisation(runs, results), "",
         f"| Run | First-layer kernels{fan_text} | Val loss ± 95% CI | Val acc % ± 95% CI | Best val loss ± 95% CI "
@@ -243,7 +269,8 @@ def initialisation_section(lesson: Mapping, runs: list[Mapping], results: Mappin
                   f"differ from each other after the first and the last epoch (min–max over seeds); 1: they are all "
                   f"one unit.*", ""]
     lines += _framework_table(runs, results)
-    lines += [f"![{title(lesson)}: validation loss and distinct units per epoch]({png_name(lesson, 'curves')})", "",
+    lines += [f"![{lesson_title(lesson)}: validation loss and distinct units per epoch]({png_name(lesson, 'curves')})",
+              "",
               f"*Left: validation loss per epoch; right: distinct first-layer units per epoch. One line per "
               f"initialiser: the mean over the seeds that did not diverge, bands the {BAND}. The loss axis stops a "
               f"little above chance level (dotted, ln 2); a run ending above it is named in its corner.*"]
@@ -272,51 +299,3 @@ def _framework_table(runs: list[Mapping], results: Mapping) -> list[str]:
     return lines + ["", "*Std: the kernel's standard deviation, from the initialiser's formula and the layer's fan-in "
                         "and fan-out. The same architecture starts at a different scale in each framework, so the same "
                         "lesson gives different numbers in Keras, PyTorch and Flax.*", ""]
-
-
-# ---------------------------------------------------------------------------------------------
-# Plot
-
-
-def plot_initialisation(lesson: Mapping, runs: list[Mapping], out_dir: Path) -> list[str]:
-    name = png_name(lesson, "curves")
-    fig = figure(12, 5.4)
-    loss_ax, units_ax = fig.subplots(1, 2)
-    bounds, epochs = [], 1
-    for index, run in enumerate(runs):
-        color, healthy = f"C{index % 10}", healthy_seeds(run)
-        values = history(run, "val_loss")
-        bounds += draw_seeds(loss_ax, values, healthy, color, label=run["name"])
-        draw_seeds(units_ax, history(run, "distinct_units"), healthy, color)
-        epochs = max(epochs, values.shape[-1] if values.ndim == 2 else 1)
-    loss_ax.axhline(CHANCE_LOSS, color="0.5", linestyle=":", linewidth=1)
-    frame([loss_ax], bounds, top=LOSS_CEILING)
-    _note_above(loss_ax, runs, loss_ax.get_ylim()[1])
-    width = next((first_width(run) for run in runs if first_width(run)), None) or 32
-    units_ax.set_ylim(0, width + 1.5)
-    for ax, heading, ylabel in ((loss_ax, "Validation loss", "binary cross-entropy"),
-                                (units_ax, "Distinct first-layer units", f"units (of {width})")):
-        ax.set_title(heading)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        epoch_axis(ax, epochs)
-        ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=4, frameon=False, fontsize=8)
-    fig.suptitle(f"{title(lesson)}: validation loss and distinct units per epoch")
-    fig.savefig(out_dir / name, format="png", dpi=100)
-    return [name]
-
-
-def _note_above(ax, runs: list[Mapping], top: float) -> None:
-    """In words, in the run's colour, what the clipped axis can't show: divergence, a loss above it."""
-    notes = []
-    for index, run in enumerate(runs):
-        loss = val_loss(run).mean
-        if run.get("diverged_seeds"):
-            seeds = len(run.get("seeds") or ())
-            notes.append((f"{run['name']}: {run['diverged_seeds']}/{seeds} seeds diverged", index))
-        elif finite(loss) and loss > top:
-            notes.append((f"{run['name']}: ends at {loss:.3g} ↑", index))
-    for line, (text, index) in enumerate(notes):
-        ax.text(0.98, 0.97 - 0.06 * line, text, transform=ax.transAxes, ha="right", va="top", fontsize=7,
-                color=f"C{index % 10}", bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0, "pad": 0.5})

@@ -1,5 +1,6 @@
-"""Overfitting: a big MLP on few reviews for many epochs, without a remedy (the lesson's first
-run, the baseline) and with each remedy (L2, decoupled weight decay, dropout, a smaller model).
+"""The overfitting section (lessons of kind "overfitting"): a big MLP on few reviews for many
+epochs, without a remedy (the lesson's first run, the baseline) and with each remedy (L2,
+decoupled weight decay, dropout, a smaller model). Its plots are in `overfitting_plot`.
 
 The train/val gap uses the loss on the whole training set after each epoch with dropout off
 (`train_eval_loss`), not the training-time loss, which dropout inflates. Early stopping is not a
@@ -10,14 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report_problems.common import (
-    BAND, NO_STAT, Stat, count_text, draw_seeds, epoch_axis, figure, final_stat, finite, fmt, frame, healthy_history,
-    healthy_seeds, history, mean_ci, png_name, range_text, section_head, seed_count, status_text, table_row, title)
+from optax_lab.report.formatting import (
+    count_text,
+    fmt,
+    lesson_title,
+    mean_ci,
+    optimizer_text,
+    png_name,
+    range_text,
+    section_head,
+    status_text,
+    table_row,
+)
+from optax_lab.report.plotting import BAND
+from optax_lab.report.records import (
+    NO_STAT,
+    LessonRuns,
+    Stat,
+    final_stat,
+    finite,
+    healthy_history,
+    healthy_seeds,
+    history,
+    seed_count,
+)
 
 EARLY_STOPPING_PATIENCE = 3  # Keras EarlyStopping(patience=3, restore_best_weights=True)
 
@@ -186,13 +207,11 @@ def _early_stopping_sentence(base: Fit, remedies: list[Fit]) -> str:
 def remedy_text(run: Mapping) -> str:
     """`128-128 relu, glorot_uniform, dropout 0.5; adam(lr=0.001)`."""
     model = (run.get("model") or {}).get("describe") or ""
-    hyper = ", ".join(f"{'lr' if key == 'learning_rate' else key}={value:g}" if isinstance(value, float)
-                      else f"{key}={value}" for key, value in (run.get("hyperparams") or {}).items())
-    optimizer = f"{run['optimizer']}({hyper})"
-    return f"{model}; {optimizer}" if model else optimizer
+    return f"{model}; {optimizer_text(run)}" if model else optimizer_text(run)
 
 
-def overfitting_section(lesson: Mapping, runs: list[Mapping], results: Mapping) -> list[str]:
+def overfitting_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
+    (lesson, runs), = lessons  # one section per lesson
     fits = [fit(run) for run in runs]
     best = min((f for f in fits if finite(f.best_val.mean)), key=lambda f: f.best_val.mean, default=None)
     narrowest = min((f for f in fits if finite(f.gap_end.mean)), key=lambda f: f.gap_end.mean, default=None)
@@ -227,85 +246,11 @@ def overfitting_section(lesson: Mapping, runs: list[Mapping], results: Mapping) 
         "", f"*It stops once {EARLY_STOPPING_PATIENCE} epochs pass without a new lowest validation loss, and returns "
             f"the weights of that lowest epoch. Epochs saved: mean over seeds; seconds saved: those epochs × this "
             f"run's time per epoch (all seeds train together).*", "",
-        f"![{title(lesson)}: train/val gap per epoch]({png_name(lesson, 'gap')})", "",
+        f"![{lesson_title(lesson)}: train/val gap per epoch]({png_name(lesson, 'gap')})", "",
         f"*The train/val gap (validation − training loss, both with dropout off) per epoch, one line per run: the "
         f"mean over the seeds that did not diverge, bands the {BAND}.*", "",
-        f"![{title(lesson)}: training and validation loss per epoch]({png_name(lesson, 'curves')})", "",
+        f"![{lesson_title(lesson)}: training and validation loss per epoch]({png_name(lesson, 'curves')})", "",
         f"*One panel per run: validation loss (solid) and training loss on the whole training set, dropout off "
         f"(dashed): the mean and the {BAND}; the shading between them is the gap. Dotted vertical line: the seeds' "
         f"mean best epoch.*"]
     return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
-def plot_overfitting(lesson: Mapping, runs: list[Mapping], out_dir: Path) -> list[str]:
-    names = [png_name(lesson, "gap"), png_name(lesson, "curves")]
-    _plot_gaps(lesson, runs, out_dir / names[0])
-    _plot_fits(lesson, runs, out_dir / names[1])
-    return names
-
-
-def _plot_gaps(lesson: Mapping, runs: list[Mapping], path: Path) -> None:
-    fig = figure(9, 4.8)
-    ax = fig.subplots()
-    epochs = 1
-    for index, run in enumerate(runs):
-        val, train = history(run, "val_loss"), history(run, "train_eval_loss")  # the gap: dropout off only
-        if val.shape == train.shape and val.ndim == 2:
-            draw_seeds(ax, val - train, healthy_seeds(run), f"C{index % 10}", label=run["name"])
-            epochs = max(epochs, val.shape[1])
-    ax.axhline(0, color="0.5", linewidth=0.8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation − training loss")
-    epoch_axis(ax, epochs)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{title(lesson)}: train/val gap per epoch")
-    fig.legend(loc="outside right upper", frameon=False, fontsize=8)
-    fig.savefig(path, format="png", dpi=100)
-
-
-def _plot_fits(lesson: Mapping, runs: list[Mapping], path: Path) -> None:
-    from matplotlib.lines import Line2D
-
-    columns = min(3, max(len(runs), 1))
-    rows = max(1, math.ceil(len(runs) / columns))
-    fig = figure(3.3 * columns + 0.6, 2.7 * rows + 1.0)
-    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
-    flat = [ax for row in axes for ax in row]
-    bounds, epochs = [], 1
-    for index, (ax, run) in enumerate(zip(flat, runs)):
-        color, healthy = f"C{index % 10}", healthy_seeds(run)
-        val, train = history(run, "val_loss"), train_curve(run)
-        for values, style in ((val, "-"), (train, "--")):
-            bounds += draw_seeds(ax, values, healthy, color, style)
-        if val.shape == train.shape and val.ndim == 2 and len(val) == len(healthy) and healthy.any():
-            kept_val, kept_train = val[healthy], train[healthy]
-            if np.isfinite(kept_val).all() and np.isfinite(kept_train).all():
-                steps = np.arange(1, val.shape[1] + 1)
-                ax.fill_between(steps, kept_train.mean(axis=0), kept_val.mean(axis=0), color=color, alpha=0.07,
-                                linewidth=0)
-            epochs = max(epochs, val.shape[1])
-        best = fit(run).best_epoch
-        if best.size:
-            ax.axvline(best.mean(), color="0.35", linestyle=":", linewidth=1)
-        ax.set_title(run["name"], fontsize=9)
-        ax.grid(alpha=0.3, linewidth=0.4)
-        ax.tick_params(labelsize=7)
-    for ax in flat[len(runs):]:
-        ax.remove()
-    frame(flat[:1], bounds)  # shared y: one call frames them all
-    for index, ax in enumerate(flat[:len(runs)]):
-        epoch_axis(ax, epochs)
-        if index + columns >= len(runs):  # the lowest panel of each column
-            ax.set_xlabel("epoch", fontsize=8)
-        if index % columns == 0:
-            ax.set_ylabel("binary cross-entropy", fontsize=8)
-    handles = [Line2D([], [], color="0.3", label="validation"),
-               Line2D([], [], color="0.3", linestyle="--", label="training (whole set, dropout off)"),
-               Line2D([], [], color="0.35", linestyle=":", label="mean best epoch")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False, fontsize=8)
-    fig.suptitle(f"{title(lesson)}: training vs validation loss")
-    fig.savefig(path, format="png", dpi=100)

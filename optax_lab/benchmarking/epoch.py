@@ -1,6 +1,6 @@
 """One optimizer × batch-mode benchmark: its epoch program compiled once, then run an epoch per
 call with the training state carried from call to call (what bench/bench_optimizers.py times
-with pytest-benchmark), and the `extra_info` record of it.
+with pytest-benchmark), and the `extra_info` record of it (its fields: `records`).
 
 An epoch call is the unit: all of the epoch's steps in one `lax.scan` (with the epoch's shuffle,
 without validation), so a step's time is the call's over `steps_per_epoch`. The val loss a row
@@ -19,11 +19,21 @@ import jax
 import numpy as np
 
 from optax_lab import optimizers
-from optax_lab.bench_table import BENCH_KIND, SCHEMA, throughput
-from optax_lab.config import ModelConfig, RunSpec, batch_label
-from optax_lab.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once, step_flops,
-                                unknown_trip_count_loops, xla_flops)
-from optax_lab.train import Arrays, compiler_options, make_program, program_shape
+from optax_lab.benchmarking.records import BENCH_KIND, SCHEMA, throughput
+from optax_lab.benchmarking.roofline import (
+    MatmulPeak,
+    StepFlops,
+    fixed_epoch_flops,
+    loop_body_counted_once,
+    step_flops,
+    unknown_trip_count_loops,
+    xla_flops,
+)
+from optax_lab.config import ModelConfig, Order, RunSpec, batch_label
+from optax_lab.program import Arrays, make_program, program_settings
+from optax_lab.train import compiler_options, replica_inputs
+
+__all__ = ["EpochBench", "extra_info", "rounds_for"]
 
 
 def rounds_for(budget_s: float, epoch_s: float, min_rounds: int, max_rounds: int) -> int:
@@ -39,19 +49,18 @@ class EpochBench:
         self.spec, self.data, self.seeds = spec, data, tuple(seeds)
         self.model_config = spec.model_config(model_config)
         # Without validation: the timed call is training steps only, at every batch size alike.
-        self.shape = dataclasses.replace(program_shape(spec, data, epochs=1, num_seeds=len(seeds), shared_order=False),
-                                         validate=False)
-        program = make_program(self.model_config, spec, self.shape)
+        self.settings = dataclasses.replace(
+            program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED), validate=False)
+        program = make_program(self.model_config, spec, self.settings)
         self._evaluate = program.evaluate  # eager, like init: a few ops, not worth a compile
-        # device_put, not jnp.asarray: building arrays from Python ints would compile tiny programs.
-        seed_array = jax.device_put(np.asarray(seeds, np.int32))
-        order_seed = jax.device_put(np.int32(seeds[0]))
+        seed_array, order_seed = replica_inputs(self.seeds)
         start = time.perf_counter()
         # Init runs eagerly, op by op: compiled on its own it cost about as much as the epoch
         # program (1-2 s each), while its ops are compiled once per session and then reused.
         self.state, _ = jax.block_until_ready(program.init(seed_array, order_seed, data))
         self.init_s = time.perf_counter() - start
         start = time.perf_counter()
+        # The epoch index is an int32 scalar on the device, like the order seed it is lowered with.
         self.epoch = jax.jit(program.epoch).lower(self.state, order_seed, data).compile(compiler_options())
         self.compile_s = time.perf_counter() - start  # trace + lower + XLA compile, as the engine counts it
         self.history: list[dict[str, jax.Array]] = []  # each epoch's metrics, [S] per key
@@ -80,10 +89,10 @@ class EpochBench:
             self.run_epoch()
 
     def flops(self) -> StepFlops:
-        shape = self.shape
-        fixed = fixed_epoch_flops(self.model_config, shape.n_train, shape.n_test, shape.num_features,
-                                  shape.num_seeds, shape.full_batch, shape.validate)
-        return step_flops(xla_flops(self.epoch), fixed, shape.steps_per_epoch, loop_body_counted_once(),
+        settings = self.settings
+        fixed = fixed_epoch_flops(self.model_config, settings.n_train, settings.n_test, settings.num_features,
+                                  settings.num_seeds, settings.full_batch, settings.validate)
+        return step_flops(xla_flops(self.epoch), fixed, settings.steps_per_epoch, loop_body_counted_once(),
                           unknown_trip_count_loops(self.epoch))
 
     def evaluate(self) -> dict[str, jax.Array]:
@@ -108,17 +117,18 @@ def extra_info(bench: EpochBench, *, dataset: str, warmup_s: float, rounds: int,
     """What a benchmark row records beside pytest-benchmark's timings (JSON-safe values).
     `validation`: `bench.evaluate()` after the fixed short training of `val_epochs` epochs.
     `stats`: the round times' median and iqr in seconds, or None when benchmarks are disabled."""
-    shape, spec = bench.shape, bench.spec
+    settings, spec = bench.settings, bench.spec
     train_loss, _ = bench.loss_after(timed_epochs, "train_loss")
     val_loss, diverged = _finite_mean(validation["val_loss"])
     val_acc, _ = _finite_mean(validation["val_acc"])
     info = {
         "bench": BENCH_KIND, "schema": SCHEMA,
         "optimizer": spec.optimizer, "hyperparams": optimizers.hyperparams(spec.optimizer, spec.hyperparams),
-        "batch": batch_label(None if shape.full_batch else shape.batch_size), "batch_size": shape.batch_size,
-        "steps_per_epoch": shape.steps_per_epoch, "dataset": dataset, "n_train": shape.n_train,
-        "n_test": shape.n_test, "num_words": shape.num_features, "model": bench.model_config.describe(),
-        "seeds": len(bench.seeds), "seed_list": list(bench.seeds), "order": "per-seed",
+        "batch": batch_label(None if settings.full_batch else settings.batch_size),
+        "batch_size": settings.batch_size, "steps_per_epoch": settings.steps_per_epoch, "dataset": dataset,
+        "n_train": settings.n_train, "n_test": settings.n_test, "num_words": settings.num_features,
+        "model": bench.model_config.describe(), "seeds": len(bench.seeds), "seed_list": list(bench.seeds),
+        "order": settings.order.value,
         "compile_s": bench.compile_s, "init_s": bench.init_s, "warmup_s": warmup_s, "compile_cache": compile_cache,
         "rounds": rounds, "train_loss": train_loss, "train_loss_epochs": timed_epochs,
         "val_loss": val_loss, "val_acc": val_acc, "val_epochs": val_epochs, "diverged_seeds": diverged,
@@ -127,7 +137,7 @@ def extra_info(bench: EpochBench, *, dataset: str, warmup_s: float, rounds: int,
         "matmul_peak_gflops": peak.gflops if peak else None,
     }
     if stats is not None:
-        info.update(throughput(stats["median"], stats["iqr"], shape.steps_per_epoch, len(bench.seeds),
-                               shape.n_train, flops.per_epoch, info["matmul_peak_gflops"]))
+        info.update(throughput(stats["median"], stats["iqr"], settings.steps_per_epoch, len(bench.seeds),
+                               settings.n_train, flops.per_epoch, info["matmul_peak_gflops"]))
     return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
             for key, value in info.items()}

@@ -15,10 +15,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from optax_lab.bench_table import (DASH, FIX_JSON, Row, batch_modes, benchmark_rows, machine_label, machine_text,
-                                   mode_title, peak_text, read_benchmark_json, seconds_text, table, versions_text,
-                                   write_files)
+from optax_lab.benchmarking.records import FIX_JSON, Row, benchmark_rows, read_benchmark_json
+from optax_lab.benchmarking.table import (
+    DASH,
+    batch_modes,
+    machine_label,
+    machine_text,
+    markdown_table,
+    mode_title,
+    peak_text,
+    seconds_text,
+    versions_text,
+)
 from optax_lab.errors import UsageError
+from optax_lab.files import write_files
+
+__all__ = ["SAME_MEASUREMENT", "Run", "compare", "load_runs", "mismatch", "render_markdown", "speedup",
+           "speedup_chart"]
 
 # What must agree for two rows to be the same measurement (step time is per step, so the
 # epoch's length may differ only through these, which must match).
@@ -106,10 +119,11 @@ def render_markdown(runs: Sequence[Run], chart_name: str) -> str:
     baseline = runs[0]
     machines = [machine_label(run.output["machine_info"]) for run in runs]
     lines = [f"# optax-lab compare: {' vs '.join(machines)}", ""]
-    lines += table(["Run", "Machine", "File", "Device and host", "Versions", "fp32 matmul peak", "Created"],
-                   [[run.label, machine, run.path.name, machine_text(run.output["machine_info"]),
-                     versions_text(run.output["machine_info"]), peak_text(run.output["machine_info"]),
-                     run.output.get("datetime", DASH)] for run, machine in zip(runs, machines)], rest="---")
+    head = ["Run", "Machine", "File", "Device and host", "Versions", "fp32 matmul peak", "Created"]
+    body = [[run.label, machine, run.path.name, machine_text(run.output["machine_info"]),
+             versions_text(run.output["machine_info"]), peak_text(run.output["machine_info"]),
+             run.output.get("datetime", DASH)] for run, machine in zip(runs, machines)]
+    lines += markdown_table(head, body, rest="---")
     lines += ["", f"Step time: median (IQR) of an epoch call over its steps (see the timing tables). Speed-up: "
                   f"{baseline.label}'s step time over the machine's (above 1: faster than {baseline.label}). A row "
                   "whose runs differ in seeds, batch, data, model or hyperparameters is flagged ⚠ and not compared.",
@@ -133,7 +147,7 @@ def render_markdown(runs: Sequence[Run], chart_name: str) -> str:
                      if problem]
             notes += [f"not run in {', '.join(absent)}"] if absent else []
             body.append([name, *steps, *ratios, "; ".join(notes)])
-        lines += table(head, body, aligns=["---"] + ["---:"] * (len(head) - 2) + ["---"]) + [""]
+        lines += markdown_table(head, body, aligns=["---"] + ["---:"] * (len(head) - 2) + ["---"]) + [""]
     return "\n".join(lines)
 
 

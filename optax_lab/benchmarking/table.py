@@ -1,100 +1,26 @@
-"""The markdown timing table of a `pytest bench/` session, from pytest-benchmark's own JSON shape.
+"""The markdown timing table of a `pytest bench/` session, and where it goes.
 
-Works from the plain data alone, as pytest-benchmark writes it with `--benchmark-json` (or as
-`benchmark.stats.as_dict()` gives it during a session): `machine_info` plus a list of
-benchmarks, each with `stats` (seconds per round; a round is one epoch call) and our
-`extra_info` (see optax_lab/benchmarks.py). Pure Python: no JAX needed to read or render.
+Rendered from benchmark records alone (`optax_lab.benchmarking.records`): the machine block, the
+step times per optimizer and batch mode, and the roofline. The formatting helpers here serve
+`optax-lab compare` too. Pure Python: no JAX needed to render.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from optax_lab.benchmarking.records import Row, is_number
 from optax_lab.errors import UsageError
-from optax_lab.files import publish_mode
 
-BENCH_KIND = "optimizer-epoch"  # extra_info["bench"] of an optimizer benchmark; others are ignored
-SCHEMA = 1
-FIX_JSON = "pass a file written by `pytest bench/ --benchmark-json FILE`"
-NEEDED_INFO = ("optimizer", "batch", "batch_size", "steps_per_epoch", "seeds", "n_train")
+__all__ = ["DASH", "batch_modes", "machine_label", "machine_text", "markdown_table", "mode_title", "peak_text",
+           "rate_text", "report_path", "seconds_text", "timing_markdown", "versions_text"]
+
 DASH = "—"
-
-
-def throughput(epoch_median: float, epoch_iqr: float, steps: int, seeds: int, n_train: int,
-               flops_per_epoch: float | None, peak_gflops: float | None) -> dict[str, float | None]:
-    """Rates from an epoch call's median time (seconds): per step, samples (training examples
-    of all seeds) and seed-epochs per second, achieved GFLOP/s and its fraction of the peak."""
-    gflops = flops_per_epoch / epoch_median / 1e9 if _number(flops_per_epoch) else None
-    return {"epoch_s_median": epoch_median, "step_s_median": epoch_median / steps, "step_s_iqr": epoch_iqr / steps,
-            "samples_per_s": seeds * n_train / epoch_median, "seed_epochs_per_s": seeds / epoch_median,
-            "gflops_per_s": gflops,
-            "peak_fraction": gflops / peak_gflops if gflops is not None and _number(peak_gflops) else None}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One optimizer × batch-mode benchmark: its extra_info and the rates from its stats."""
-
-    name: str
-    info: Mapping[str, Any]
-    rates: Mapping[str, float | None]
-    rounds: int
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.info["optimizer"], self.info["batch"]
-
-
-def benchmark_rows(output: Mapping[str, Any], source: str = "the benchmark data") -> list[Row]:
-    """The optimizer benchmarks of a pytest-benchmark JSON object (others, e.g. the engine's, are
-    skipped); bad shapes become one-line UsageErrors naming `source`."""
-    check_benchmark_json(output, source)
-    rows = []
-    for entry in output["benchmarks"]:
-        info = entry.get("extra_info") if isinstance(entry, Mapping) else None
-        if not isinstance(info, Mapping) or info.get("bench") != BENCH_KIND:
-            continue
-        name = entry.get("name", "?")
-        missing = [key for key in NEEDED_INFO if key not in info]
-        if missing:
-            raise UsageError(f"{source}: benchmark {name!r} lacks extra_info {', '.join(missing)}: {FIX_JSON}")
-        stats = entry.get("stats")
-        if not isinstance(stats, Mapping) or not all(_number(stats.get(key)) for key in ("median", "iqr")):
-            raise UsageError(f"{source}: benchmark {name!r} has no stats median/iqr: {FIX_JSON}")
-        rates = throughput(stats["median"], stats["iqr"], info["steps_per_epoch"], info["seeds"], info["n_train"],
-                           info.get("flops_per_epoch"), info.get("matmul_peak_gflops"))
-        rows.append(Row(name, info, rates, int(stats.get("rounds") or 0)))
-    return rows
-
-
-def check_benchmark_json(output: Any, source: str) -> None:
-    if not isinstance(output, Mapping) or not isinstance(output.get("benchmarks"), list) \
-            or not isinstance(output.get("machine_info"), Mapping):
-        raise UsageError(f"{source} is not pytest-benchmark JSON (no 'machine_info' and 'benchmarks'): {FIX_JSON}")
-
-
-def read_benchmark_json(path: str | Path) -> dict[str, Any]:
-    try:
-        output = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"cannot read {path} ({error.strerror or error}): {FIX_JSON}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path} is not JSON ({getattr(error, 'msg', error)}): {FIX_JSON}") from None
-    check_benchmark_json(output, str(path))
-    return output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +53,7 @@ def versions_text(machine_info: Mapping[str, Any]) -> str:
 
 def peak_text(machine_info: Mapping[str, Any]) -> str:
     peak = machine_info.get("fp32_matmul_peak") or {}
-    if not _number(peak.get("gflops")):
+    if not is_number(peak.get("gflops")):
         return "not measured"
     return (f"{peak['gflops']:.1f} GFLOP/s ({peak.get('size')}×{peak.get('size')} fp32 product at JAX's default "
             f"precision, best of {peak.get('repeats')}, measured in the same session)")
@@ -139,7 +65,7 @@ def peak_text(machine_info: Mapping[str, Any]) -> str:
 
 def seconds_text(seconds: Any) -> str:
     """3 significant digits in a unit that suits: 812 µs, 4.12 ms, 1.50 s."""
-    if not _number(seconds):
+    if not is_number(seconds):
         return DASH
     for unit, scale in (("s", 1.0), ("ms", 1e3), ("µs", 1e6)):
         if seconds >= 1 / scale or unit == "µs":
@@ -155,7 +81,7 @@ def _sig(value: float) -> str:
 
 
 def rate_text(value: Any) -> str:
-    if not _number(value):
+    if not is_number(value):
         return DASH
     return next((f"{_sig(value / scale)}{suffix}" for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3))
                  if value >= scale), _sig(value))
@@ -164,7 +90,7 @@ def rate_text(value: Any) -> str:
 def loss_text(info: Mapping[str, Any], key: str = "val_loss") -> str:
     seeds, diverged = info.get("seeds") or 0, info.get("diverged_seeds") or 0
     value = info.get(key)
-    if not _number(value):
+    if not is_number(value):
         return f"diverged ({diverged}/{seeds})" if diverged else DASH
     return f"{value:.4f}" + (f" ({diverged}/{seeds} diverged)" if diverged else "")
 
@@ -173,8 +99,8 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def table(head: Sequence[str], lines: Iterable[Sequence[Any]], rest: str = "---:",
-          aligns: Sequence[str] | None = None) -> list[str]:
+def markdown_table(head: Sequence[str], lines: Iterable[Sequence[Any]], rest: str = "---:",
+                   aligns: Sequence[str] | None = None) -> list[str]:
     """A markdown table: the first column left-aligned (names), the others by `rest` (numbers:
     right), unless `aligns` gives each column's."""
     aligns = aligns or ["---"] + [rest] * (len(head) - 1)
@@ -244,10 +170,10 @@ def timing_markdown(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: 
         cells += [f"{seconds_text(r.rates['step_s_median'])} ({seconds_text(r.rates['step_s_iqr'])})" if r else DASH
                   for r in per_mode]
         cells += [rate_text(r.rates["samples_per_s"]) if r else DASH for r in per_mode]
-        cells += [f"{r.info['compile_s']:.2f}" if r and _number(r.info.get("compile_s")) else DASH for r in per_mode]
+        cells += [f"{r.info['compile_s']:.2f}" if r and is_number(r.info.get("compile_s")) else DASH for r in per_mode]
         cells += [loss_text(r.info) if r else DASH for r in per_mode]
         body.append(cells)
-    lines += table(head, body)
+    lines += markdown_table(head, body)
     lines += ["", *roofline_section(machine_info, grouped, names, modes)]
     return "\n".join(lines) + "\n"
 
@@ -258,8 +184,9 @@ def machine_block(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: Ma
     cache = {row.info.get("compile_cache") for row in rows}
     compile_total = sum(row.info.get("compile_s") or 0.0 for row in rows)
     wall = meta.get("wall_s")
-    session = (f"{len(rows)} benchmarks; compile {compile_total:.0f} s in all"
-               + (f" of the session's {wall:.0f} s ({compile_total / wall:.0%})" if _number(wall) and wall > 0 else ""))
+    session = f"{len(rows)} benchmarks; compile {compile_total:.0f} s in all"
+    if is_number(wall) and wall > 0:
+        session += f" of the session's {wall:.0f} s ({compile_total / wall:.0%})"
     pairs = [
         ("Machine", machine_text(machine_info)),
         ("Versions", versions_text(machine_info)),
@@ -273,7 +200,7 @@ def machine_block(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: Ma
         ("Command", f"`{meta['command']}`" if meta.get("command") else DASH),
         ("Created", meta.get("created") or DASH),
     ]
-    return table(["", ""], pairs, rest="---")
+    return markdown_table(["", ""], pairs, rest="---")
 
 
 def roofline_section(machine_info: Mapping[str, Any], grouped: Mapping[str, Mapping[str, Row]],
@@ -292,14 +219,14 @@ def roofline_section(machine_info: Mapping[str, Any], grouped: Mapping[str, Mapp
         per_mode = [grouped[name].get(mode) for mode in modes]
         mark = ["" if r is None or r.info.get("flops_exact", True) else " †" for r in per_mode]
         cells = [name]
-        cells += [f"{rate_text(r.info['flops_per_step'])}{m}" if r and _number(r.info.get("flops_per_step")) else DASH
+        cells += [f"{rate_text(r.info['flops_per_step'])}{m}" if r and is_number(r.info.get("flops_per_step")) else DASH
                   for r, m in zip(per_mode, mark)]
-        cells += [f"{_sig(r.rates['gflops_per_s'])}{m}" if r and _number(r.rates.get("gflops_per_s")) else DASH
+        cells += [f"{_sig(r.rates['gflops_per_s'])}{m}" if r and is_number(r.rates.get("gflops_per_s")) else DASH
                   for r, m in zip(per_mode, mark)]
-        cells += [f"{100 * r.rates['peak_fraction']:.1f} %" if r and _number(r.rates.get("peak_fraction")) else DASH
+        cells += [f"{100 * r.rates['peak_fraction']:.1f} %" if r and is_number(r.rates.get("peak_fraction")) else DASH
                   for r in per_mode]
         body.append(cells)
-    lines += table(head, body)
+    lines += markdown_table(head, body)
     return lines
 
 
@@ -317,25 +244,3 @@ def report_path(folder: str | Path, machine_info: Mapping[str, Any], today: date
         n += 1
         path = folder / f"{stem}-{n}.md"
     return path
-
-
-def write_files(files: Mapping[Path, bytes | str]) -> None:
-    """Write each file beside its destination first, then rename them into place in order (put
-    the one that links to the others last): no reader ever sees a half-written file."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for path, content in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            staged.append((temporary, path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-            publish_mode(temporary)
-        for temporary, path in staged:
-            os.replace(temporary, path)
-    except OSError as error:
-        raise UsageError(f"cannot write {path} ({error.strerror or error}): choose a writable --out path") from None
-    finally:
-        for temporary, _ in staged:
-            if os.path.exists(temporary):
-                os.unlink(temporary)

@@ -29,7 +29,11 @@ import optax
 
 from optax_lab.config import ModelConfig
 from optax_lab.model import build_model
-from optax_lab.train import compiler_options, shuffled_indices
+from optax_lab.program import shuffled_indices
+from optax_lab.train import compiler_options
+
+__all__ = ["MatmulPeak", "StepFlops", "default_matmul_size", "fixed_epoch_flops", "loop_body_counted_once",
+           "matmul_peak", "step_flops", "unknown_trip_count_loops", "xla_flops"]
 
 
 def xla_flops(executable: Any) -> float:

@@ -1,0 +1,30 @@
+"""The optimizer stage: every Optax optimizer as data in one registry, never if/elif branches.
+
+Each entry names an Optax constructor, its default hyperparameters for the IMDB MLP, what its
+`update()` needs beyond gradients (the engine supplies it inside the compiled program), and tags.
+`build()` turns an entry plus overrides into a `GradientTransformationExtraArgs`.
+
+Coverage: every optimizer of optax 0.2.8 (top level and `optax.contrib`), the contrib wrappers
+each around a reasonable base, and the Keras-matched variants of the lesson. `EXCLUDED` names the
+optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
+optax upgrade that brings a new optimizer is noticed.
+
+Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (reports/lr-sweep.md);
+the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
+"""
+
+from optax_lab.optimizers._registry import (
+                                            EXCLUDED,
+                                            EXTRA_INPUTS,
+                                            NEEDS,
+                                            REGISTRY,
+                                            OptimizerEntry,
+                                            build,
+                                            current_params,
+                                            get,
+                                            hyperparams,
+)
+from optax_lab.optimizers._variants import keras_adagrad
+
+__all__ = ["EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "OptimizerEntry", "build", "current_params", "get",
+           "hyperparams", "keras_adagrad"]

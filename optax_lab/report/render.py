@@ -1,0 +1,103 @@
+"""The whole report in memory: report.md (a header on the data, device, model and plan, then each
+section in the lessons' order, then a footer) and the PNGs it links to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from optax_lab.config import LessonKind, Order
+from optax_lab.report.formatting import DASH, cell, seeds_text
+from optax_lab.report.records import runs_by_name
+from optax_lab.report.sections import SECTIONS, Section, section_groups
+
+SHUFFLING = {Order.PER_SEED: "each seed its own shuffling", Order.SHARED: "all seeds share one shuffling per epoch"}
+
+
+def render_markdown(results: Mapping) -> str:
+    """The whole report.md. Expects `schema.to_jsonable` results (missing numbers are None)."""
+    groups = section_groups(results)
+    sections = [section for section, _ in groups]
+    parts = [f"# optax-lab report: {_title(results, sections)}", "", *_header(results), ""]
+    for section, lessons in groups:
+        parts += section.markdown(lessons, results) + [""]
+    parts += _footer(results, sections)
+    return "\n".join(parts) + "\n"
+
+
+def render_plots(results: Mapping) -> dict[str, bytes]:
+    """Every PNG report.md links to: {file name: PNG bytes}."""
+    pngs: dict[str, bytes] = {}
+    for section, lessons in section_groups(results):
+        pngs.update(section.plots(lessons, results))
+    return pngs
+
+
+def _title(results: Mapping, sections: list[Section]) -> str:
+    titles = {section.report_title for section in sections}
+    if len(titles) == 1 and None not in titles:
+        return titles.pop()
+    return f"preset `{results['preset']}`"
+
+
+def _header(results: Mapping) -> list[str]:
+    data, device, model = results["dataset"], results["device"], results.get("model") or {}
+    dataset = (f"**{data.get('name', 'unnamed')}** from {data.get('source', 'an unnamed source')}: "
+               f"{data.get('n_train', '?')} training / {data.get('n_test', '?')} test examples, "
+               f"the {data.get('num_words', '?')} most frequent words")
+    if str(data.get("name", "")).startswith("synthetic"):
+        dataset += " (synthetic stand-in, not real reviews: compare its numbers only with other synthetic runs)"
+    versions = ", ".join(f"{lib} {device[lib]}" for lib in ("jax", "jaxlib", "optax", "flax") if lib in device)
+    hardware = (f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) "
+                f"× {device.get('device_count', '?')}; {versions}")
+    widths = ", ".join(map(str, model.get("widths", []))) or "?"
+    mlp = (f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
+           f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
+    if len({str(run.get("model")) for run in results["runs"]}) > 1:  # the lessons vary the model
+        mlp = f"varies by run (each section says how); the base: {mlp}"
+    lesson_data = [f"{lesson['name']}: {lesson['num_words']} words"
+                   + (f", {lesson['train_examples']} training reviews" if lesson.get("train_examples") else "")
+                   for lesson in results["lessons"]
+                   if lesson.get("num_words", data.get("num_words")) != data.get("num_words")
+                   or lesson.get("train_examples")]
+    if lesson_data:
+        dataset += "; lessons with their own data: " + "; ".join(lesson_data)
+    shuffling = SHUFFLING.get(results.get("order"), str(results.get("order", "unknown")))
+    rows = [("Dataset", dataset), ("Device", hardware), ("Model", mlp), ("Seeds", _plans_text(results)),
+            ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
+            ("Created", results.get("created", DASH))]
+    return ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows)]
+
+
+def _plans_text(results: Mapping) -> str:
+    """Seeds and epochs: one phrase when every run shares them, else one per group of lessons."""
+    runs = runs_by_name(results)
+    groups: dict[tuple, list[str]] = {}
+    for lesson in results["lessons"]:
+        for name in lesson["runs"]:
+            run = runs.get(name, {})
+            key = (seeds_text(run.get("seeds") or []), run.get("epochs"))
+            if lesson["name"] not in groups.setdefault(key, []):
+                groups[key].append(lesson["name"])
+    if len(groups) == 1:
+        seeds, epochs = next(iter(groups))
+        return f"{seeds}, {epochs} epochs per run"
+    return "; ".join(f"{', '.join(lessons)}: {seeds}, {epochs} epochs per run"
+                     for (seeds, epochs), lessons in groups.items())
+
+
+def compile_cache_text(cache: Any) -> str:
+    if cache is True:
+        return "on: JAX's persistent compilation cache was used, so compile s may be cache loads, not compiles"
+    if cache is False:
+        return "off: every compile s is a real XLA compilation"
+    return "not recorded"
+
+
+def _footer(results: Mapping, sections: list[Section]) -> list[str]:
+    # Zero sections time what compare's would; sections that time different things share one word.
+    timed = {section.timed for section in sections} or {SECTIONS[LessonKind.COMPARE].timed}
+    return ["---", "",
+            f"Reproduce: `{results.get('command') or 'optax-lab run --preset ' + str(results['preset'])}`", "",
+            f"{timed.pop() if len(timed) == 1 else 'Timings'} exclude compilation, which is listed separately as "
+            "compile s. The numbers behind this report are in [results.json](results.json)."]

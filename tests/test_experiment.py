@@ -1,0 +1,79 @@
+"""The main job as config.py promises it: `dataclasses.replace(Config(), ...)` into
+`train_and_evaluate`; and the foundations every stage shares (the results contract, atomic files)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from optax_lab.config import Config, LessonKind, ModelConfig, Order
+from optax_lab.errors import UsageError
+from optax_lab.experiment import train_and_evaluate
+from optax_lab.files import atomic_file, write_files
+from optax_lab.schema import SCHEMA, Status, check_results, diverged_seeds, to_jsonable
+
+
+def test_a_shrunk_default_config_runs_the_main_job():
+    config = dataclasses.replace(Config(), preset="momentum", dataset="synthetic-imdb", seeds=2, epochs=2,
+                                 order=Order.SHARED)
+    results = train_and_evaluate(config)
+    check_results(to_jsonable(results))
+    assert results["schema"] == SCHEMA and results["order"] == "shared"
+    assert [lesson["kind"] for lesson in results["lessons"]] == [LessonKind.COMPARE]
+    assert [run["name"] for run in results["runs"]] == ["SGD", "Momentum"]
+    for run in results["runs"]:
+        assert np.asarray(run["history"]["val_loss"]).shape == (2, 2)
+        assert run["status"] is Status.OK and run["seeds"] == [0, 1]
+        assert run["timing"]["compile_s"] > 0 and run["timing"]["run_s"] > 0
+    assert json.loads(json.dumps(to_jsonable(results)))["runs"][0]["status"] == "ok"
+
+
+def test_an_optimizer_ranking_is_a_lesson_of_kind_ranking_per_batch_mode():
+    config = dataclasses.replace(Config(), optimizers=("sgd",), batches=(None,), dataset="synthetic-imdb",
+                                 seeds=1, epochs=1)
+    results = train_and_evaluate(config)
+    assert [(lesson["name"], lesson["kind"]) for lesson in results["lessons"]] == [("batch-full", LessonKind.RANKING)]
+
+
+def test_a_model_config_cannot_exist_invalid():
+    with pytest.raises(UsageError, match="dropout rate 1.0"):
+        ModelConfig(dropout=1.0)
+    with pytest.raises(UsageError, match="unknown activation 'swish'"):
+        dataclasses.replace(ModelConfig(), activation="swish")
+
+
+def test_the_divergence_rule_reads_arrays_and_saved_lists_alike():
+    arrays = {"train_loss": np.array([[0.6, 0.5], [0.6, np.nan]]), "val_loss": np.array([[0.6, np.inf], [0.6, 0.5]])}
+    saved = to_jsonable(arrays)
+    assert saved["train_loss"][1][1] is None and saved["val_loss"][0][1] is None
+    np.testing.assert_array_equal(diverged_seeds(arrays), [True, True])
+    np.testing.assert_array_equal(diverged_seeds(saved), [True, True])
+    np.testing.assert_array_equal(diverged_seeds({"train_loss": [[0.6, 0.5]], "val_loss": [[0.6, 0.4]]}), [False])
+    assert to_jsonable(math.nan) is None and to_jsonable(Status.DIVERGED) == "diverged"
+
+
+def test_an_atomic_file_appears_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "table.md"
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as f:
+            f.write(b"half")
+            raise RuntimeError("interrupted")
+    assert not path.exists() and list(path.parent.iterdir()) == []
+    with atomic_file(path) as f:
+        f.write(b"whole")
+    assert path.read_bytes() == b"whole" and list(path.parent.iterdir()) == [path]
+
+
+def test_write_files_changes_nothing_when_one_file_cannot_be_written(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    first = tmp_path / "first.md"
+    with pytest.raises(UsageError, match="cannot write"):
+        write_files({first: "one", blocker / "second.md": "two"})
+    assert not first.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+    write_files({first: "one", tmp_path / "second.md": b"two"})
+    assert first.read_text() == "one" and (tmp_path / "second.md").read_bytes() == b"two"
