@@ -34,8 +34,8 @@ ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "
 @pytest.fixture(scope="module")
 def sizes(smoke):
     # Under --smoke the end-to-end run is the smallest preset (2 programs): it proves the path works.
-    return ({"seeds": 2, "epochs": 2, "preset": "gd-vs-sgd"} if smoke
-            else {"seeds": 8, "epochs": 20, "preset": "lesson"})
+    return ({"seeds": 2, "epochs": 2, "preset": "gd-vs-sgd", "compile_rounds": 1} if smoke
+            else {"seeds": 8, "epochs": 20, "preset": "lesson", "compile_rounds": 3})
 
 
 def positive(value) -> bool:
@@ -77,7 +77,7 @@ def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
         with train.counting_compiles() as compiles:
             # forget_compiled in the untimed setup: no in-memory reuse, every round traces, lowers and compiles.
             benchmark.pedantic(lambda: seconds.append(train.compile_program(model, ADAM, settings, arrays)[1]),
-                               setup=train.forget_compiled, rounds=3, iterations=1)
+                               setup=train.forget_compiled, rounds=sizes["compile_rounds"], iterations=1)
     finally:
         jax.config.update("jax_enable_compilation_cache", persistent)
     benchmark.extra_info.update(compile_s_median=float(np.median(seconds)))

@@ -17,22 +17,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from optax_lab.config import (
-    ACTIVATIONS,
-    BIAS_INITS,
-    DATASETS,
-    DEFAULT_EPOCHS,
-    DEFAULT_NUM_WORDS,
-    FULL_BATCH,
-    KERNEL_INITS,
-    NORMALIZATIONS,
-    PRESETS,
-    Config,
-    ModelConfig,
-    Order,
-    parse_batches,
-)
+from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
+                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order, parse_batches)
 from optax_lab.errors import UsageError
+
+__all__ = ["EXIT_USAGE", "main"]
 
 EXIT_USAGE = 2
 

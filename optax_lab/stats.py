@@ -7,6 +7,8 @@ import math
 import numpy as np
 import scipy.stats
 
+__all__ = ["ci95"]
+
 
 def ci95(values: np.ndarray) -> float:
     """Half-width of the 95 % confidence interval of the mean (Student t, n-1 dof); NaN for n < 2."""

@@ -49,18 +49,6 @@ def test_without_a_local_archive_the_synthetic_set_is_used_with_a_warning(tmp_pa
     assert json.loads((tmp_path / "results.json").read_text())["order"] == "shared"
 
 
-def test_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, monkeypatch, capsys):
-    _, cache, _ = real_imdb
-    monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))  # the tokenisation the data tests made
-    assert main(["run", "--preset", "gd-vs-sgd", *SMALL, "--imdb-archive", str(real_archive),
-                 "--out", str(tmp_path), "--no-compile-cache"]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["dataset"]["name"] == "imdb" and results["dataset"]["n_train"] == 25_000
-    assert str(real_archive) in results["dataset"]["source"]
-    assert results["runs"][0]["full_batch"] and results["runs"][0]["steps_per_epoch"] == 1
-    assert results["runs"][1]["steps_per_epoch"] == 50
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

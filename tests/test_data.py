@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import http.server
 import shutil
 import socket
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from optax_lab.cli import main
 from optax_lab.data import NO_ARCHIVE_WARNING, Dataset, imdb, load_dataset, synthetic
 from optax_lab.errors import UsageError
 
@@ -247,6 +249,18 @@ def test_real_imdb_second_load_comes_from_the_cache(real_imdb, real_archive, mon
     np.testing.assert_array_equal(again.x_train, data.x_train)
     np.testing.assert_array_equal(again.y_test, data.y_test)
     assert again.source == data.source and _sha256(real_archive)[:16] in again.source
+
+
+def test_a_cli_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, monkeypatch, capsys):
+    _, cache, _ = real_imdb
+    monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))  # the tokenisation the data tests made
+    assert main(["run", "--preset", "gd-vs-sgd", "--seeds", "2", "--epochs", "2", "--imdb-archive", str(real_archive),
+                 "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["dataset"]["name"] == "imdb" and results["dataset"]["n_train"] == 25_000
+    assert str(real_archive) in results["dataset"]["source"]
+    assert results["runs"][0]["full_batch"] and results["runs"][0]["steps_per_epoch"] == 1
+    assert results["runs"][1]["steps_per_epoch"] == 50
 
 
 # --- synthetic-imdb --------------------------------------------------------------------------

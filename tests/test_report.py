@@ -15,17 +15,8 @@ import pytest
 
 from optax_lab.config import LessonKind
 from optax_lab.errors import UsageError
-from optax_lab.report import (
-    SECTIONS,
-    check_writable,
-    compare,
-    publish,
-    ranking_plot,
-    read_results,
-    render_markdown,
-    section_for,
-    write_report,
-)
+from optax_lab.report import (SECTIONS, check_writable, compare, publish, ranking_plot, read_results, render_markdown,
+                              section_for, write_report)
 from optax_lab.report.compare import summarize_lesson
 from optax_lab.report.formatting import DASH, png_name
 from optax_lab.report.ranking import RANKING_CURVES, batch_modes, ranking_rows, summarize_ranking

@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from optax_lab.benchmarking.records import FIX_JSON, Row, benchmark_rows, read_benchmark_json
-from optax_lab.benchmarking.table import (
-    DASH,
-    batch_modes,
-    machine_label,
-    machine_text,
-    markdown_table,
-    mode_title,
-    peak_text,
-    seconds_text,
-    versions_text,
-)
+from optax_lab.benchmarking.table import (DASH, batch_modes, machine_label, machine_text, markdown_table, mode_title,
+                                          peak_text, seconds_text, versions_text)
 from optax_lab.errors import UsageError
 from optax_lab.files import write_files
 

@@ -20,15 +20,8 @@ import numpy as np
 
 from optax_lab import optimizers
 from optax_lab.benchmarking.records import BENCH_KIND, SCHEMA, throughput
-from optax_lab.benchmarking.roofline import (
-    MatmulPeak,
-    StepFlops,
-    fixed_epoch_flops,
-    loop_body_counted_once,
-    step_flops,
-    unknown_trip_count_loops,
-    xla_flops,
-)
+from optax_lab.benchmarking.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once,
+                                             step_flops, unknown_trip_count_loops, xla_flops)
 from optax_lab.config import ModelConfig, Order, RunSpec, batch_label
 from optax_lab.program import Arrays, make_program, program_settings
 from optax_lab.train import compiler_options, replica_inputs

@@ -20,6 +20,8 @@ from optax_lab.config import DATASETS
 from optax_lab.data import imdb, synthetic
 from optax_lab.errors import UsageError
 
+__all__ = ["NO_ARCHIVE_WARNING", "Dataset", "load_dataset", "subset"]
+
 NO_ARCHIVE_WARNING = (f"no IMDB archive found locally (give --imdb-archive PATH or set {imdb.ENV_ARCHIVE}); "
                       "using the embedded synthetic-imdb set (--dataset imdb downloads the real one)")
 

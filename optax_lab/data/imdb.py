@@ -40,6 +40,9 @@ import pooch
 from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file, cache_dir
 
+__all__ = ["ARCHIVE_NAME", "ENV_ARCHIVE", "ENV_URL", "IMDB_SHA256", "IMDB_URL", "Encoded", "Reviews", "download_archive",
+           "encode", "file_sha256", "load_imdb", "local_archive", "read_reviews", "tokenize"]
+
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["NUM_TEST", "NUM_TRAIN", "generate"]
+
 NUM_TRAIN = NUM_TEST = 25_000
 ZIPF_SCALE, ZIPF_EXPONENT = 14.5, 0.88  # token rate of the word ranked r: 14.5 / r**0.88
 LENGTH_SIGMA = 0.55  # log-normal spread of review lengths (mean 1)

@@ -13,17 +13,8 @@ Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (repo
 the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
 """
 
-from optax_lab.optimizers._registry import (
-                                            EXCLUDED,
-                                            EXTRA_INPUTS,
-                                            NEEDS,
-                                            REGISTRY,
-                                            OptimizerEntry,
-                                            build,
-                                            current_params,
-                                            get,
-                                            hyperparams,
-)
+from optax_lab.optimizers._registry import (EXCLUDED, EXTRA_INPUTS, NEEDS, REGISTRY, OptimizerEntry, build,
+                                            current_params, get, hyperparams)
 from optax_lab.optimizers._variants import keras_adagrad
 
 __all__ = ["EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "OptimizerEntry", "build", "current_params", "get",

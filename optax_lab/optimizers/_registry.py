@@ -14,16 +14,8 @@ import optax
 import optax.contrib
 
 from optax_lab.errors import UsageError, closest
-from optax_lab.optimizers._variants import (
-    dpsgd,
-    keras_adagrad,
-    lookahead_adam,
-    lookahead_eval_params,
-    mechanize_adam,
-    reduce_on_plateau_adam,
-    sam_sgd,
-    schedule_free_adam,
-)
+from optax_lab.optimizers._variants import (dpsgd, keras_adagrad, lookahead_adam, lookahead_eval_params, mechanize_adam,
+                                            reduce_on_plateau_adam, sam_sgd, schedule_free_adam)
 
 # What an entry's update() may ask the engine for, besides (grads, state, params):
 #   value    - the loss at params on this batch

@@ -8,17 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from optax_lab.report.formatting import (
-    batch_text,
-    cell,
-    fmt,
-    lesson_title,
-    mean_ci,
-    names_text,
-    optimizer_text,
-    png_name,
-    status_text,
-)
+from optax_lab.report.formatting import (batch_text, cell, fmt, lesson_title, mean_ci, names_text, optimizer_text,
+                                         png_name, status_text)
 from optax_lab.report.plotting import BAND, draw_seeds, epoch_axis, figure, png_bytes
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count, seed_matrix
 

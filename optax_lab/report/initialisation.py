@@ -13,35 +13,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optax_lab.report.formatting import (
-    DASH,
-    fmt,
-    lesson_title,
-    mean_ci,
-    names_text,
-    png_name,
-    range_text,
-    section_head,
-    short_names,
-    status_text,
-    table_row,
-)
+from optax_lab.report.formatting import (DASH, fmt, lesson_title, mean_ci, names_text, png_name, range_text,
+                                         section_head, short_names, status_text, table_row)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (
-    CHANCE_LOSS,
-    CHANCE_TOLERANCE,
-    LessonRuns,
-    above_chance,
-    at_chance,
-    below_chance,
-    final_stat,
-    finite,
-    healthy_history,
-    healthy_seeds,
-    history,
-    seed_count,
-    val_loss,
-)
+from optax_lab.report.records import (CHANCE_LOSS, CHANCE_TOLERANCE, LessonRuns, above_chance, at_chance, below_chance,
+                                      final_stat, finite, healthy_history, healthy_seeds, history, seed_count, val_loss)
 
 MAX_LISTED = 3  # name at most this many runs in a clause; beyond that, count them
 

@@ -15,30 +15,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (
-    count_text,
-    fmt,
-    lesson_title,
-    mean_ci,
-    optimizer_text,
-    png_name,
-    range_text,
-    section_head,
-    status_text,
-    table_row,
-)
+from optax_lab.report.formatting import (count_text, fmt, lesson_title, mean_ci, optimizer_text, png_name, range_text,
+                                         section_head, status_text, table_row)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (
-    NO_STAT,
-    LessonRuns,
-    Stat,
-    final_stat,
-    finite,
-    healthy_history,
-    healthy_seeds,
-    history,
-    seed_count,
-)
+from optax_lab.report.records import (NO_STAT, LessonRuns, Stat, final_stat, finite, healthy_history, healthy_seeds,
+                                      history, seed_count)
 
 EARLY_STOPPING_PATIENCE = 3  # Keras EarlyStopping(patience=3, restore_best_weights=True)
 

@@ -17,30 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (
-    DASH,
-    lesson_title,
-    mean_ci,
-    names_text,
-    png_name,
-    section_head,
-    signed,
-    status_text,
-    table_row,
-)
+from optax_lab.report.formatting import (DASH, lesson_title, mean_ci, names_text, png_name, section_head, signed,
+                                         status_text, table_row)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (
-    CHANCE_LOSS,
-    CHANCE_TOLERANCE,
-    LessonRuns,
-    Stat,
-    at_chance,
-    finite,
-    healthy_history,
-    history,
-    seed_count,
-    val_loss,
-)
+from optax_lab.report.records import (CHANCE_LOSS, CHANCE_TOLERANCE, LessonRuns, Stat, at_chance, finite,
+                                      healthy_history, history, seed_count, val_loss)
 
 VANISHED_ORDERS = 3.0  # a first layer more than 10^3 below the output layer's gradient has "vanished"
 TINY_NORM = float(np.finfo(np.float32).tiny)  # a norm of exactly 0 is logged as this: "at least this small"
