@@ -1,6 +1,6 @@
 """Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, the real
-archive from ../shared/data when it is there, the small synthetic dataset the engine tests train
-on, and the compile counter."""
+archive from ../shared/data when it is there, the small synthetic datasets the engine tests train
+on, the compile counter, and -O0 compiles for the whole session."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from optax_lab import train
 from optax_lab.data import load_dataset, synthetic
 from optax_lab.program import Arrays
 from optax_lab.train import counting_compiles
@@ -93,6 +94,15 @@ def real_imdb(real_archive, tmp_path_factory):
         seconds = time.perf_counter() - start
     print(f"\nfirst load of the real IMDB archive (tokenising): {seconds:.1f} s")
     return data, cache, seconds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_compiles():
+    """LLVM at -O0 for every program the tests compile: they are checked, not timed (the bench
+    keeps the engine's own options), and compile faster."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
+        yield
 
 
 @pytest.fixture(scope="session")

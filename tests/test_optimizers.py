@@ -108,14 +108,6 @@ ENGINE_KINDS = ("adam", "polyak_sgd", "lbfgs", "sophia", "sam_sgd", "dpsgd", "no
                 "lookahead_adam")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_compiles():
-    """LLVM at -O0: these programs are checked, not timed, and compile ~25% faster."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
-        yield
-
-
 def test_the_engine_kinds_cover_every_need_and_evaluation_point():
     kinds = [optimizers.get(name) for name in ENGINE_KINDS]
     assert set().union(*(entry.needs for entry in kinds)) == set(optimizers.NEEDS)
