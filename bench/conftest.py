@@ -121,6 +121,20 @@ def smoke(request) -> bool:
     return request.config.getoption("--smoke")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quick_smoke_compiles(request):
+    """Under --smoke, LLVM at -O0 like the tests: a smoke run checks the benchmarks, it measures
+    nothing, and compiles faster. Real runs keep the engine's own options."""
+    if not request.config.getoption("--smoke"):
+        yield
+        return
+    from optax_lab import train
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
+        yield
+
+
 @pytest.fixture(scope="session")
 def bench_settings(request) -> Settings:
     return request.config.stash[SETTINGS]

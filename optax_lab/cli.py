@@ -4,6 +4,9 @@
                   [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
                   [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
                   --bias-init/--dropout/--residual/--norm/--l2] [--out DIR]
+    optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
+    optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
+                   [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
     optax-lab list
     optax-lab report RESULTS_JSON [--out DIR]
     optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
@@ -18,8 +21,10 @@ import sys
 from pathlib import Path
 
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
-                              KERNEL_INITS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order, parse_batches)
+                              KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
+                              parse_batches)
 from optax_lab.errors import UsageError
+from optax_lab.sweep import Criterion, Protocol, parse_sweep
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -38,6 +43,57 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train the preset's runs and write report.md + results.json")
     run.add_argument("--preset", default=None,
                      help=f"one of {', '.join(PRESETS)} (default: lesson, all three lessons)")
+    _training_options(run)
+    run.add_argument("--sweep", metavar="[OPT.]HP=VALUES", action="append", default=[], type=parse_sweep,
+                     help="a grid of one hyperparameter for --optimizers: log:LOW:HIGH:N, lin:LOW:HIGH:N, "
+                          "around:DECADES:N (around each default) or V1,V2,...; `main` is each optimizer's main "
+                          "scale; several give their product, e.g. --sweep learning_rate=log:1e-4:1e-1:16")
+    run.add_argument("--tuned", metavar="TUNED_JSON", default=None,
+                     help="rank --optimizers at the points of a tuned.json written by `optax-lab tune`")
+    _criterion_option(run, "how a sweep's best point is chosen")
+
+    tune = commands.add_parser("tune", help="tune every optimizer's main scale the same way, then rank them "
+                                            "at their tuned points; writes report.md, results.json, tuned.json")
+    _training_options(tune)
+    protocol = tune.add_argument_group("protocol", "stage 1: a log grid of each optimizer's main scale around its "
+                                                   "default on the search seeds; stage 2: the best point on --seeds")
+    protocol.add_argument("--points", type=int, default=Protocol.points, help="stage-1 grid points (17)")
+    protocol.add_argument("--decades", type=float, default=Protocol.decades, help="the grid's span in decades (4)")
+    protocol.add_argument("--search-seeds", type=int, default=Protocol.search_seeds,
+                          help="stage-1 seeds per point, disjoint from --seeds (2)")
+    protocol.add_argument("--extend", type=int, default=Protocol.max_extensions,
+                          help="decades a grid may grow where its best point is on the edge (2)")
+    _criterion_option(protocol, "how stage 1 chooses")
+
+    commands.add_parser("list", help="the optimizer registry: names, default hyperparameters, tags")
+
+    report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
+    report.add_argument("results", metavar="RESULTS_JSON")
+    report.add_argument("--out", metavar="DIR", default=None, help="output folder (default: beside RESULTS_JSON)")
+
+    compare = commands.add_parser("compare", help="step times of `pytest bench/ --benchmark-json` files from "
+                                                  "different machines, side by side, with speed-ups")
+    compare.add_argument("files", metavar="BENCHMARK_JSON", nargs="+", help="the first one is the baseline")
+    compare.add_argument("--out", metavar="FILE.md", default=None,
+                         help="the report (default: reports/bench/compare-<machines>.md; the chart goes beside it)")
+    return parser
+
+
+def _criterion_option(parser, what: str) -> None:
+    parser.add_argument("--criterion", type=_criterion, default=Criterion.FINAL_VAL_LOSS,
+                        help=f"{what}: one of {', '.join(Criterion)} (final-val-loss)")
+
+
+def _criterion(text: str) -> Criterion:
+    try:
+        return Criterion(text)
+    except ValueError:
+        raise UsageError(f"--criterion {text!r} is not a criterion: choose one of {', '.join(Criterion)}, "
+                         "e.g. --criterion best-val-loss") from None
+
+
+def _training_options(run) -> None:
+    """What `run` and `tune` share: the optimizers, data, length, seeds, model and output."""
     run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names, default=(),
                      help="rank these registry optimizers (see `optax-lab list`) instead of a preset")
     run.add_argument("--batch", metavar="full|B[,...]", type=parse_batches, default=(500, FULL_BATCH),
@@ -56,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, default=8, help="seeds vmapped in each program (8)")
     run.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed, seed+1, ... (0)")
     run.add_argument("--epochs", type=int, default=None, help=f"epochs (default: the lesson's, else {DEFAULT_EPOCHS})")
+    run.add_argument("--max-replicas", type=int, default=None,
+                     help=f"replicas (points x seeds) per call of a program; more run as further calls of the "
+                          f"same compiled program ({MAX_REPLICAS})")
     model = run.add_argument_group("model", "the base MLP; a preset's runs change parts of it (e.g. depth)")
     model.add_argument("--depth", type=int, default=None, help="hidden layers of --width units (default 2)")
     model.add_argument("--width", type=int, default=32, help="units per hidden layer (32)")
@@ -75,19 +134,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", default=None, help="output folder (default: reports/<preset>/)")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache (to measure cold compile times)")
-
-    commands.add_parser("list", help="the optimizer registry: names, default hyperparameters, tags")
-
-    report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
-    report.add_argument("results", metavar="RESULTS_JSON")
-    report.add_argument("--out", metavar="DIR", default=None, help="output folder (default: beside RESULTS_JSON)")
-
-    compare = commands.add_parser("compare", help="step times of `pytest bench/ --benchmark-json` files from "
-                                                  "different machines, side by side, with speed-ups")
-    compare.add_argument("files", metavar="BENCHMARK_JSON", nargs="+", help="the first one is the baseline")
-    compare.add_argument("--out", metavar="FILE.md", default=None,
-                         help="the report (default: reports/bench/compare-<machines>.md; the chart goes beside it)")
-    return parser
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -128,65 +174,134 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
-def _run(args, console) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+def _config(args) -> Config:
+    """The run's configuration from the shared options; every value checked."""
+    if getattr(args, "preset", None) and args.optimizers:
+        raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
+    tuned, tuned_source = None, ""
+    if getattr(args, "tuned", None):
+        from optax_lab.tuning import read_tuned
 
-    from optax_lab.experiment import distinct_jobs, plan, train_and_evaluate
-    from optax_lab.report import check_writable, write_report
+        tuned, tuned_source = read_tuned(args.tuned)
+    return Config(preset=getattr(args, "preset", None) or "lesson", optimizers=args.optimizers, batches=args.batch,
+                  overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
+                  num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
+                  seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
+                  model=_model(args), out=args.out, sweeps=tuple(getattr(args, "sweep", ())), tuned=tuned,
+                  tuned_source=tuned_source, criterion=args.criterion,
+                  max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
+
+
+def _shareable(argv: list[str]) -> str:
+    """The command as the report shows it: absolute paths by file name only (no machine's paths)."""
+    def one(arg: str) -> str:
+        flag, equals, value = arg.partition("=")
+        if equals and Path(value).is_absolute():
+            return f"{flag}={Path(value).name}"
+        return Path(arg).name if Path(arg).is_absolute() else arg
+
+    return "optax-lab " + shlex.join(one(arg) for arg in argv)
+
+
+class _ProgressBar:
+    """A rich progress bar over the programs (compile, then train each) and a log line per event.
+    Started once the data is loaded: the data stage may show its own bars (download, tokenising)
+    and rich allows one live display at a time."""
+
+    def __init__(self, console, programs: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.bar.add_task("loading the data", total=2 * programs)
+
+    def __call__(self, event: str, name: str, seconds: float) -> None:
+        if event == "loaded":
+            self.console.log(f"dataset {name} loaded in {seconds:.2f} s")
+            self.bar.update(self.task, description="compiling")
+            self.bar.start()
+            return
+        task = self.bar.tasks[0]
+        if task.completed + 1 > task.total:  # a tuner's grid grew
+            self.bar.update(self.task, total=task.total + 2)
+        self.bar.advance(self.task)
+        self.console.log(f"{name}: {event} in {seconds:.2f} s")
+        self.bar.update(self.task, description=f"training {name}" if event == "compiled" else "compiling the next")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _prepare(args, config: Config, lessons) -> tuple[Path, _ProgressBar, str]:
+    from optax_lab.experiment import distinct_jobs, program_groups
+    from optax_lab.report import check_writable
     from optax_lab.train import enable_compile_cache
 
-    if args.preset and args.optimizers:
-        raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
-    config = Config(preset=args.preset or "lesson", optimizers=args.optimizers, batches=args.batch,
-                    overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
-                    num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
-                    seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
-                    model=_model(args),
-                    out=args.out).validate()
-    # Unknown optimizers, hyperparameters and model settings fail here, before any work.
-    runs = [job.spec for job in distinct_jobs(config, plan(config))]
-    out = check_writable(config.out or Path("reports") / config.name)
+    # Unknown optimizers, hyperparameters, values and model settings fail here, before any work.
+    groups = program_groups(distinct_jobs(config, lessons))
+    out = check_writable(config.out or Path("reports") / (args.command if args.command == "tune" else config.name))
     if not args.no_compile_cache:
         enable_compile_cache()
-    command = "optax-lab " + shlex.join(args.argv)
-    # Started once the data is loaded: the data stage may show its own bars (download, tokenising)
-    # and rich allows one live display at a time.
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=console, transient=True)
-    task = bar.add_task("compiling", total=2 * len(runs))
-    names = [run.name for run in runs]
+    return out, _ProgressBar(args.console, len(groups)), _shareable(args.argv)
 
-    def progress(event, name, seconds):
-        if event == "loaded":
-            console.log(f"dataset {name} loaded in {seconds:.2f} s")
-            bar.update(task, description=f"compiling {names[0]}")
-            bar.start()
-            return
-        bar.advance(task)
-        console.log(f"{name}: {event} in {seconds:.2f} s")
-        position = names.index(name)
-        upcoming = f"training {name}" if event == "compiled" else (
-            f"compiling {names[position + 1]}" if position + 1 < len(names) else "writing the report")
-        bar.update(task, description=upcoming)
 
-    try:
-        results = train_and_evaluate(config, command=command, progress=progress,
-                                     warn=lambda text: console.print(f"[yellow]warning:[/] {text}"),
-                                     compile_cache=not args.no_compile_cache)
-    finally:
-        bar.stop()
-    path = write_report(results, out)
+def _summary_table(console, results: dict, seeds: int) -> None:
+    from rich.table import Table
+
     dataset = results["dataset"]
     table = Table("run", "val loss ± 95% CI", "val acc", "compile s", "seed-epochs/s", "status",
-                  title=f"{dataset['name']} ({dataset['source']}): {config.seeds} seeds, {results['order']} order")
+                  title=f"{dataset['name']} ({dataset['source']}): {seeds} seeds, {results['order']} order")
     for run in results["runs"]:
         final, timing = run["final"], run["timing"]
         table.add_row(run["name"], f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
                       f"{final['val_acc_mean']:.3f}", f"{timing['compile_s']:.2f}",
                       f"{timing['seed_epochs_per_s']:.1f}", run["status"])
     console.print(table)
+
+
+def _warn(console):
+    return lambda text: console.print(f"[yellow]warning:[/] {text}")
+
+
+def _run(args, console) -> None:
+    from optax_lab.experiment import plan, train_and_evaluate
+    from optax_lab.report import write_report
+
+    config = _config(args)
+    out, progress, command = _prepare(args, config, plan(config))
+    try:
+        results = train_and_evaluate(config, command=command, progress=progress, warn=_warn(console),
+                                     compile_cache=not args.no_compile_cache)
+    finally:
+        progress.stop()
+    path = write_report(results, out)
+    _summary_table(console, results, config.seeds)
     console.print(f"report: {path}")
+
+
+def _tune(args, console) -> None:
+    import dataclasses
+
+    from optax_lab.experiment import plan
+    from optax_lab.report import write_report
+    from optax_lab.sweep import MAIN, Sweep
+    from optax_lab.tuning import tune
+
+    if not args.optimizers:
+        raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
+    config = _config(args)
+    protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
+    grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
+    out, progress, command = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))
+    try:
+        results, tuned = tune(config, protocol, command=command, progress=progress, warn=_warn(console),
+                              compile_cache=not args.no_compile_cache)
+    finally:
+        progress.stop()
+    path = write_report(results, out, extra_files={"tuned.json": tuned})
+    console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run --optimizers "
+                  f"{','.join(args.optimizers)} --tuned {out / 'tuned.json'})")
 
 
 def _list(args, console) -> None:
@@ -222,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = _parser().parse_args(argv)
         args.argv = argv  # for the report's "reproduce" line
-        {"run": _run, "list": _list, "report": _report, "compare": _compare}[args.command](args, console)
+        args.console = console
+        {"run": _run, "tune": _tune, "list": _list, "report": _report, "compare": _compare}[args.command](args, console)
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,14 +14,18 @@ from types import MappingProxyType
 from typing import Any
 
 from optax_lab.errors import UsageError, closest
+from optax_lab.sweep import Criterion, Sweep
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
-           "KERNEL_INITS", "Lesson", "LessonKind", "ModelConfig", "NORMALIZATIONS", "Order", "PRESETS", "RunSpec",
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "Criterion", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
+           "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig", "NORMALIZATIONS", "Order", "PRESETS", "RunSpec",
            "batch_label", "parse_batches"]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
 DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
 DEFAULT_EPOCHS = 20
+# Replicas (points x seeds) one call of a program holds at most; more run as several calls of the
+# same compiled program. Measured on a 2-core CPU: throughput saturates at 8-32 replicas.
+MAX_REPLICAS = 64
 DATASETS = ("imdb", "synthetic-imdb")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leaky_relu", "linear")
 # Kernel initialisers. "constant" is 0.01 everywhere; "normal_0.01" and "normal_1" are N(0, σ²);
@@ -62,6 +66,7 @@ class LessonKind(enum.StrEnum):
 
     COMPARE = "compare"  # a few runs side by side: table, generated summary, curves
     RANKING = "ranking"  # every registry optimizer at one batch mode, ranked (batch modes side by side)
+    SWEEP = "sweep"  # optimizers at a grid of hyperparameter points: sensitivity and best points
     VANISHING_GRADIENTS = "vanishing-gradients"
     INITIALISATION = "initialisation"
     OVERFITTING = "overfitting"
@@ -133,10 +138,12 @@ class RunSpec:
     hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int | None = 500
     model_changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    point: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the swept or tuned values among hyperparams
 
     def __post_init__(self):
         object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
         object.__setattr__(self, "model_changes", _frozen(self.model_changes))
+        object.__setattr__(self, "point", _frozen(self.point))
         if self.batch_size is not None and self.batch_size <= 0:
             raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
         unknown = set(self.model_changes) - {f.name for f in dataclasses.fields(ModelConfig)}
@@ -145,15 +152,16 @@ class RunSpec:
                              f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}")
 
     def __hash__(self):
-        return hash((self.name, self.program_key))
+        return hash((self.name, self.key))
 
     def model_config(self, base: ModelConfig = ModelConfig()) -> ModelConfig:
         """The model this run trains: `base` with the run's changes (checked on construction)."""
         return dataclasses.replace(base, **self.model_changes)
 
     @property
-    def program_key(self) -> tuple:
-        """Runs with equal keys (and equal base model, data and epochs) are the same program: run once, reuse."""
+    def key(self) -> tuple:
+        """Runs with equal keys (and equal base model, data and epochs) are the same run: run once, reuse.
+        (Which runs share a compiled program is the engine's `program.program_key`.)"""
         return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size,
                 tuple(sorted(self.model_changes.items())))
 
@@ -177,6 +185,7 @@ class Lesson:
     epochs: int | None = None
     eval_train: bool = False
     kind: LessonKind = LessonKind.COMPARE
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # more for results.json, e.g. a sweep's criterion
 
 
 # The lesson's runs. Hyperparameters follow the Keras code of the lesson; where Keras' defaults
@@ -273,6 +282,11 @@ class Config:
     order: Order = Order.PER_SEED
     model: ModelConfig = ModelConfig()
     out: str | None = None
+    sweeps: tuple[Sweep, ...] = ()  # hyperparameter grids of an --optimizers run
+    tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None  # optimizer -> batch label -> point
+    tuned_source: str = ""  # where `tuned` came from: file name and checksum
+    criterion: Criterion = Criterion.FINAL_VAL_LOSS  # how a sweep's best point is chosen
+    max_replicas: int = MAX_REPLICAS
 
     @property
     def name(self) -> str:
@@ -305,5 +319,12 @@ class Config:
         for batch in self.batches:
             if batch is not None and batch <= 0:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
+        if (self.sweeps or self.tuned is not None) and not self.optimizers:
+            flag = "--sweep" if self.sweeps else "--tuned"
+            raise UsageError(f"{flag} works on an optimizer ranking: add --optimizers, e.g. --optimizers adam,sgd")
+        if self.sweeps and self.tuned is not None:
+            raise UsageError("--sweep and --tuned both choose the hyperparameters: give one of them")
+        if self.max_replicas < 1:
+            raise UsageError(f"--max-replicas {self.max_replicas} must be a positive integer, e.g. 64")
         return self
 

@@ -19,8 +19,8 @@ from optax_lab.schema import SCHEMA, diverged_seeds, status_of
 from optax_lab.stats import ci95
 from optax_lab.train import RunResult, seed_epochs_per_second
 
-__all__ = ["TARGET_VAL_LOSS", "device_info", "final_summary", "model_record", "results_dict", "run_record",
-           "time_to_target"]
+__all__ = ["TARGET_VAL_LOSS", "device_info", "final_summary", "model_record", "programs_record", "results_dict",
+           "run_record", "time_to_target"]
 
 TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": the ranking's time-to-target threshold
 
@@ -81,11 +81,35 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "history": {key: values.tolist() for key, values in result.history.items()},
         "final": final_summary(result.history),
         "target": time_to_target(result),
-        "timing": {"compile_s": result.compile_s, "run_s": result.run_s,
+        "point": dict(result.spec.point),
+        "timing": {"program": result.program, "compile_s": result.compile_s, "run_s": result.run_s,
                    "seed_epochs_per_s": seed_epochs_per_second(result)},
         "status": status_of(diverged),
         "diverged_seeds": int(diverged.sum()),
     }
+
+
+def programs_record(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
+    """Each compiled program once: its compile and run seconds, replicas, calls and the runs it computed."""
+    programs: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        program = programs.setdefault(run.program, {
+            "compile_s": run.compile_s, "run_s": 0.0, "calls": 0, "replicas": run.settings.num_replicas, "runs": []})
+        program["runs"].append(run.spec.name)
+        program["run_s"] += run.run_s
+        program["calls"] = max(program["calls"], run.program_calls)
+    return programs
+
+
+def _count_compiles_once(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A program's compile seconds on the first of its runs, 0 on the others: they sum to the truth."""
+    seen = set()
+    for record in records:
+        program = record["timing"]["program"]
+        if program in seen:
+            record["timing"]["compile_s"] = 0.0
+        seen.add(program)
+    return records
 
 
 def model_record(model: ModelConfig) -> dict[str, Any]:
@@ -104,7 +128,7 @@ def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:
     num_words, train_examples, epochs = config.lesson_settings(lesson)
     return {"name": lesson.name, "title": lesson.title, "question": lesson.question,
             "runs": [run.name for run in lesson.runs], "kind": lesson.kind, "num_words": num_words,
-            "train_examples": train_examples, "epochs": epochs}
+            "train_examples": train_examples, "epochs": epochs, **lesson.extra}
 
 
 def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, Any], runs: Sequence[RunResult],
@@ -120,7 +144,8 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
         "compile_cache": compile_cache,
         "model": model_record(config.model),
         "lessons": [lesson_record(config, lesson) for lesson in lessons],
-        "runs": [run_record(run) for run in runs],
+        "runs": _count_compiles_once([run_record(run) for run in runs]),
+        "programs": programs_record(runs),
     }
     if config.optimizers:  # the ranking's time-to-target threshold
         results["ranking"] = {"target_val_loss": TARGET_VAL_LOSS}

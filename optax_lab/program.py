@@ -1,9 +1,11 @@
-"""The program stage: one training configuration as pure JAX functions, seeds on a vmap axis.
+"""The program stage: one training configuration as pure JAX functions, replicas on a vmap axis.
 
-Inside a program the seeds sit on a `jax.vmap` axis (each seed its own init, shuffling and
-optimizer noise), the epochs run in a `lax.scan`, and each epoch's mini-batch steps in an inner
-`lax.scan`; the test split is evaluated after every epoch, as the lesson's `validation_data`
-does. No Python loop ever wraps a step.
+A replica is one (hyperparameter point, seed): the replicas sit on a `jax.vmap` axis, each with
+its own init, shuffling, optimizer noise and dropout keys (from its seed) and its own values of
+the optimizer's real-valued hyperparameters, which are inputs of the program, not constants: one
+compiled program serves every learning rate. The epochs run in a `lax.scan`, each epoch's
+mini-batch steps in an inner `lax.scan`; the test split is evaluated after every epoch, as the
+lesson's `validation_data` does. No Python loop ever wraps a step.
 
 Batches: with N training examples and batch B there are ceil(N / B) steps per epoch; when B does
 not divide N the last batch is the smaller remainder, as in Keras (it is padded to B and masked,
@@ -30,7 +32,7 @@ from optax_lab.errors import UsageError
 from optax_lab.model import build_model, layer_names
 
 __all__ = ["Arrays", "Program", "ProgramSettings", "SeedState", "distinct_units", "layer_grad_norms", "make_program",
-           "program_settings", "shuffled_indices"]
+           "program_key", "program_settings", "shuffled_indices", "split_hyperparams"]
 
 
 class Arrays(NamedTuple):
@@ -49,14 +51,14 @@ class Arrays(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class ProgramSettings:
     """Everything a compiled program is specialised on besides the optimizer and model: the
-    data's shapes, the batch size, the epochs, the seed count, and what it computes."""
+    data's shapes, the batch size, the epochs, the replica count, and what it computes."""
 
     n_train: int
     n_test: int
     num_features: int
     batch_size: int
     epochs: int
-    num_seeds: int
+    num_replicas: int  # (hyperparameter points) x (seeds) of one call
     order: Order = Order.PER_SEED
     eval_train: bool = False  # also evaluate the whole training set after each epoch
     validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
@@ -70,7 +72,7 @@ class ProgramSettings:
         return self.batch_size == self.n_train
 
 
-def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
+def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_replicas: int, order: Order = Order.PER_SEED,
                      eval_train: bool = False) -> ProgramSettings:
     """The settings `spec` compiles to on `data`; a batch size the data cannot fill is a UsageError."""
     n_train = data.x_train.shape[0]
@@ -78,7 +80,7 @@ def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, o
     if not 0 < batch <= n_train:
         raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
                          f"{n_train} training examples: lower it or use 'full'")
-    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
+    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_replicas,
                            Order(order), eval_train)
 
 
@@ -155,9 +157,24 @@ def _seed_keys(seed):
     return jax.random.split(jax.random.key(seed), 4)
 
 
-class SeedState(NamedTuple):
-    """What one seed carries from epoch to epoch (under vmap, every leaf gains a leading [S])."""
+def split_hyperparams(spec: RunSpec) -> tuple[dict[str, Any], dict[str, float]]:
+    """(static, traced): the spec's hyperparameters (registry defaults + its own) that the program
+    is compiled on, and those it takes as per-replica inputs."""
+    return optimizers.split(spec.optimizer, optimizers.hyperparams(spec.optimizer, spec.hyperparams))
 
+
+def program_key(spec: RunSpec) -> tuple:
+    """Specs with equal keys (on equal data, model and settings) share one compiled program:
+    everything but the traced hyperparameters' values."""
+    static, traced = split_hyperparams(spec)
+    return (spec.optimizer, tuple(sorted(static.items(), key=lambda item: item[0])), tuple(sorted(traced)),
+            spec.batch_size, tuple(sorted(spec.model_changes.items())))
+
+
+class SeedState(NamedTuple):
+    """What one replica carries from epoch to epoch (under vmap, every leaf gains a leading [R])."""
+
+    hyperparams: dict[str, jax.Array]  # this replica's traced hyperparameters (scalars)
     params: Any
     opt_state: Any
     order_key: jax.Array  # this seed's shuffling stream (seed 0's for all in shared-order mode)
@@ -168,11 +185,12 @@ class SeedState(NamedTuple):
 class Program(NamedTuple):
     """One configuration's pure functions, seeds on a vmap axis (compile them with `jax.jit`).
 
-    init(seeds [S] int32, order_seed int32, data) -> (state, {"init_grad_norms": [S, L], "init_distinct_units": [S]})
-    epoch(state, epoch_index int32, data) -> (state, {key: [S] or [S, L]}) — one epoch, then
+    init(seeds [R] int32, hyperparams {name: [R] float32}, order_seed int32, data)
+        -> (state, {"init_grad_norms": [R, L], "init_distinct_units": [R]})
+    epoch(state, epoch_index int32, data) -> (state, {key: [R] or [R, L]}) — one epoch, then
         `evaluate` unless the settings say `validate=False` (the benchmarks' unit of work)
-    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [S]}
-    train(seeds, order_seed, data) -> {key: [S, E] or [S, E, L]} — init, then every epoch in a scan
+    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [R]}
+    train(seeds, hyperparams, order_seed, data) -> {key: [R, E] or [R, E, L]} — init, then every epoch
     """
 
     init: Callable
@@ -183,11 +201,15 @@ class Program(NamedTuple):
 
 def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> Program:
     """The programs of `spec` on the model `model_config` (already resolved: the spec's model
-    changes applied), specialised on `settings`."""
+    changes applied), specialised on `settings`. Only the spec's program key matters: the traced
+    hyperparameters' values are the programs' inputs."""
     model = build_model(model_config)
     layers = layer_names(model_config)
     entry = optimizers.get(spec.optimizer)
-    hyperparams = optimizers.hyperparams(spec.optimizer, spec.hyperparams)
+    static, _ = split_hyperparams(spec)
+
+    def optimizer(replica_hyperparams, key):
+        return optimizers.build(spec.optimizer, {**static, **replica_hyperparams}, key=key)
     n, batch, steps = settings.n_train, settings.batch_size, settings.steps_per_epoch
     ragged = n % batch != 0
     dropout = model_config.dropout > 0
@@ -211,20 +233,20 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
         mask = (jnp.arange(steps * batch) < n).astype(jnp.float32)
         return padded.reshape(steps, batch), mask.reshape(steps, batch)
 
-    def seed_init(seed, order_seed, data: Arrays):
+    def seed_init(seed, replica_hyperparams, order_seed, data: Arrays):
         init_key, shuffle_key, optimizer_key, dropout_key = _seed_keys(seed)
         # Shared order: every seed shuffles like the first seed does in per-seed mode.
         order_key = _seed_keys(order_seed)[1] if settings.order is Order.SHARED else shuffle_key
         params = model.init(init_key, data.x_train[:1])["params"]
-        opt_state = optimizers.build(spec.optimizer, hyperparams, key=optimizer_key).init(params)
+        opt_state = optimizer(replica_hyperparams, optimizer_key).init(params)
         # The gradient at initialisation on the whole training set, dropout off.
         init_grads = jax.grad(lambda p: _loss_and_correct(logits_of(p, data.x_train), data.y_train, None)[0])(params)
-        return (SeedState(params, opt_state, order_key, optimizer_key, dropout_key),
+        return (SeedState(replica_hyperparams, params, opt_state, order_key, optimizer_key, dropout_key),
                 {"init_grad_norms": layer_grad_norms(init_grads, layers),
                  "init_distinct_units": distinct_units(params)})
 
     def seed_epoch(state: SeedState, epoch_index, data: Arrays):
-        tx = optimizers.build(spec.optimizer, hyperparams, key=state.optimizer_key)
+        tx = optimizer(state.hyperparams, state.optimizer_key)
         epoch_dropout_key = jax.random.fold_in(state.dropout_key, epoch_index)
 
         def step(carry, batch_data):
@@ -275,14 +297,14 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
                 logits_of(answer, data.x_train), data.y_train, None)
         return metrics
 
-    def seed_train(seed, order_seed, data: Arrays):
-        state, init_metrics = seed_init(seed, order_seed, data)
+    def seed_train(seed, replica_hyperparams, order_seed, data: Arrays):
+        state, init_metrics = seed_init(seed, replica_hyperparams, order_seed, data)
         _, history = jax.lax.scan(lambda s, e: seed_epoch(s, e, data), state, jnp.arange(settings.epochs))
         return {**history, **init_metrics}
 
-    # Seeds on a vmap axis; the data and (in shared-order mode) the order seed are shared, so
-    # XLA sees one [B, features] batch for all seeds and fuses their first layers.
-    return Program(init=jax.vmap(seed_init, in_axes=(0, None, None)),
+    # Replicas on a vmap axis; the data and (in shared-order mode) the order seed are shared, so
+    # XLA sees one [B, features] batch for all replicas and fuses their first layers.
+    return Program(init=jax.vmap(seed_init, in_axes=(0, 0, None, None)),
                    epoch=jax.vmap(seed_epoch, in_axes=(0, None, None)),
                    evaluate=jax.vmap(seed_evaluate, in_axes=(0, None)),
-                   train=jax.vmap(seed_train, in_axes=(0, None, None)))
+                   train=jax.vmap(seed_train, in_axes=(0, 0, None, None)))

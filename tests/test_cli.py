@@ -72,10 +72,30 @@ def _closed_port() -> int:
     (["run", "--optimizers", "adam", "--batch", "0"], "--batch '0'"),
     (["run", "--optimizers", "adam", "--preset", "momentum"], "give one of them"),
     (["report", "/no/such/results.json"], "/no/such/results.json"),
+    (["run", "--optimizers", "adam", "--set", "adam.learning_rate=nan"], "adam.learning_rate='nan' is not a number"),
+    (["run", "--optimizers", "adam", "--set", "adam.learning_rate=-1"], "outside the domain"),
+    (["run", "--optimizers", "adam", "--set", "adam.b1=2"], "b1 takes a number in [0, 1)"),
+    # malformed sweeps: each names the part and shows an example
+    (["run", "--optimizers", "adam", "--sweep", "learning_rate=log:0:1e-1:16"], "bounds must be positive"),
+    (["run", "--optimizers", "adam", "--sweep", "learning_rate=log:1e-1:1e-4:16"], "must be below HIGH"),
+    (["run", "--optimizers", "adam", "--sweep", "learning_rate=log:1e-4:1e-1:0"], "at least 2"),
+    (["run", "--optimizers", "adam", "--sweep", "learning_rate=1e-3,fast"], "'fast' is not a number"),
+    (["run", "--optimizers", "adam", "--sweep", "learning_rate=1e-3,nan"], "'nan' is not a finite number"),
+    (["run", "--optimizers", "adam", "--sweep", "adam.lr=0.1,0.2"], "takes no hyperparameter 'lr'"),
+    (["run", "--optimizers", "sgd", "--sweep", "b1=0.8,0.9"], "none of the optimizers takes 'b1'"),
+    (["run", "--optimizers", "adam", "--sweep", "adam.b1=0.9,1.5"], "adam.b1=1.5 is outside the domain"),
+    (["run", "--optimizers", "adam", "--sweep", "sgd.momentum=0.5,0.9"], "sgd is not among --optimizers"),
+    (["run", "--optimizers", "lbfgs", "--sweep", "lbfgs.main=around:2:5"], "no main scale"),
+    (["run", "--preset", "lesson", "--sweep", "learning_rate=0.1,0.2"], "add --optimizers"),
+    (["run", "--optimizers", "adam", "--tuned", "/no/such/tuned.json"], "cannot read it"),
+    (["run", "--optimizers", "adam", "--criterion", "fastest"], "--criterion 'fastest'"),
+    (["tune", "--optimizers", "adam", "--criterion", "fastest"], "--criterion 'fastest'"),
+    (["tune", "--optimizers", "adam", "--points", "1"], "--points 1"),
+    (["tune", "--batch", "500"], "tune needs the optimizers"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main([*args, "--out", str(out)] if args[0] == "run" else args) == 2
+    assert main([*args, "--out", str(out)] if args[0] in ("run", "tune") else args) == 2
     assert needle in _error_line(capsys)
     assert not out.exists()
 

@@ -36,7 +36,7 @@ BAD, GREAT, ACTING, MOVIE, PLOT, THE, BORING, I, IS, IT, LOVED, MOVIES, WAS = ra
 def test_tiny_archive_is_encoded_like_keras(tiny_archive):
     data, warning = load_dataset("imdb", num_words=10, imdb_archive=str(tiny_archive))
     assert warning is None and data.name == "imdb" and data.num_words == 10
-    assert str(tiny_archive) in data.source
+    assert data.source.startswith(tiny_archive.name + " (sha256 ") and "/" not in data.source  # no machine path
     # Rows: neg then pos, by review id. Index 1 always; 2 when a word has index >= 10.
     np.testing.assert_array_equal(data.x_train, multi_hot([
         {1, BAD, MOVIE, ACTING},  # "Bad movie. Bad, bad acting!": every word in the vocabulary
@@ -72,7 +72,7 @@ def test_archive_from_env_and_from_cache_are_found(tiny_archive, isolated_cache,
     shutil.copy(tiny_archive, isolated_cache / "aclImdb_v1.tar.gz")
     from_cache, warning = load_dataset(None, num_words=10)
     assert from_cache.name == "imdb" and warning is None
-    assert str(isolated_cache) in from_cache.source
+    assert from_cache.source.startswith("aclImdb_v1.tar.gz (sha256 ") and str(isolated_cache) not in from_cache.source
     np.testing.assert_array_equal(from_cache.x_train, from_env.x_train)
 
 
@@ -258,7 +258,7 @@ def test_a_cli_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, m
                  "--out", str(tmp_path), "--no-compile-cache"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["dataset"]["name"] == "imdb" and results["dataset"]["n_train"] == 25_000
-    assert str(real_archive) in results["dataset"]["source"]
+    assert results["dataset"]["source"].startswith(real_archive.name) and str(real_archive) not in json.dumps(results)
     assert results["runs"][0]["full_batch"] and results["runs"][0]["steps_per_epoch"] == 1
     assert results["runs"][1]["steps_per_epoch"] == 50
 

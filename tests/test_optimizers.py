@@ -116,6 +116,11 @@ def test_the_engine_kinds_cover_every_need_and_evaluation_point():
     assert any(entry.key_field for entry in kinds) and any("key" in e.needs and not e.key_field for e in kinds)
 
 
+# Entries whose first update is zero by design (ADOPT fills its second moment, Rprop its previous
+# gradient): their rate shows from the second step on.
+FIRST_STEP_FILLS_STATE = ("adopt", "rprop")
+
+
 def _float_leaves(tree) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)
             if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)]
@@ -141,32 +146,41 @@ def first_steps(optimizer_data):
 
     failed: dict[str, Exception] = {}
 
-    def first_step(name, params, key):
+    def first_step(name, params, key, traced):
         entry = optimizers.get(name)
-        tx = optimizers.build(name, {}, key=key)
+        tx = optimizers.build(name, traced, key=key)
         state = tx.init(params)
         value, grad = jax.value_and_grad(loss)(params)
         extra = {"value": value, "grad": grad, "value_fn": loss, "obj_fn": loss,
                  "grad_fn": lambda p, _: jax.grad(loss)(p)}
         per_example = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))
         grads = per_example(params, x, y) if "per_example_grads" in entry.needs else grad
-        updates, new_state = tx.update(grads, state, params, **{k: extra[k] for k in entry.needs if k in extra})
-        return updates, state, new_state
+        needed = {k: extra[k] for k in entry.needs if k in extra}
+        updates, new_state = tx.update(grads, state, params, **needed)
+        if name not in FIRST_STEP_FILLS_STATE:
+            return updates, state, new_state, updates
+        second, _ = tx.update(grads, new_state, optax.apply_updates(params, updates), **needed)
+        return updates, state, new_state, second
 
-    def every_first_step(params, key):
+    def every_first_step(params, key, traced):
         outputs = {}
         for name in optimizers.REGISTRY:
             try:
-                outputs[name] = first_step(name, params, key)
+                outputs[name] = first_step(name, params, key, traced[name])
             except Exception as error:  # noqa: BLE001 - reported by that entry's test
                 failed[name] = error
         return outputs
 
+    # Every real-valued hyperparameter that has a default is an input of the program, as in a sweep;
+    # the program runs twice, the second time at twice each entry's main scale (no second compile).
+    traced = {name: optimizers.split(name, entry.all_defaults)[1] for name, entry in optimizers.REGISTRY.items()}
+    doubled = {name: {**values, **({optimizers.get(name).main: 2 * values[optimizers.get(name).main]}
+                                   if optimizers.get(name).main else {})} for name, values in traced.items()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`optimistic_adam` is deprecated")
-        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1)).compile(
+        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(
             {"xla_backend_optimization_level": 0})
-    return params, compiled(params, jax.random.key(1)), failed
+    return params, compiled(params, jax.random.key(1), traced), failed, compiled(params, jax.random.key(1), doubled)
 
 
 @pytest.mark.parametrize("name", sorted(optimizers.REGISTRY))
@@ -174,15 +188,73 @@ def test_each_entry_takes_a_jitted_step(name, first_steps):
     """Every entry builds, initialises and updates the MLP's params in a jitted program: the
     update has the params' structure and is finite, and the step moves the params or, where the
     first step only gathers statistics (ADOPT's second moment), the optimizer state."""
-    params, outputs, failed = first_steps
+    params, outputs, failed, _ = first_steps
     if name in failed:
         raise failed[name]
-    updates, before, after = outputs[name]
+    updates, before, after, _ = outputs[name]
     assert jax.tree.structure(updates) == jax.tree.structure(params), name
     assert all(np.isfinite(leaf).all() for leaf in _float_leaves(updates)), f"{name}: a non-finite first update"
     moved = any(np.abs(leaf).max() > 0 for leaf in _float_leaves(updates))
     learned = any(not np.array_equal(a, b) for a, b in zip(_float_leaves(before), _float_leaves(after)))
     assert moved or learned, f"{name}: the first step changed neither the params nor the optimizer state"
+
+
+@pytest.mark.parametrize("name", sorted(optimizers.REGISTRY))
+def test_each_entry_sweeps_its_main_scale_traced(name, first_steps):
+    """The main scale is an input of the program (a sweep compiles once) and it matters: doubling
+    it changes the first step (the second, where the first only fills the state). Every other
+    real hyperparameter with a default was traced too, in the same program."""
+    entry = optimizers.get(name)
+    _, outputs, failed, doubled = first_steps
+    if name in failed:
+        raise failed[name]
+    if not entry.main:
+        assert entry.no_main, f"{name} has no main scale and does not say why"
+        return
+    assert optimizers.is_traced(name, entry.main, entry.all_defaults[entry.main]), f"{name}: {entry.main} is static"
+    once, twice = (_float_leaves(steps[name][::3]) for steps in (outputs, doubled))
+    assert any(not np.allclose(a, b) for a, b in zip(once, twice)), f"{name}: {entry.main} x2 changed nothing"
+
+
+def test_cocob_has_no_main_scale_because_its_rate_changes_nothing():
+    steps = {}
+    for rate in (1.0, 10.0):
+        tx, params = optimizers.build("cocob", {"learning_rate": rate}), PARAMS
+        state, steps[rate] = tx.init(params), []
+        for _ in range(3):
+            updates, state = tx.update(jax.tree.map(lambda g: g.mean(0), EXAMPLE_GRADS), state, params)
+            params = optax.apply_updates(params, updates)
+            steps[rate].append(updates)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), steps[1.0], steps[10.0])
+
+
+def test_every_hyperparameter_has_a_domain_that_holds_its_default():
+    for entry in optimizers.REGISTRY.values():
+        for hyperparam in entry.accepted:
+            domain = entry.domain(hyperparam)  # KeyError: add it to DOMAINS or the entry's `domains`
+            default = entry.all_defaults.get(hyperparam)
+            if hyperparam in entry.all_defaults:
+                assert domain.reason(default) is None, f"{entry.name}.{hyperparam}={default!r}: {domain.describe()}"
+            assert domain.reason(domain.example()) is None, (entry.name, hyperparam)
+        assert entry.static <= set(entry.accepted), entry.name
+
+
+@pytest.mark.parametrize("value, reason", [("abc", "not a number"), (float("nan"), "not finite"),
+                                           (float("inf"), "not finite"), (-1, "outside"), (0, "outside")])
+def test_a_rate_outside_its_domain_is_one_line_with_an_example(value, reason):
+    with pytest.raises(UsageError, match=rf"adam\.learning_rate=.* is {reason}.*\(0, inf\).*e\.g\. adam\.learning_rate="):
+        optimizers.hyperparams("adam", {"learning_rate": value})
+
+
+def test_betas_integers_and_switches_are_checked():
+    for name, hyperparam, value in (("adam", "b1", 1.0), ("adam", "b2", -0.1), ("lookahead_adam", "sync_period", 1.5),
+                                    ("lookahead_adam", "sync_period", 0), ("sgd", "nesterov", 1),
+                                    ("polyak_sgd", "variant", "sps++")):
+        with pytest.raises(UsageError, match=rf"{name}\.{hyperparam}="):
+            optimizers.hyperparams(name, {hyperparam: value})
+    assert optimizers.hyperparams("sgd", {"momentum": None, "learning_rate": 1})["learning_rate"] == 1
+    assert optimizers.split("lookahead_adam", {"sync_period": 6, "learning_rate": 0.1}) == (
+        {"sync_period": 6}, {"learning_rate": 0.1})
 
 
 @pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning")  # tagged so

@@ -89,12 +89,12 @@ def test_dropout_changes_outputs_between_steps_and_not_at_evaluation(small_data)
 
 
 def test_every_step_draws_a_new_dropout_mask(small_data):
-    """64 copies of one review, batch 1, lr 0: every step sees the same input and parameters, so
+    """64 copies of one review, batch 1, lr 1e-30 (no weight moves): every step sees the same input and parameters, so
     an epoch's loss is the mean over its 64 steps' masks. Fresh masks per step average out (spread
     ~1/8 of one mask's); one mask reused for the whole epoch would not."""
     x, y = jnp.tile(small_data.x_train[:1], (64, 1)), jnp.tile(small_data.y_train[:1], 64)
     data = Arrays(x, y, small_data.x_test, small_data.y_test)
-    spec = RunSpec("dropout", "sgd", {"learning_rate": 0.0}, 1, {"dropout": 0.5})
+    spec = RunSpec("dropout", "sgd", {"learning_rate": 1e-30}, 1, {"dropout": 0.5})  # frozen; 0 is no rate
     epoch_losses = train(spec, data, seeds=(0,), epochs=12).history["train_loss"][0]
     model = build_model(spec.model_config())
     params = model.init(jax.random.split(jax.random.key(0), 4)[0], x[:1])["params"]  # seed 0's init
@@ -110,8 +110,8 @@ def test_the_l2_penalty_adds_its_gradient_to_the_update(small_data):
     """Full batch, SGD with lr η: one step moves each kernel by -η(∇BCE + 2·l2·kernel)."""
     l2, lr = 0.05, 0.1
     spec = RunSpec("l2", "sgd", {"learning_rate": lr}, None, {"l2": l2})
-    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1))
-    state, _ = jax.jit(program.init)(jnp.array([3]), jnp.int32(3), small_data)
+    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_replicas=1))
+    state, _ = jax.jit(program.init)(jnp.array([3]), {"learning_rate": jnp.array([lr])}, jnp.int32(3), small_data)
     params = jax.tree.map(lambda leaf: leaf[0], state.params)
     new_state, _ = jax.jit(program.epoch)(state, jnp.int32(0), small_data)
     model = build_model(spec.model_config())

@@ -27,7 +27,8 @@ ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01}, 500)
 
 
 def test_a_program_compiles_once_for_all_seeds(small_data, count_compiles):
-    spec = dataclasses.replace(ADAM, hyperparams={"learning_rate": 0.0123})  # a program no other test built
+    # A program no other test built (nesterov is static; another learning rate would be the same program).
+    spec = dataclasses.replace(ADAM, hyperparams={"learning_rate": 0.0123, "nesterov": True})
     first = train(spec, small_data, seeds=(0, 1, 2, 3), epochs=2)
     assert len(count_compiles) == 1, "the four seeds must share one compiled program"
     again = train(spec, small_data, seeds=(10, 11, 12, 13), epochs=2)
@@ -79,10 +80,11 @@ def _initial_loss(data: Arrays, seed: int) -> float:
 
 @pytest.mark.parametrize("batch_size, steps", [(500, 3), (FULL_BATCH, 1), (1050, 1), (7, 150)])
 def test_every_example_counts_once_per_epoch_whatever_the_batch(small_data, batch_size, steps):
-    """With a learning rate of 0 the epoch's train loss (the batch losses weighted by batch size,
+    """With a learning rate of 1e-30 (0 is outside a rate's domain; this one moves no float32
+    weight) the epoch's train loss (the batch losses weighted by batch size,
     as Keras logs it) must equal the full training-set loss: the remainder batch is neither lost
     nor padded into the mean."""
-    frozen = RunSpec("frozen", "sgd", {"learning_rate": 0.0}, batch_size)
+    frozen = RunSpec("frozen", "sgd", {"learning_rate": 1e-30}, batch_size)
     result = train(frozen, small_data, seeds=(3,), epochs=1)
     assert result.settings.steps_per_epoch == steps
     np.testing.assert_allclose(result.history["train_loss"][0, 0], _initial_loss(small_data, 3), rtol=1e-5)
@@ -125,7 +127,7 @@ def test_compile_time_is_measured_apart_from_run_time(small_data, monkeypatch):
         return program._replace(train=traced_slowly)
 
     monkeypatch.setattr(engine, "make_program", slow_to_trace)
-    spec = dataclasses.replace(ADAM, hyperparams={"learning_rate": 0.0077})  # a program no other test built
+    spec = dataclasses.replace(ADAM, batch_size=350)  # a program no other test built
     result = train(spec, small_data, seeds=(0, 1), epochs=1)
     assert result.compile_s >= 1.0, "the compile must include tracing"
     assert 0 < result.run_s < 1.0, f"run_s {result.run_s:.2f} s holds compile time"
@@ -196,7 +198,8 @@ def test_default_model_is_the_lessons_mlp():
 def test_only_the_latest_executables_are_kept(small_data, count_compiles, monkeypatch):
     """A sweep compiles hundreds of programs in one process: old executables must be released."""
     monkeypatch.setattr(engine, "COMPILED_KEPT", 1)
-    first, second = (dataclasses.replace(ADAM, hyperparams={"learning_rate": lr}) for lr in (0.0031, 0.0032))
+    # Two programs: nesterov is compiled in (another learning rate would reuse the program).
+    first, second = (dataclasses.replace(ADAM, hyperparams={"nesterov": flag}) for flag in (False, True))
     train(first, small_data, seeds=(0,), epochs=1)
     train(first, small_data, seeds=(0,), epochs=1)
     assert len(count_compiles) == 1

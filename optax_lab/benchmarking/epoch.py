@@ -23,8 +23,9 @@ from optax_lab.benchmarking.records import BENCH_KIND, SCHEMA, throughput
 from optax_lab.benchmarking.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once,
                                              step_flops, unknown_trip_count_loops, xla_flops)
 from optax_lab.config import ModelConfig, Order, RunSpec, batch_label
-from optax_lab.program import Arrays, make_program, program_settings
-from optax_lab.train import compiler_options, replica_inputs
+from optax_lab.program import Arrays, make_program, program_settings, split_hyperparams
+from optax_lab import train
+from optax_lab.train import replica_inputs
 
 __all__ = ["EpochBench", "extra_info", "rounds_for"]
 
@@ -43,18 +44,19 @@ class EpochBench:
         self.model_config = spec.model_config(model_config)
         # Without validation: the timed call is training steps only, at every batch size alike.
         self.settings = dataclasses.replace(
-            program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED), validate=False)
+            program_settings(spec, data, epochs=1, num_replicas=len(self.seeds), order=Order.PER_SEED), validate=False)
         program = make_program(self.model_config, spec, self.settings)
         self._evaluate = program.evaluate  # eager, like init: a few ops, not worth a compile
-        seed_array, order_seed = replica_inputs(self.seeds)
+        seed_array, hyperparams, order_seed = replica_inputs(self.seeds, [split_hyperparams(spec)[1]])
         start = time.perf_counter()
         # Init runs eagerly, op by op: compiled on its own it cost about as much as the epoch
         # program (1-2 s each), while its ops are compiled once per session and then reused.
-        self.state, _ = jax.block_until_ready(program.init(seed_array, order_seed, data))
+        self.state, _ = jax.block_until_ready(program.init(seed_array, hyperparams, order_seed, data))
         self.init_s = time.perf_counter() - start
         start = time.perf_counter()
         # The epoch index is an int32 scalar on the device, like the order seed it is lowered with.
-        self.epoch = jax.jit(program.epoch).lower(self.state, order_seed, data).compile(compiler_options())
+        # compiler_options looked up late: the smoke run patches it
+        self.epoch = jax.jit(program.epoch).lower(self.state, order_seed, data).compile(train.compiler_options())
         self.compile_s = time.perf_counter() - start  # trace + lower + XLA compile, as the engine counts it
         self.history: list[dict[str, jax.Array]] = []  # each epoch's metrics, [S] per key
         self._epoch_indices: list[jax.Array] = []
@@ -84,7 +86,7 @@ class EpochBench:
     def flops(self) -> StepFlops:
         settings = self.settings
         fixed = fixed_epoch_flops(self.model_config, settings.n_train, settings.n_test, settings.num_features,
-                                  settings.num_seeds, settings.full_batch, settings.validate)
+                                  settings.num_replicas, settings.full_batch, settings.validate)
         return step_flops(xla_flops(self.epoch), fixed, settings.steps_per_epoch, loop_body_counted_once(),
                           unknown_trip_count_loops(self.epoch))
 

@@ -31,7 +31,7 @@ class Dataset:
     """Multi-hot reviews x [N, num_words] and labels y [N] in {0, 1} (pos = 1), float32 and
     read-only (copy before changing them in place).
 
-    source: where it came from, for reports: the archive path and sha256 prefix, or
+    source: where it came from, for reports: the archive file name and sha256 prefix, or
     "synthetic, seed S".
     """
 

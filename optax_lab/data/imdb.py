@@ -112,13 +112,13 @@ def file_sha256(path: Path) -> str:
 
 
 def load_imdb(archive: Path, num_words: int = 100) -> tuple[Encoded, str]:
-    """The encoded dataset and a human description of its source (path and sha256 prefix).
+    """The encoded dataset and a human description of its source (file name and sha256 prefix).
 
     Served from `<cache>/imdb-<sha16>-w<N>.npz` when there; otherwise tokenised and cached.
     """
     archive = Path(archive)
     sha = file_sha256(archive)
-    source = f"{archive} (sha256 {sha[:16]})"
+    source = f"{archive.name} (sha256 {sha[:16]})"  # a name and checksum, never a machine path
     cached = cache_dir() / f"imdb-{sha[:16]}-w{num_words}.npz"
     encoded = _read_cached(cached)
     if encoded is None:

@@ -9,13 +9,18 @@ each around a reasonable base, and the Keras-matched variants of the lesson. `EX
 optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
 optax upgrade that brings a new optimizer is noticed.
 
+Each hyperparameter has a domain (`_domains.py`): real ones are traced (inputs of the compiled
+program, so a sweep over them compiles once), the others are compiled in.
+
 Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (reports/lr-sweep.md);
 the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
 """
 
+from optax_lab.optimizers._domains import DOMAINS, Domain, Kind
 from optax_lab.optimizers._registry import (EXCLUDED, EXTRA_INPUTS, NEEDS, REGISTRY, OptimizerEntry, build,
-                                            current_params, get, hyperparams)
+                                            check_value, current_params, get, hyperparams, is_traced, main_scale,
+                                            split)
 from optax_lab.optimizers._variants import keras_adagrad
 
-__all__ = ["EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "OptimizerEntry", "build", "current_params", "get",
-           "hyperparams", "keras_adagrad"]
+__all__ = ["DOMAINS", "EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "Domain", "Kind", "OptimizerEntry", "build",
+           "check_value", "current_params", "get", "hyperparams", "is_traced", "keras_adagrad", "main_scale", "split"]

@@ -5,9 +5,10 @@ It works from the plain results dict alone (the one saved as results.json), so a
 regenerated from a saved run with `write_report(read_results(path), out_dir)`.
 
 Modules, each importing only those before it: `records` (numbers from run records), `formatting`,
-`plotting`; one module per kind of section (`compare`, `ranking`, `vanishing`, `initialisation`,
-`overfitting`, the larger ones with their plots in a `*_plot` module); `sections` (the table from
-lesson kind to section); `render` (report.md and the PNGs, in memory); `publish` (the files).
+`plotting`; one module per kind of section (`compare`, `ranking` with its ties in `ranking_ties`,
+`sweep`, `vanishing`, `initialisation`, `overfitting`, the larger ones with their plots in a `*_plot`
+module); `sections` (the table from lesson kind to section); `render` (report.md and the PNGs, in
+memory); `publish` (the files).
 """
 
 from optax_lab.report.publish import FIX_OUT, check_writable, read_results, write_report

@@ -114,6 +114,12 @@ def hyperparams_text(run: Mapping) -> str:
                      for key, value in (run.get("hyperparams") or {}).items())
 
 
+def point_text(point: Mapping[str, Any]) -> str:
+    """`learning_rate=0.00316, b1=0.9`: a swept or tuned point; `defaults` when it is empty."""
+    return ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in point.items()) or "defaults"
+
+
 def optimizer_text(run: Mapping) -> str:
     """`sgd(lr=0.01, momentum=0.7)`: the optimizer and its hyperparameters, compact."""
     return f"{run['optimizer']}({hyperparams_text(run)})"

@@ -50,8 +50,10 @@ def read_results(path: str | Path) -> dict:
     return results
 
 
-def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
-    """Write results.json, report.md and the PNGs of each lesson's section into out_dir.
+def write_report(results: Mapping[str, Any], out_dir: str | Path,
+                 extra_files: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """Write results.json, report.md, the PNGs of each lesson's section, and `extra_files`
+    ({file name: JSON record}, e.g. a tuner's tuned.json) into out_dir.
 
     Returns the path of report.md. Raises UsageError if out_dir can't be written or the
     results are malformed; on any failure out_dir gains no file.
@@ -61,6 +63,8 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     out = check_writable(out_dir)
     files: dict[Path, bytes | str] = {out / name: png for name, png in render_plots(results).items()}
     files[out / "results.json"] = json.dumps(results, indent=1, allow_nan=False) + "\n"
+    for name, record in (extra_files or {}).items():
+        files[out / name] = json.dumps(to_jsonable(record), indent=1, allow_nan=False) + "\n"
     files[out / "report.md"] = render_markdown(results)  # last: it links to the others
     created = not out.exists()
     try:

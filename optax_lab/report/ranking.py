@@ -1,5 +1,6 @@
 """The optimizer ranking (lessons of kind "ranking", one per batch mode): every optimizer once per
-batch mode, ranked in one table with the batch modes side by side, and a summary read off the
+batch mode, ranked in one table with the batch modes side by side, whether each optimizer differs
+from the next one down by more than seed noise (`selection.paired_tie`), and a summary read off the
 numbers. Its plot is in `ranking_plot`.
 """
 
@@ -10,9 +11,30 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import DASH, cell, count_text, fmt, hyperparams_text, mean_ci, names_text, status_text
+from optax_lab.report.formatting import (
+    DASH,
+    cell,
+    count_text,
+    fmt,
+    hyperparams_text,
+    mean_ci,
+    names_text,
+    point_text,
+    status_text,
+    table_row,
+)
 from optax_lab.report.plotting import BAND
+from optax_lab.report.ranking_ties import (
+    Neighbours,
+    neighbours,
+    neighbours_caption,
+    neighbours_table,
+    ties_sentence,
+)
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
+
+__all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "mode_neighbours", "mode_prose", "ranking_rows",
+           "ranking_section", "summarize_ranking", "target_text", "target_value"]
 
 RANKING_CURVES = "ranking-curves.png"
 
@@ -62,6 +84,11 @@ def _mode_ranked(runs: list[Mapping]) -> list[Mapping]:
     return sorted((run for run in runs if finite(run["final"].get("val_loss_mean"))), key=_rank_key)
 
 
+def mode_neighbours(modes: list[Mode]) -> list[Neighbours]:
+    """Each batch mode's adjacent pairs in its own ranking, tested seed by seed."""
+    return neighbours([(mode_prose(label), _mode_ranked(runs)) for label, runs in modes])
+
+
 def target_value(lessons: Sequence[LessonRuns], results: Mapping) -> float | None:
     """The time-to-target threshold: the results' own, else the first one a run recorded."""
     target = (results.get("ranking") or {}).get("target_val_loss")
@@ -101,15 +128,18 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
     if question:
         lines += [f"*{question}*", ""]
     seeds = seed_count([run for _, runs in lessons for run in runs])
+    tuned_source = next((lesson.get("tuned_source") for lesson, _ in lessons if lesson.get("tuned_source")), "")
+    pairs = mode_neighbours(modes)
     lines += [summarize_ranking(modes, rows, target), "", *_ranking_table(modes, rows, target), "",
-              _ranking_caption(modes, target, seeds), "",
-              "### Hyperparameters", "", "| Optimizer | Hyperparameters |", "|---|---|"]
-    lines += [f"| {cell(optimizer)} | {cell(_row_hyperparams(modes, runs))} |" for optimizer, runs in rows]
+              _ranking_caption(modes, target, seeds, tuned_source), ""]
+    if pairs:
+        lines += ["### Neighbours: tied or different?", "", *neighbours_table(pairs), "", neighbours_caption(), ""]
+    lines += ["### Hyperparameters", "", *_hyperparams_table(modes, rows, tuned_source)]
     lines += ["", f"![Validation loss per epoch of every optimizer, in ranking order]({RANKING_CURVES})", "",
-              f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
-              f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
-              f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
-              f"chance level leaves its panel.*"]
+              (f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
+               f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
+               f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
+               f"chance level leaves its panel.*")]
     return lines
 
 
@@ -132,15 +162,18 @@ def _ranking_table(modes: list[Mode], rows: list[Row], target: float | None) -> 
     return lines
 
 
-def _ranking_caption(modes: list[Mode], target: float | None, seeds: int) -> str:
+def _ranking_caption(modes: list[Mode], target: float | None, seeds: int, tuned_source: str) -> str:
     first = mode_prose(modes[0][0]) if modes else "the first batch mode"
-    return (f"*Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
+    tuned = (f"Every run is at its optimizer's tuned point for that batch mode, from {tuned_source} (listed under "
+             f"Hyperparameters). " if tuned_source else "")
+    return (f"*{tuned}Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
             f"not diverge; **bold**: lowest per batch mode); runs where a seed diverged rank after the others, "
             f"runs without a finite loss last. \"{_to_target_head(target).capitalize()}\": epochs / optimizer "
             f"steps / seconds until the validation loss first reaches "
             f"{f'{target:g}' if target is not None else 'the target'} (checked once per epoch), mean over the "
             f"seeds that reach it, with (k/S seeds) when not all do; {DASH}: no seed reaches it. "
-            f"Seconds are the run time per epoch × epochs needed.*")
+            f"Seconds are the run time per epoch × epochs needed. Compile s: the compiled program's, on the "
+            f"first run that used it, 0 on the runs that share it.*")
 
 
 def _ranking_cells(run: Mapping | None, is_best: bool) -> list[str]:
@@ -150,6 +183,20 @@ def _ranking_cells(run: Mapping | None, is_best: bool) -> list[str]:
     loss = _loss_text(run)
     return [f"**{loss}**" if is_best else loss, fmt(final.get("val_acc_mean"), 2, scale=100), target_text(run),
             fmt(timing.get("compile_s"), 2), fmt(timing.get("seed_epochs_per_s"), 1), status_text(run)]
+
+
+def _hyperparams_table(modes: list[Mode], rows: list[Row], tuned_source: str) -> list[str]:
+    """One row per optimizer; with a tuned point per batch mode when the runs are at tuned points."""
+    if not tuned_source:
+        return ["| Optimizer | Hyperparameters |", "|---|---|",
+                *(table_row([optimizer, _row_hyperparams(modes, runs)]) for optimizer, runs in rows)]
+    lines = ["| Optimizer | Tuned point | Hyperparameters |", "|---|---|---|"]
+    for optimizer, runs in rows:
+        points = {label: point_text(run.get("point") or {}) for (label, _), run in zip(modes, runs) if run}
+        point = (next(iter(points.values())) if len(set(points.values())) == 1
+                 else "; ".join(f"{label}: {text}" for label, text in points.items()))
+        lines.append(table_row([optimizer, point, _row_hyperparams(modes, runs)]))
+    return lines
 
 
 def _row_hyperparams(modes: list[Mode], runs: list[Mapping | None]) -> str:
@@ -165,9 +212,10 @@ def _row_hyperparams(modes: list[Mode], runs: list[Mapping | None]) -> str:
 
 
 def summarize_ranking(modes: list[Mode], rows: list[Row], target: float | None) -> str:
-    """2-4 sentences read off the numbers: the best per batch mode and whether its CI clears the
-    runner-up's, the fastest to the target, the divergences, and how the batch modes compare."""
-    sentences = [_winners_sentence(modes), _target_sentence(modes, target),
+    """2-5 sentences read off the numbers: the best per batch mode and whether its CI clears the
+    runner-up's, the neighbours that seed noise does not separate, the fastest to the target, the
+    divergences, and how the batch modes compare."""
+    sentences = [_winners_sentence(modes), ties_sentence(mode_neighbours(modes)), _target_sentence(modes, target),
                  _diverged_sentence(modes, rows), _modes_sentence(modes, rows)]
     return " ".join(s for s in sentences if s)
 

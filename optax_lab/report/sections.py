@@ -18,6 +18,8 @@ from optax_lab.report.overfitting_plot import overfitting_plots
 from optax_lab.report.ranking import ranking_section
 from optax_lab.report.ranking_plot import ranking_plots
 from optax_lab.report.records import LessonRuns, lesson_runs
+from optax_lab.report.sweep import sweep_section
+from optax_lab.report.sweep_plot import sweep_plots
 from optax_lab.report.vanishing import vanishing_section
 from optax_lab.report.vanishing_plot import vanishing_plots
 
@@ -40,6 +42,8 @@ SECTIONS: Mapping[LessonKind, Section] = MappingProxyType({
     LessonKind.COMPARE: Section(compare_section, compare_plots),
     LessonKind.RANKING: Section(ranking_section, ranking_plots, together=True, report_title="optimizer ranking",
                                 timed="Seconds to target and seed-epochs/s"),
+    # One section per batch mode: a mode's table and plots are already as much as a page holds.
+    LessonKind.SWEEP: Section(sweep_section, sweep_plots, report_title="hyperparameter sweep", timed="Run seconds"),
     LessonKind.VANISHING_GRADIENTS: Section(vanishing_section, vanishing_plots),
     LessonKind.INITIALISATION: Section(initialisation_section, initialisation_plots),
     LessonKind.OVERFITTING: Section(overfitting_section, overfitting_plots),
