@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from optax_lab.benchmarking.records import benchmark_rows
 from optax_lab.benchmarking.table import report_path, timing_markdown
 from optax_lab.config import batch_label, parse_batches
 from optax_lab.errors import UsageError
-from optax_lab.files import write_files
+from optax_lab.files import shareable_command, write_files
 
 SMOKE_OPTIMIZERS = ("adam", "lbfgs")  # plain, and one with a data-dependent loop (FLOPs lower bound)
 SMOKE_DATA = (2_000, 1_000)  # synthetic training / test examples under --smoke
@@ -203,7 +202,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 def _command(config) -> str:
-    return "pytest " + shlex.join(config.invocation_params.args)
+    return shareable_command("pytest", config.invocation_params.args)
 
 
 def _machine_info(config) -> dict[str, Any]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import ast
-import shlex
+import os
 import sys
 from pathlib import Path
 
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
+from optax_lab._console import ProgressBar, summary_table
 from optax_lab.errors import UsageError
+from optax_lab.files import shareable_command
 from optax_lab.sweep import Criterion, Protocol, parse_sweep
 
 __all__ = ["EXIT_USAGE", "main"]
@@ -112,6 +114,10 @@ def _training_options(run) -> None:
     run.add_argument("--seeds", type=int, default=8, help="seeds vmapped in each program (8)")
     run.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed, seed+1, ... (0)")
     run.add_argument("--epochs", type=int, default=None, help=f"epochs (default: the lesson's, else {DEFAULT_EPOCHS})")
+    run.add_argument("--devices", type=int, default=None,
+                     help="devices to split the replicas over: on a CPU, N CPU devices (default: one per core; "
+                          "XLA:CPU runs these small programs on about one core each); on a GPU host, the first N GPUs "
+                          "(default: all)")
     run.add_argument("--max-replicas", type=int, default=None,
                      help=f"replicas (points x seeds) per call of a program; more run as further calls of the "
                           f"same compiled program ({MAX_REPLICAS})")
@@ -174,6 +180,27 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
+def _configure_devices(requested: int | None) -> None:
+    """Split the CPU into devices before JAX starts: `requested`, else env JAX_NUM_CPU_DEVICES
+    when set, else one per core. (A GPU host's GPUs are its devices; `requested` then picks the
+    first N, checked once JAX is up.)"""
+    import jax
+
+    if requested is not None and requested < 1:
+        raise UsageError(f"--devices {requested} must be a positive integer, e.g. --devices 2")
+    count = requested or (None if "JAX_NUM_CPU_DEVICES" in os.environ else len(os.sched_getaffinity(0)))
+    try:
+        if count is not None:
+            jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX already started in this process (a test calling main): keep its devices
+        if requested is not None and requested > jax.local_device_count():
+            raise UsageError(f"--devices {requested}: this process already runs JAX on "
+                             f"{jax.local_device_count()} device(s); pass --devices in a fresh process") from None
+    if jax.default_backend() != "cpu" and requested is not None and requested > jax.local_device_count():
+        raise UsageError(f"--devices {requested}: this host has {jax.local_device_count()} "
+                         f"{jax.default_backend().upper()} device(s); give at most that many")
+
+
 def _config(args) -> Config:
     """The run's configuration from the shared options; every value checked."""
     if getattr(args, "preset", None) and args.optimizers:
@@ -188,52 +215,11 @@ def _config(args) -> Config:
                   num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
                   seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
                   model=_model(args), out=args.out, sweeps=tuple(getattr(args, "sweep", ())), tuned=tuned,
-                  tuned_source=tuned_source, criterion=args.criterion,
+                  tuned_source=tuned_source, criterion=args.criterion, devices=args.devices,
                   max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
 
 
-def _shareable(argv: list[str]) -> str:
-    """The command as the report shows it: absolute paths by file name only (no machine's paths)."""
-    def one(arg: str) -> str:
-        flag, equals, value = arg.partition("=")
-        if equals and Path(value).is_absolute():
-            return f"{flag}={Path(value).name}"
-        return Path(arg).name if Path(arg).is_absolute() else arg
-
-    return "optax-lab " + shlex.join(one(arg) for arg in argv)
-
-
-class _ProgressBar:
-    """A rich progress bar over the programs (compile, then train each) and a log line per event.
-    Started once the data is loaded: the data stage may show its own bars (download, tokenising)
-    and rich allows one live display at a time."""
-
-    def __init__(self, console, programs: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
-        self.task = self.bar.add_task("loading the data", total=2 * programs)
-
-    def __call__(self, event: str, name: str, seconds: float) -> None:
-        if event == "loaded":
-            self.console.log(f"dataset {name} loaded in {seconds:.2f} s")
-            self.bar.update(self.task, description="compiling")
-            self.bar.start()
-            return
-        task = self.bar.tasks[0]
-        if task.completed + 1 > task.total:  # a tuner's grid grew
-            self.bar.update(self.task, total=task.total + 2)
-        self.bar.advance(self.task)
-        self.console.log(f"{name}: {event} in {seconds:.2f} s")
-        self.bar.update(self.task, description=f"training {name}" if event == "compiled" else "compiling the next")
-
-    def stop(self) -> None:
-        self.bar.stop()
-
-
-def _prepare(args, config: Config, lessons) -> tuple[Path, _ProgressBar, str]:
+def _prepare(args, config: Config, lessons) -> tuple[Path, ProgressBar, str]:
     from optax_lab.experiment import distinct_jobs, program_groups
     from optax_lab.report import check_writable
     from optax_lab.train import enable_compile_cache
@@ -243,21 +229,7 @@ def _prepare(args, config: Config, lessons) -> tuple[Path, _ProgressBar, str]:
     out = check_writable(config.out or Path("reports") / (args.command if args.command == "tune" else config.name))
     if not args.no_compile_cache:
         enable_compile_cache()
-    return out, _ProgressBar(args.console, len(groups)), _shareable(args.argv)
-
-
-def _summary_table(console, results: dict, seeds: int) -> None:
-    from rich.table import Table
-
-    dataset = results["dataset"]
-    table = Table("run", "val loss ± 95% CI", "val acc", "compile s", "seed-epochs/s", "status",
-                  title=f"{dataset['name']} ({dataset['source']}): {seeds} seeds, {results['order']} order")
-    for run in results["runs"]:
-        final, timing = run["final"], run["timing"]
-        table.add_row(run["name"], f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
-                      f"{final['val_acc_mean']:.3f}", f"{timing['compile_s']:.2f}",
-                      f"{timing['seed_epochs_per_s']:.1f}", run["status"])
-    console.print(table)
+    return out, ProgressBar(args.console, len(groups)), shareable_command("optax-lab", args.argv)
 
 
 def _warn(console):
@@ -269,6 +241,7 @@ def _run(args, console) -> None:
     from optax_lab.report import write_report
 
     config = _config(args)
+    _configure_devices(args.devices)
     out, progress, command = _prepare(args, config, plan(config))
     try:
         results = train_and_evaluate(config, command=command, progress=progress, warn=_warn(console),
@@ -276,7 +249,7 @@ def _run(args, console) -> None:
     finally:
         progress.stop()
     path = write_report(results, out)
-    _summary_table(console, results, config.seeds)
+    summary_table(console, results, config.seeds)
     console.print(f"report: {path}")
 
 
@@ -291,6 +264,7 @@ def _tune(args, console) -> None:
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
     config = _config(args)
+    _configure_devices(args.devices)
     protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
     grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
     out, progress, command = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))

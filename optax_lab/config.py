@@ -287,6 +287,7 @@ class Config:
     tuned_source: str = ""  # where `tuned` came from: file name and checksum
     criterion: Criterion = Criterion.FINAL_VAL_LOSS  # how a sweep's best point is chosen
     max_replicas: int = MAX_REPLICAS
+    devices: int | None = None  # devices the replicas are split over (None: every local device)
 
     @property
     def name(self) -> str:
@@ -324,6 +325,8 @@ class Config:
             raise UsageError(f"{flag} works on an optimizer ranking: add --optimizers, e.g. --optimizers adam,sgd")
         if self.sweeps and self.tuned is not None:
             raise UsageError("--sweep and --tuned both choose the hyperparameters: give one of them")
+        if self.devices is not None and self.devices < 1:
+            raise UsageError(f"--devices {self.devices} must be a positive integer, e.g. --devices 2")
         if self.max_replicas < 1:
             raise UsageError(f"--max-replicas {self.max_replicas} must be a positive integer, e.g. 64")
         return self

@@ -61,8 +61,8 @@ def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...],
                f"All optimizers, {'full batch' if batch is None else f'batch {batch}'}"
                + (", at tuned points" if tuned is not None else ""),
                "Which optimizer reaches the lowest validation loss, and which gets to the target first?",
-               tuple(RunSpec(f"{name} @{batch_label(batch)}", name, point(name, batch), batch,
-                             point=point(name, batch)) for name in selected),
+               tuple(RunSpec(f"{name} @{batch_label(batch)}", name, values, batch, point=values)
+                     for name in selected for values in [point(name, batch)]),
                kind=LessonKind.RANKING, extra=extra)
         for batch in batches)
 
@@ -79,7 +79,10 @@ def sweep_points(name: str, sweeps: Sequence[Sweep], base: Mapping[str, Any]) ->
         if not hyperparam or hyperparam not in entry.accepted:
             if sweep.optimizer is None:
                 continue  # an unprefixed sweep applies to the optimizers that take it
-            optimizers.main_scale(name) if sweep.hyperparam == MAIN else optimizers.hyperparams(name, {hyperparam: 1})
+            if sweep.hyperparam == MAIN:
+                optimizers.main_scale(name)  # raises, saying why it has none
+            raise UsageError(f"--sweep {sweep.text}: optimizer {name!r} takes no hyperparameter {hyperparam!r}: "
+                             f"it accepts {', '.join(entry.accepted)}")
         if hyperparam in axes:
             raise UsageError(f"--sweep {sweep.text}: {name}.{hyperparam} is swept twice; give one --sweep for it")
         default = {**entry.all_defaults, **base}.get(hyperparam)
@@ -224,7 +227,7 @@ def run_jobs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, Arrays]
 
         trained = train_points([job.spec for job in group], arrays[(first.num_words, first.train_examples)],
                                seeds=seeds, epochs=first.epochs, order=config.order, model_config=config.model,
-                               eval_train=first.eval_train, max_replicas=config.max_replicas,
+                               eval_train=first.eval_train, max_replicas=config.max_replicas, devices=config.devices,
                                on_compiled=compiled)
         if progress:
             progress("trained", label, trained[0].program_run_s)

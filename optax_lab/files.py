@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from optax_lab.errors import UsageError
 
-__all__ = ["ENV_CACHE", "atomic_file", "cache_dir", "write_files"]
+__all__ = ["ENV_CACHE", "atomic_file", "cache_dir", "shareable_command", "write_files"]
 
 ENV_CACHE = "OPTAX_LAB_CACHE"
 
@@ -83,3 +84,15 @@ def write_files(files: Mapping[str | os.PathLike, bytes | str], fix: str = "choo
         for temporary, _ in staged:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+def shareable_command(program: str, argv: Sequence[str]) -> str:
+    """`program` and its arguments as reports show them: absolute paths by file name only, so
+    nothing committed or shared names a machine's folders."""
+    def one(arg: str) -> str:
+        flag, equals, value = arg.partition("=")
+        if equals and Path(value).is_absolute():
+            return f"{flag}={Path(value).name}"
+        return Path(arg).name if Path(arg).is_absolute() else arg
+
+    return " ".join([program, shlex.join(one(arg) for arg in argv)]).strip()

@@ -94,7 +94,8 @@ def programs_record(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
     programs: dict[str, dict[str, Any]] = {}
     for run in runs:
         program = programs.setdefault(run.program, {
-            "compile_s": run.compile_s, "run_s": 0.0, "calls": 0, "replicas": run.settings.num_replicas, "runs": []})
+            "compile_s": run.compile_s, "run_s": 0.0, "calls": 0, "replicas": run.settings.num_replicas,
+            "devices": run.devices, "runs": []})
         program["runs"].append(run.spec.name)
         program["run_s"] += run.run_s
         program["calls"] = max(program["calls"], run.program_calls)

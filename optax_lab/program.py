@@ -1,9 +1,10 @@
-"""The program stage: one training configuration as pure JAX functions, replicas on a vmap axis.
+"""The program stage: one training configuration as pure JAX functions, replicas on vmap axes.
 
-A replica is one (hyperparameter point, seed): the replicas sit on a `jax.vmap` axis, each with
-its own init, shuffling, optimizer noise and dropout keys (from its seed) and its own values of
-the optimizer's real-valued hyperparameters, which are inputs of the program, not constants: one
-compiled program serves every learning rate. The epochs run in a `lax.scan`, each epoch's
+A replica is one (seed, hyperparameter point): seeds x points on two nested `jax.vmap` axes,
+each replica with its seed's init, shuffling, optimizer noise and dropout keys and its point's
+values of the optimizer's real-valued hyperparameters, which are inputs of the program, not
+constants: one compiled program serves every learning rate. The points of a seed share its
+batches, so they are gathered once per seed and XLA fuses the points' layers into wide matmuls. The epochs run in a `lax.scan`, each epoch's
 mini-batch steps in an inner `lax.scan`; the test split is evaluated after every epoch, as the
 lesson's `validation_data` does. No Python loop ever wraps a step.
 
@@ -30,6 +31,8 @@ from optax_lab import optimizers
 from optax_lab.config import ModelConfig, Order, RunSpec
 from optax_lab.errors import UsageError
 from optax_lab.model import build_model, layer_names
+from optax_lab.program_ops import (_kernels, _loss_and_correct, _per_example_grads, distinct_units, layer_grad_norms,
+                                   shuffled_indices)
 
 __all__ = ["Arrays", "Program", "ProgramSettings", "SeedState", "distinct_units", "layer_grad_norms", "make_program",
            "program_key", "program_settings", "shuffled_indices", "split_hyperparams"]
@@ -58,10 +61,15 @@ class ProgramSettings:
     num_features: int
     batch_size: int
     epochs: int
-    num_replicas: int  # (hyperparameter points) x (seeds) of one call
+    num_seeds: int
+    num_points: int = 1  # hyperparameter points of one call: the replicas are seeds x points
     order: Order = Order.PER_SEED
     eval_train: bool = False  # also evaluate the whole training set after each epoch
     validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
+
+    @property
+    def num_replicas(self) -> int:
+        return self.num_seeds * self.num_points
 
     @property
     def steps_per_epoch(self) -> int:
@@ -72,84 +80,16 @@ class ProgramSettings:
         return self.batch_size == self.n_train
 
 
-def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_replicas: int, order: Order = Order.PER_SEED,
-                     eval_train: bool = False) -> ProgramSettings:
+def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
+                     eval_train: bool = False, num_points: int = 1) -> ProgramSettings:
     """The settings `spec` compiles to on `data`; a batch size the data cannot fill is a UsageError."""
     n_train = data.x_train.shape[0]
     batch = n_train if spec.batch_size is None else spec.batch_size
     if not 0 < batch <= n_train:
         raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
                          f"{n_train} training examples: lower it or use 'full'")
-    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_replicas,
-                           Order(order), eval_train)
-
-
-def _loss_and_correct(logits, y, weights):
-    losses = optax.sigmoid_binary_cross_entropy(logits, y)
-    correct = ((logits > 0) == (y > 0.5)).astype(jnp.float32)
-    if weights is None:
-        return losses.mean(), correct.mean()
-    total = weights.sum()
-    return (losses * weights).sum() / total, (correct * weights).sum() / total
-
-
-def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key):
-    """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are zero."""
-
-    def example_loss(p, xi, yi, i):
-        key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-        return _loss_and_correct(logits_of(p, xi[None], key), yi[None], None)[0] + penalty(p)
-
-    grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0, 0))(params, x, y, jnp.arange(x.shape[0]))
-    if weights is None:
-        return grads
-    return jax.tree.map(lambda g: g * weights.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
-
-
-def _kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
-    return [params[name]["kernel"] for name in layers]
-
-
-def layer_grad_norms(grads, layers: tuple[str, ...]) -> jax.Array:
-    """[L] the L2 norm of each Dense kernel's gradient, input layer first."""
-    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(k))) for k in _kernels(grads, layers)])
-
-
-def distinct_units(params, layer: str = "hidden_0", rtol: float = 1e-5) -> jax.Array:
-    """How many of `layer`'s units differ (incoming kernel column and bias, up to `rtol` of the
-    largest weight): the symmetry problem leaves 1 where all units started equal."""
-    units = jnp.concatenate([params[layer]["kernel"], params[layer]["bias"][None]]).T  # [W, F+1]
-    distance = jnp.abs(units[:, None, :] - units[None, :, :]).max(axis=-1)  # [W, W]
-    tol = rtol * jnp.abs(units).max()
-    earlier = jnp.tri(units.shape[0], k=-1, dtype=bool)  # [j, i]: i < j
-    duplicate = ((distance <= tol) & earlier).any(axis=1)
-    return units.shape[0] - duplicate.sum()
-
-
-def shuffled_indices(key: jax.Array, n: int) -> jax.Array:
-    """A uniformly random permutation of range(n), like `jax.random.permutation` but ~5x faster
-    on CPU, where XLA's two-operand sort is slow.
-
-    Each round packs random high bits and the element's position into one uint32 and sorts that
-    single operand; the low bits then read back the permutation. Ties in the random bits keep the
-    previous order, so rounds are repeated with fresh bits until the total random bits reach
-    3·log2(n), the same safety margin `jax.random.permutation` uses.
-    """
-    index_bits = max(1, (n - 1).bit_length())
-    random_bits = 32 - index_bits
-    if random_bits < 8:  # n > 2**24: not enough room in a word; take the exact, slower path
-        return jax.random.permutation(key, n)
-    rounds = max(1, math.ceil(3 * math.log2(max(n, 2)) / random_bits))
-    low = jnp.uint32((1 << index_bits) - 1)
-    positions = jnp.arange(n, dtype=jnp.uint32)
-    round_keys = jax.random.split(key, rounds)
-
-    def shuffle_round(i, order):
-        packed = (jax.random.bits(round_keys[i], (n,), jnp.uint32) & ~low) | positions
-        return order[(jnp.sort(packed) & low).astype(jnp.int32)]
-
-    # A loop, not unrolled: one sort to compile instead of `rounds`.
-    return jax.lax.fori_loop(0, rounds, shuffle_round, jnp.arange(n, dtype=jnp.int32))
+    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
+                           num_points, Order(order), eval_train)
 
 
 def _seed_keys(seed):
@@ -171,32 +111,57 @@ def program_key(spec: RunSpec) -> tuple:
             spec.batch_size, tuple(sorted(spec.model_changes.items())))
 
 
-class SeedState(NamedTuple):
-    """What one replica carries from epoch to epoch (under vmap, every leaf gains a leading [R])."""
+class PointState(NamedTuple):
+    """What one replica (a seed at a hyperparameter point) carries from epoch to epoch."""
 
-    hyperparams: dict[str, jax.Array]  # this replica's traced hyperparameters (scalars)
+    hyperparams: dict[str, jax.Array]  # this point's traced hyperparameters (scalars)
     params: Any
     opt_state: Any
-    order_key: jax.Array  # this seed's shuffling stream (seed 0's for all in shared-order mode)
     optimizer_key: jax.Array  # what the optimizer is built with (noise), the same every epoch
     dropout_key: jax.Array
 
 
-class Program(NamedTuple):
-    """One configuration's pure functions, seeds on a vmap axis (compile them with `jax.jit`).
+class SeedState(NamedTuple):
+    """One seed's replicas: its shuffling stream, and its points' states (leaves [P, ...]).
+    Under the program's vmap over seeds every leaf gains a leading [S]."""
 
-    init(seeds [R] int32, hyperparams {name: [R] float32}, order_seed int32, data)
-        -> (state, {"init_grad_norms": [R, L], "init_distinct_units": [R]})
-    epoch(state, epoch_index int32, data) -> (state, {key: [R] or [R, L]}) — one epoch, then
+    order_key: jax.Array  # this seed's shuffling stream (the first seed's for all in shared order)
+    points: PointState
+
+
+class Program(NamedTuple):
+    """One configuration's pure functions over S seeds x P hyperparameter points (compile them
+    with `jax.jit`). Replicas nest as [S, P]: the points of one seed share its init, shuffling,
+    noise and dropout keys, so its batches are gathered once and XLA fuses the points' layers.
+
+    init(seeds [S] int32, hyperparams {name: [P] float32}, order_seed int32, data)
+        -> (state, {"init_grad_norms": [S, P, L], "init_distinct_units": [S, P]})
+    epoch(state, epoch_index int32, data) -> (state, {key: [S, P] or [S, P, L]}) — one epoch, then
         `evaluate` unless the settings say `validate=False` (the benchmarks' unit of work)
-    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [R]}
-    train(seeds, hyperparams, order_seed, data) -> {key: [R, E] or [R, E, L]} — init, then every epoch
+    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [S, P]}
+    train(seeds, hyperparams, order_seed, data) -> {key: [S, P, E] or [S, P, E, L]} — init, then every epoch
     """
 
     init: Callable
     epoch: Callable
     evaluate: Callable
     train: Callable
+
+
+def _over_points(num_points: int) -> Callable:
+    """`jax.vmap` over the points axis; for a single point, the function on the squeezed axis
+    with the axis put back (measured here: a size-1 vmap axis cost the one-point programs ~10 %)."""
+    def over_points(function: Callable, in_axes: tuple) -> Callable:
+        if num_points > 1:
+            return jax.vmap(function, in_axes=in_axes)
+
+        def single(*args):
+            args = [arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg) for arg, axis in zip(args, in_axes)]
+            return jax.tree.map(lambda leaf: leaf[None], function(*args))
+
+        return single
+
+    return over_points
 
 
 def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> Program:
@@ -207,6 +172,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
     layers = layer_names(model_config)
     entry = optimizers.get(spec.optimizer)
     static, _ = split_hyperparams(spec)
+    over_points = _over_points(settings.num_points)
 
     def optimizer(replica_hyperparams, key):
         return optimizers.build(spec.optimizer, {**static, **replica_hyperparams}, key=key)
@@ -233,19 +199,32 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
         mask = (jnp.arange(steps * batch) < n).astype(jnp.float32)
         return padded.reshape(steps, batch), mask.reshape(steps, batch)
 
-    def seed_init(seed, replica_hyperparams, order_seed, data: Arrays):
+    def point_init(params, optimizer_key, dropout_key, hyperparams) -> PointState:
+        opt_state = optimizer(hyperparams, optimizer_key).init(params)
+        return PointState(hyperparams, params, opt_state, optimizer_key, dropout_key)
+
+    def seed_init(seed, hyperparams, order_seed, data: Arrays) -> tuple[SeedState, dict]:
         init_key, shuffle_key, optimizer_key, dropout_key = _seed_keys(seed)
         # Shared order: every seed shuffles like the first seed does in per-seed mode.
         order_key = _seed_keys(order_seed)[1] if settings.order is Order.SHARED else shuffle_key
+        # The init, and the gradient there on the whole training set (dropout off), are the
+        # seed's: its points differ only in hyperparameters, so they are computed once.
         params = model.init(init_key, data.x_train[:1])["params"]
-        opt_state = optimizer(replica_hyperparams, optimizer_key).init(params)
-        # The gradient at initialisation on the whole training set, dropout off.
         init_grads = jax.grad(lambda p: _loss_and_correct(logits_of(p, data.x_train), data.y_train, None)[0])(params)
-        return (SeedState(replica_hyperparams, params, opt_state, order_key, optimizer_key, dropout_key),
-                {"init_grad_norms": layer_grad_norms(init_grads, layers),
-                 "init_distinct_units": distinct_units(params)})
+        points = over_points(point_init, (None, None, None, 0))(params, optimizer_key, dropout_key, hyperparams)
+        num_points = jax.tree.leaves(points.params)[0].shape[0]
+        metrics = {"init_grad_norms": layer_grad_norms(init_grads, layers), "init_distinct_units": distinct_units(params)}
+        return SeedState(order_key, points), jax.tree.map(lambda m: jnp.broadcast_to(m, (num_points, *m.shape)), metrics)
 
-    def seed_epoch(state: SeedState, epoch_index, data: Arrays):
+    def epoch_batches(order_key, epoch_index, data: Arrays):
+        """The epoch's mini-batches (x, y, mask or None, step index), each with a leading [steps]."""
+        if settings.full_batch:
+            # One step on the whole set: its order cannot matter, so skip shuffle and gather.
+            return data.x_train[None], data.y_train[None], None, jnp.zeros(1, jnp.int32)
+        indices, mask = batch_indices(jax.random.fold_in(order_key, epoch_index))
+        return data.x_train[indices], data.y_train[indices], mask, jnp.arange(steps)
+
+    def point_epoch(state: PointState, epoch_index, batches, data: Arrays):
         tx = optimizer(state.hyperparams, state.optimizer_key)
         epoch_dropout_key = jax.random.fold_in(state.dropout_key, epoch_index)
 
@@ -272,22 +251,16 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
             size = jnp.float32(batch) if weights is None else weights.sum()
             return (optax.apply_updates(params, updates), opt_state), (loss * size, accuracy * size, grad_norms)
 
-        if settings.full_batch:
-            # One step on the whole set: its order cannot matter, so skip shuffle and gather.
-            batches = (data.x_train[None], data.y_train[None], None, jnp.zeros(1, jnp.int32))
-        else:
-            indices, mask = batch_indices(jax.random.fold_in(state.order_key, epoch_index))
-            batches = (data.x_train[indices], data.y_train[indices], mask, jnp.arange(steps))
         (params, opt_state), (loss_sums, correct_sums, grad_norms) = jax.lax.scan(
             step, (state.params, state.opt_state), batches)
         state = state._replace(params=params, opt_state=opt_state)
         metrics = {"train_loss": loss_sums.sum() / n, "train_acc": correct_sums.sum() / n,
                    "grad_norms": grad_norms.mean(axis=0)}
         if settings.validate:
-            metrics.update(seed_evaluate(state, data))
+            metrics.update(point_evaluate(state, data))
         return state, metrics
 
-    def seed_evaluate(state: SeedState, data: Arrays):
+    def point_evaluate(state: PointState, data: Arrays):
         # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
         answer = entry.eval_params(state.opt_state, state.params)
         val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
@@ -297,14 +270,29 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
                 logits_of(answer, data.x_train), data.y_train, None)
         return metrics
 
-    def seed_train(seed, replica_hyperparams, order_seed, data: Arrays):
-        state, init_metrics = seed_init(seed, replica_hyperparams, order_seed, data)
-        _, history = jax.lax.scan(lambda s, e: seed_epoch(s, e, data), state, jnp.arange(settings.epochs))
-        return {**history, **init_metrics}
+    def seed_epoch(state: SeedState, epoch_index, data: Arrays, batches=None):
+        # The seed's batches once for all its points: XLA sees one [B, features] batch per seed.
+        batches = epoch_batches(state.order_key, epoch_index, data) if batches is None else batches
+        points, metrics = over_points(point_epoch, (0, None, None, None))(state.points, epoch_index, batches,
+                                                                               data)
+        return state._replace(points=points), metrics
 
-    # Replicas on a vmap axis; the data and (in shared-order mode) the order seed are shared, so
-    # XLA sees one [B, features] batch for all replicas and fuses their first layers.
-    return Program(init=jax.vmap(seed_init, in_axes=(0, 0, None, None)),
-                   epoch=jax.vmap(seed_epoch, in_axes=(0, None, None)),
-                   evaluate=jax.vmap(seed_evaluate, in_axes=(0, None)),
-                   train=jax.vmap(seed_train, in_axes=(0, 0, None, None)))
+    def epoch(state: SeedState, epoch_index, data: Arrays):
+        if settings.order is Order.SHARED or settings.full_batch:
+            # One shuffling for every seed: gathered once, and every replica's first layer is one matmul.
+            batches = epoch_batches(state.order_key[0], epoch_index, data)
+            return jax.vmap(seed_epoch, in_axes=(0, None, None, None))(state, epoch_index, data, batches)
+        return jax.vmap(seed_epoch, in_axes=(0, None, None))(state, epoch_index, data)
+
+    def evaluate(state: SeedState, data: Arrays):
+        return jax.vmap(over_points(point_evaluate, (0, None)), in_axes=(0, None))(state.points, data)
+
+    init = jax.vmap(seed_init, in_axes=(0, None, None, None))
+
+    def train(seeds, hyperparams, order_seed, data: Arrays):
+        state, init_metrics = init(seeds, hyperparams, order_seed, data)
+        _, history = jax.lax.scan(lambda s, e: epoch(s, e, data), state, jnp.arange(settings.epochs))
+        # scan stacks epochs first: [E, S, P, ...] -> [S, P, E, ...]
+        return {**jax.tree.map(lambda h: jnp.moveaxis(h, 0, 2), history), **init_metrics}
+
+    return Program(init=init, epoch=epoch, evaluate=evaluate, train=train)

@@ -19,13 +19,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from optax_lab import optimizers
 from optax_lab.config import MAX_REPLICAS, ModelConfig, Order, RunSpec
 from optax_lab.files import cache_dir
 from optax_lab.program import Arrays, ProgramSettings, make_program, program_key, program_settings, split_hyperparams
 
-__all__ = ["COMPILED_KEPT", "RunResult", "compile_program", "compiler_options", "counting_compiles",
+__all__ = ["COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "compile_program", "compiler_options", "counting_compiles",
            "enable_compile_cache", "forget_compiled", "points_per_call", "program_id", "replica_inputs",
            "seed_epochs_per_second", "train", "train_points"]
 
@@ -45,6 +47,7 @@ class RunResult:
     program: str = ""  # id of the compiled program: shared by every point it computed
     program_run_s: float = 0.0  # the whole program's execution, all its points and calls
     program_calls: int = 1  # how many times the compiled program ran for these points
+    devices: int = 1  # devices the program's replicas were split over
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
 # in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
@@ -101,47 +104,81 @@ def _aot_compile(function: Callable, *args) -> tuple[Any, float]:
     return compiled, time.perf_counter() - start
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a program's [seeds, points] replicas map to devices: `axis` (0 seeds, 1 points) split
+    over the first `devices` local devices of a one-axis mesh; the data and the rest replicated."""
+
+    devices: int = 1
+    axis: int = 0
+
+    def mesh(self) -> jax.sharding.Mesh:
+        return jax.make_mesh((self.devices,), ("replicas",), devices=jax.local_devices()[:self.devices])
+
+    def shardings(self, traced: tuple[str, ...]):
+        """NamedShardings of (seeds, hyperparams, order seed, data)."""
+        mesh = self.mesh()
+        split, whole = NamedSharding(mesh, P("replicas")), NamedSharding(mesh, P())
+        return (split if self.axis == 0 else whole, dict.fromkeys(traced, split if self.axis == 1 else whole),
+                whole, whole)
+
+
+def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layout, int, int]:
+    """(layout, seeds, points) for S x P replicas on up to `devices` devices: the axis split is
+    the one that needs less padding to a multiple of the device count (padded replicas repeat
+    the last seed or point and are dropped)."""
+    used = min(devices, num_seeds * num_points)
+    if used <= 1:
+        return Layout(), num_seeds, num_points
+    seeds, points = math.ceil(num_seeds / used) * used, math.ceil(num_points / used) * used
+    if seeds * num_points <= num_seeds * points:
+        return Layout(used, 0), seeds, num_points
+    return Layout(used, 1), num_seeds, points
+
+
 def _input_specs(settings: ProgramSettings, traced: tuple[str, ...]):
-    replicas = jax.ShapeDtypeStruct((settings.num_replicas,), jnp.float32)
-    return (jax.ShapeDtypeStruct((settings.num_replicas,), jnp.int32), dict.fromkeys(traced, replicas),
+    points = jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)
+    return (jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32), dict.fromkeys(traced, points),
             jax.ShapeDtypeStruct((), jnp.int32))
 
 
-def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> tuple:
-    return (model_config, program_key(spec), settings)
+def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout) -> tuple:
+    return (model_config, program_key(spec), settings, layout)
 
 
-def program_id(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> str:
+def program_id(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout = Layout()) -> str:
     """A short stable id of one compiled program (the same in every process)."""
-    return hashlib.sha1(repr(_cache_key(model_config, spec, settings)).encode()).hexdigest()[:10]
+    return hashlib.sha1(repr(_cache_key(model_config, spec, settings, layout)).encode()).hexdigest()[:10]
 
 
-def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, data: Arrays):
+def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, data: Arrays,
+                    layout: Layout = Layout()):
     """The compiled whole-training program for this configuration (`model_config` resolved) and
     its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
     (a repeat returns the cached executable and its original compile time). Any traced
     hyperparameter's value, e.g. another learning rate, is the same program."""
-    cache_key = _cache_key(model_config, spec, settings)
+    cache_key = _cache_key(model_config, spec, settings, layout)
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
     else:
         program = make_program(model_config, spec, settings)
         traced = tuple(split_hyperparams(spec)[1])
-        _COMPILED[cache_key] = _aot_compile(program.train, *_input_specs(settings, traced), data)
+        function = jax.jit(program.train, in_shardings=layout.shardings(traced)) if layout.devices > 1 else program.train
+        _COMPILED[cache_key] = _aot_compile(function, *_input_specs(settings, traced), data)
         while len(_COMPILED) > COMPILED_KEPT:
             _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
 
 
-def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},)):
-    """(seeds [R], traced hyperparameters {name: [R]}, shared-order seed) on the device, ready
-    before any clock: R = points x seeds, point-major. device_put, not jnp.asarray: building arrays
-    from Python ints would compile tiny programs."""
-    names = points[0].keys()
-    replica_seeds = np.tile(np.asarray(seeds, np.int32), len(points))
-    values = {name: np.repeat(np.asarray([p[name] for p in points], np.float32), len(seeds)) for name in names}
-    return jax.block_until_ready((jax.device_put(replica_seeds), jax.device_put(values),
-                                  jax.device_put(np.int32(seeds[0]))))
+def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},), layout: Layout = Layout()):
+    """(seeds [S], traced hyperparameters {name: [P]}, shared-order seed) on the device(s) as the
+    layout splits them, ready before any clock. device_put, not jnp.asarray: building arrays from
+    Python ints would compile tiny programs."""
+    values = {name: np.asarray([point[name] for point in points], np.float32) for name in points[0]}
+    inputs = (np.asarray(seeds, np.int32), values, np.int32(seeds[0]))
+    if layout.devices > 1:
+        return jax.block_until_ready(jax.device_put(inputs, layout.shardings(tuple(values))[:3]))
+    return jax.block_until_ready(jax.device_put(inputs))
 
 
 def points_per_call(num_points: int, num_seeds: int, max_replicas: int = MAX_REPLICAS) -> int:
@@ -155,36 +192,42 @@ def points_per_call(num_points: int, num_seeds: int, max_replicas: int = MAX_REP
 
 def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ...], epochs: int,
                  order: Order = Order.PER_SEED, model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
-                 max_replicas: int = MAX_REPLICAS, on_compiled: Callable[[float], None] | None = None) -> list[RunResult]:
+                 max_replicas: int = MAX_REPLICAS, devices: int | None = None,
+                 on_compiled: Callable[[float], None] | None = None) -> list[RunResult]:
     """Train every spec (hyperparameter points of one program: equal `program_key`) for every seed,
-    points x seeds on the replica axis of one compiled program, called as few times as
-    `max_replicas` allows (the last call padded by repeating its last point). Each point gets its
-    own RunResult; history as in `train`."""
+    seeds x points on the replica axes of one compiled program, called as few times as
+    `max_replicas` allows (the last call padded by repeating its last point), split over up to
+    `devices` local devices (default: all; see `replica_layout`). Each point gets its own
+    RunResult; history as in `train`."""
     keys = {program_key(spec) for spec in specs}
     if len(keys) != 1:
         raise ValueError(f"train_points needs the points of one program, got {len(keys)} programs")
     model = specs[0].model_config(model_config)
     per_call = points_per_call(len(specs), len(seeds), max_replicas)
-    settings = program_settings(specs[0], data, epochs, per_call * len(seeds), order, eval_train)
-    compiled, compile_s = compile_program(model, specs[0], settings, data)
+    layout, padded_seeds, padded_points = replica_layout(len(seeds), per_call, devices or jax.local_device_count())
+    settings = program_settings(specs[0], data, epochs, padded_seeds, order, eval_train, padded_points)
+    compiled, compile_s = compile_program(model, specs[0], settings, data, layout)
     if on_compiled is not None:
         on_compiled(compile_s)
     points = [split_hyperparams(spec)[1] for spec in specs]
+    run_seeds = tuple(seeds) + tuple(seeds[-1:]) * (padded_seeds - len(seeds))
+    if layout.devices > 1:
+        data = jax.device_put(data, layout.shardings(())[3])  # replicated on every device of the mesh
     jax.block_until_ready(data)
     histories, run_s, calls = [], 0.0, 0
     for first in range(0, len(points), per_call):
         chunk = points[first:first + per_call]
-        inputs = replica_inputs(seeds, chunk + chunk[-1:] * (per_call - len(chunk)))
+        inputs = replica_inputs(run_seeds, chunk + chunk[-1:] * (padded_points - len(chunk)), layout)
         start = time.perf_counter()
         history = jax.block_until_ready(compiled(*inputs, data))
         run_s += time.perf_counter() - start
         calls += 1
-        # scan stacks epochs first under the vmap: [R, E, ...] already; R is point-major.
-        history = {k: np.asarray(v).reshape(per_call, len(seeds), *v.shape[1:]) for k, v in history.items()}
-        histories += [{k: v[i] for k, v in history.items()} for i in range(len(chunk))]
-    program = program_id(model, specs[0], settings)
+        # [S, P, ...] without the padding; numpy: slicing compiles nothing.
+        history = {k: np.asarray(v)[:len(seeds)] for k, v in history.items()}
+        histories += [{k: v[:, i] for k, v in history.items()} for i in range(len(chunk))]
+    program = program_id(model, specs[0], settings, layout)
     return [RunResult(spec, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings, tuple(seeds),
-                      history, compile_s, run_s / len(specs), model, program, run_s, calls)
+                      history, compile_s, run_s / len(specs), model, program, run_s, calls, layout.devices)
             for spec, history in zip(specs, histories)]
 
 

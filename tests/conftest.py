@@ -5,16 +5,21 @@ on, the compile counter, and -O0 compiles for the whole session."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 from pathlib import Path
 
-import pytest
+# One CPU device for every test and every CLI run a test makes (set before JAX starts; the CLI
+# otherwise splits the CPU into one device per core). Multi-device tests start their own process.
+os.environ["JAX_NUM_CPU_DEVICES"] = "1"
 
-from optax_lab import train
-from optax_lab.data import load_dataset, synthetic
-from optax_lab.program import Arrays
-from optax_lab.train import counting_compiles
+import pytest  # noqa: E402
+
+from optax_lab import train  # noqa: E402
+from optax_lab.data import load_dataset, synthetic  # noqa: E402
+from optax_lab.program import Arrays  # noqa: E402
+from optax_lab.train import counting_compiles  # noqa: E402
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
 

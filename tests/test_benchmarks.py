@@ -278,6 +278,7 @@ def test_epoch_bench_carries_state_and_records_json_safe_extra_info(small_data):
 # The real thing: pytest bench/ --benchmark-json, then compare
 
 
+@pytest.mark.slow  # a measuring `pytest bench/` in a subprocess (~25 s); the smoke run in CI covers the bench itself
 def test_bench_json_carries_extra_and_machine_info_and_compares(tmp_path, capsys):
     """One measuring `pytest bench/` run (smoke sizes, one program): its JSON alone must be
     enough for `optax-lab compare`, and the timing table goes where --bench-report says."""

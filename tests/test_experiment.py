@@ -77,3 +77,11 @@ def test_write_files_changes_nothing_when_one_file_cannot_be_written(tmp_path):
     assert not first.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
     write_files({first: "one", tmp_path / "second.md": b"two"})
     assert first.read_text() == "one" and (tmp_path / "second.md").read_bytes() == b"two"
+
+
+def test_commands_in_reports_name_files_not_machine_paths():
+    from optax_lab.files import shareable_command
+
+    shown = shareable_command("optax-lab", ["run", "--imdb-archive", "/data/aclImdb_v1.tar.gz", "--out=/tmp/x/run",
+                                            "--set", "adam.b1=0.9", "relative/out"])
+    assert shown == "optax-lab run --imdb-archive aclImdb_v1.tar.gz --out=run --set adam.b1=0.9 relative/out"

@@ -110,18 +110,18 @@ def test_the_l2_penalty_adds_its_gradient_to_the_update(small_data):
     """Full batch, SGD with lr η: one step moves each kernel by -η(∇BCE + 2·l2·kernel)."""
     l2, lr = 0.05, 0.1
     spec = RunSpec("l2", "sgd", {"learning_rate": lr}, None, {"l2": l2})
-    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_replicas=1))
+    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1))
     state, _ = jax.jit(program.init)(jnp.array([3]), {"learning_rate": jnp.array([lr])}, jnp.int32(3), small_data)
-    params = jax.tree.map(lambda leaf: leaf[0], state.params)
+    params = jax.tree.map(lambda leaf: leaf[0, 0], state.points.params)  # seed 0, point 0
     new_state, _ = jax.jit(program.epoch)(state, jnp.int32(0), small_data)
     model = build_model(spec.model_config())
     grads = jax.grad(lambda p: optax.sigmoid_binary_cross_entropy(
         model.apply({"params": p}, small_data.x_train), small_data.y_train).mean())(params)
     for name in layer_names(spec.model_config()):
         expected = params[name]["kernel"] - lr * (grads[name]["kernel"] + 2 * l2 * params[name]["kernel"])
-        np.testing.assert_allclose(new_state.params[name]["kernel"][0], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(new_state.points.params[name]["kernel"][0, 0], expected, rtol=1e-5, atol=1e-6)
         # Biases are not penalised (Keras' kernel_regularizer).
-        np.testing.assert_allclose(new_state.params[name]["bias"][0],
+        np.testing.assert_allclose(new_state.points.params[name]["bias"][0, 0],
                                    params[name]["bias"] - lr * grads[name]["bias"], rtol=1e-5, atol=1e-6)
 
 

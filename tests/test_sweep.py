@@ -14,8 +14,8 @@ from optax_lab.cli import main
 from optax_lab.config import Config, RunSpec
 from optax_lab.errors import UsageError
 from optax_lab.experiment import plan, train_and_evaluate
-from optax_lab.sweep import Criterion, Protocol, parse_sweep
-from optax_lab.tuning import read_tuned, tune
+from optax_lab.sweep import Criterion, parse_sweep
+from optax_lab.tuning import read_tuned
 
 RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
@@ -107,14 +107,19 @@ def test_results_count_a_programs_compile_once_and_share_its_run_time():
 # --- The tuner ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tuned_run():
-    config = Config(optimizers=("sgd", "cocob"), batches=(500,), dataset="synthetic-imdb", train_examples=1000,
-                    seeds=2, epochs=2)
-    return config, tune(config, Protocol(points=5, decades=2, search_seeds=1, max_extensions=1))
+def tuned_run(tmp_path_factory):
+    """`optax-lab tune` end to end, small: (its config, results.json, tuned.json, the output folder)."""
+    out = tmp_path_factory.mktemp("tune")
+    assert main(["tune", "--optimizers", "sgd,cocob", "--batch", "500", "--dataset", "synthetic-imdb",
+                 "--train-examples", "1000", "--seeds", "2", "--epochs", "2", "--points", "5", "--decades", "2",
+                 "--search-seeds", "1", "--extend", "1", "--out", str(out), "--no-compile-cache"]) == 0
+    config = Config(optimizers=("sgd", "cocob"), batches=(500,))
+    return (config, (json.loads((out / "results.json").read_text()), json.loads((out / "tuned.json").read_text())),
+            out)
 
 
 def test_the_tuner_searches_on_its_own_seeds_then_reruns_the_best_point(tuned_run):
-    _, (results, tuned) = tuned_run
+    _, (results, tuned), out = tuned_run
     stage1, stage2 = results["lessons"]
     assert stage1["kind"] == "sweep" and stage1["stage"] == 1 and stage2["kind"] == "ranking"
     search = {run["name"]: run for run in results["runs"] if run["name"] in stage1["runs"]}
@@ -128,13 +133,13 @@ def test_the_tuner_searches_on_its_own_seeds_then_reruns_the_best_point(tuned_ru
     assert ranked["sgd"]["point"] == best["point"] and ranked["sgd"]["seeds"] == [0, 1]
     assert tuned["points"]["cocob"]["500"] == {} and "no rate to tune" in tuned["notes"]["cocob"]
     assert "cocob @500" in stage2["runs"] and not any(run.startswith("cocob") for run in stage1["runs"])
+    report = (out / "report.md").read_text()
+    assert "extended" in report and "tied" in report and (out / "sweep-500-sensitivity.png").is_file()
 
 
 def test_tuned_json_round_trips_into_a_ranking(tuned_run, tmp_path):
-    config, (_, tuned) = tuned_run
-    path = tmp_path / "tuned.json"
-    path.write_text(json.dumps(tuned))
-    points, source = read_tuned(path)
+    config, (_, tuned), out = tuned_run
+    points, source = read_tuned(out / "tuned.json")
     assert source.startswith("tuned.json (sha256 ")
     lessons = plan(dataclasses.replace(config, tuned=points, tuned_source=source))
     assert {run.optimizer: dict(run.hyperparams) for run in lessons[0].runs}["sgd"] == tuned["points"]["sgd"]["500"]

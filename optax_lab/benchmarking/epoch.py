@@ -44,7 +44,7 @@ class EpochBench:
         self.model_config = spec.model_config(model_config)
         # Without validation: the timed call is training steps only, at every batch size alike.
         self.settings = dataclasses.replace(
-            program_settings(spec, data, epochs=1, num_replicas=len(self.seeds), order=Order.PER_SEED), validate=False)
+            program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED), validate=False)
         program = make_program(self.model_config, spec, self.settings)
         self._evaluate = program.evaluate  # eager, like init: a few ops, not worth a compile
         seed_array, hyperparams, order_seed = replica_inputs(self.seeds, [split_hyperparams(spec)[1]])

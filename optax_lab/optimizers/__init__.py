@@ -12,8 +12,10 @@ optax upgrade that brings a new optimizer is noticed.
 Each hyperparameter has a domain (`_domains.py`): real ones are traced (inputs of the compiled
 program, so a sweep over them compiles once), the others are compiled in.
 
-Default learning rates come from `scripts/sweep_learning_rates.py` on IMDB (reports/lr-sweep.md);
-the other defaults are optax's own where they suit a 100-32-32-1 MLP at batch 500, else as noted.
+Default main scales (learning rates) are the tuned points of `optax-lab tune ... --batch 500` on
+real IMDB (reports/tune/) for the optimizers tuned so far, else the 5-point sweep of
+reports/lr-sweep.md; the other defaults are optax's own where they suit a 100-32-32-1 MLP at
+batch 500, else as noted.
 """
 
 from optax_lab.optimizers._domains import DOMAINS, Domain, Kind

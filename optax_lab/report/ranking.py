@@ -11,26 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (
-    DASH,
-    cell,
-    count_text,
-    fmt,
-    hyperparams_text,
-    mean_ci,
-    names_text,
-    point_text,
-    status_text,
-    table_row,
-)
+from optax_lab.report.formatting import (DASH, cell, count_text, fmt, hyperparams_text, mean_ci, names_text, point_text,
+                                         status_text, table_row)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.ranking_ties import (
-    Neighbours,
-    neighbours,
-    neighbours_caption,
-    neighbours_table,
-    ties_sentence,
-)
+from optax_lab.report.ranking_ties import Neighbours, neighbours, neighbours_caption, neighbours_table, ties_sentence
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
 
 __all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "mode_neighbours", "mode_prose", "ranking_rows",

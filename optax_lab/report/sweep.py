@@ -11,16 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from optax_lab.config import Criterion
-from optax_lab.report.formatting import (
-    DASH,
-    count_text,
-    mean_ci,
-    names_text,
-    png_name,
-    point_text,
-    section_head,
-    table_row,
-)
+from optax_lab.report.formatting import (DASH, count_text, mean_ci, names_text, png_name, point_text, section_head,
+                                         table_row)
 from optax_lab.report.ranking import target_value
 from optax_lab.report.records import LessonRuns, final_stat, finite, healthy_seeds
 from optax_lab.selection import best_index, criterion_text, on_edge, score
