@@ -86,6 +86,7 @@ def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
     assert all(positive(s) for s in seconds) and all(positive(c) for c in compiles), (seconds, compiles)
 
 
+@pytest.mark.slow  # a fresh process running the CLI (~20 s); CI runs the CLI in tests/test_cli.py
 def test_lesson_end_to_end_seconds(benchmark, sizes, tmp_path):
     """The whole `optax-lab run --preset lesson` in a fresh process: import, data, 6 compiles, training."""
     command = [sys.executable, "-m", "optax_lab.cli", "run", "--preset", sizes["preset"], "--no-compile-cache",

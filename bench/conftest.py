@@ -77,7 +77,9 @@ def _settings(config) -> Settings:
         value = option(name)
         return value if value is not None else smoke_default if smoke else default
 
-    settings = Settings(chosen, _batches(option("--batch")), pick("--seeds", 8, 2), pick("--time-budget", 0.75, 0.05),
+    # A smoke run checks the benchmarks at one batch mode (tests/test_benchmarks checks both).
+    batches = _batches(option("--batch")) if not smoke or option("--batch") != "full,500" else (500,)
+    settings = Settings(chosen, batches, pick("--seeds", 8, 2), pick("--time-budget", 0.75, 0.05),
                         2 if smoke else 3, 200, pick("--val-epochs", 3, 2), smoke, option("--compile-cache"),
                         option("--bench-report"))
     problems = [f"--optimizers {names!r} names no optimizer: give one, e.g. --optimizers adam"] if not chosen else []

@@ -223,6 +223,7 @@ def small_data():
     return Arrays.from_numpy(*generate(100, 0, 2_000, 1_000))
 
 
+@pytest.mark.slow  # CI time (~20 s): the roofline's FLOP count against a hand count
 @pytest.mark.parametrize("batch", [500, None])
 def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, batch):
     """XLA counts the epoch's scan body once (jax 0.10: checked by `loop_body_counted_once`);

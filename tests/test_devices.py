@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     data = Arrays.from_numpy(*synthetic.generate(num_words=100, seed=0, num_train=1050, num_test=400))
     specs = [RunSpec(f"adam {lr}", "adam", {"learning_rate": lr}, 500) for lr in (1e-3, 1e-2, 1e-1)]
     out = {}
-    for order in (Order.PER_SEED, Order.SHARED):
+    for order in (Order.SHARED,):  # the shared-order path reads the first seed's key across devices
         one = train.train_points(specs, data, seeds=(0, 1, 2), epochs=2, order=order, devices=1)
         with train.counting_compiles() as compiles:
             four = train.train_points(specs, data, seeds=(0, 1, 2), epochs=2, order=order, devices=4)

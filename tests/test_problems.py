@@ -88,6 +88,7 @@ def test_dropout_changes_outputs_between_steps_and_not_at_evaluation(small_data)
     assert first.history["train_loss"][0, 0] != plain.history["train_loss"][0, 0]
 
 
+@pytest.mark.slow  # CI time; the dropout test above checks masks at train vs evaluation
 def test_every_step_draws_a_new_dropout_mask(small_data):
     """64 copies of one review, batch 1, lr 1e-30 (no weight moves): every step sees the same input and parameters, so
     an epoch's loss is the mean over its 64 steps' masks. Fresh masks per step average out (spread
@@ -139,6 +140,7 @@ def test_pytorch_default_initialiser_matches_torch_linear():
     assert np.isclose(np.asarray(params["hidden_0"]["kernel"]).var(), 1 / 300, rtol=0.1)
 
 
+@pytest.mark.slow  # CI time; the vanishing-gradients test trains residual nets
 def test_layer_norm_and_residual_shapes():
     model = build_model(ModelConfig(widths=(16, 16, 8), residual=True, normalization="layer"))
     params = model.init(jax.random.key(0), jnp.zeros((2, 10)))["params"]
