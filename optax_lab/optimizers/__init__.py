@@ -13,7 +13,7 @@ Each hyperparameter has a domain (`_domains.py`): real ones are traced (inputs o
 program, so a sweep over them compiles once), the others are compiled in.
 
 Default main scales (learning rates) are the tuned points of `optax-lab tune ... --batch 500` on
-real IMDB (reports/tune/) for the 32 optimizers tuned so far, else the 5-point sweep of
+real IMDB (reports/tune-imdb/) for the 32 optimizers tuned so far, else the 5-point sweep of
 reports/lr-sweep.md; the other defaults are optax's own where they suit a 100-32-32-1 MLP at
 batch 500, else as noted.
 """
