@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import time
@@ -113,7 +114,7 @@ class Layout:
     axis: int = 0
 
     def mesh(self) -> jax.sharding.Mesh:
-        return jax.make_mesh((self.devices,), ("replicas",), devices=jax.local_devices()[:self.devices])
+        return _replica_mesh(self.devices)
 
     def shardings(self, traced: tuple[str, ...]):
         """NamedShardings of (seeds, hyperparams, order seed, data)."""
@@ -121,6 +122,11 @@ class Layout:
         split, whole = NamedSharding(mesh, P("replicas")), NamedSharding(mesh, P())
         return (split if self.axis == 0 else whole, dict.fromkeys(traced, split if self.axis == 1 else whole),
                 whole, whole)
+
+
+@functools.cache  # one mesh per device count: every call of a chunked program reuses it
+def _replica_mesh(devices: int) -> jax.sharding.Mesh:
+    return jax.make_mesh((devices,), ("replicas",), devices=jax.local_devices()[:devices])
 
 
 def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layout, int, int]:
