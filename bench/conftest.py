@@ -19,7 +19,7 @@ import pytest
 
 from optax_lab import optimizers
 from optax_lab.benchmarking.records import benchmark_rows
-from optax_lab.benchmarking.table import report_path, timing_markdown
+from optax_lab.benchmarking.table import report_path, section_header, timing_markdown
 from optax_lab.config import batch_label, parse_batches
 from optax_lab.errors import UsageError
 from optax_lab.files import shareable_command, write_files
@@ -60,6 +60,9 @@ def pytest_addoption(parser):
                     help="epochs of the fixed short training behind each row's val loss (default: 3; 2 with --smoke)")
     group.addoption("--compile-cache", action="store_true",
                     help="use JAX's persistent compilation cache (default: off, every compile is cold)")
+    group.addoption("--devices", type=int, default=None, metavar="N",
+                    help="CPU devices to split the host into (default: one per core, unless JAX_NUM_CPU_DEVICES "
+                         "is set); benchmarks shard their replicas over them")
     group.addoption("--bench-report", metavar="PATH", default=None,
                     help="where the markdown timing table goes (default: reports/bench/<machine>-<date>.md)")
 
@@ -100,8 +103,15 @@ def _batches(text: str) -> tuple[int | None, ...]:
 
 
 def pytest_configure(config):
+    from optax_lab.devices import configure_devices
+
+    try:  # before anything starts JAX: like `optax-lab run`, all cores by default
+        configure_devices(config.getoption("--devices"))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings = _settings(config)
-    config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None}
+    config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None,
+                           "sections": []}
     if settings.compile_cache:
         from optax_lab.train import enable_compile_cache
 
@@ -188,6 +198,19 @@ def record_benchmark(request):
     return record
 
 
+@pytest.fixture(scope="session")
+def report_section(request):
+    """`report_section(title, render)`: add a section to the session's bench report, after the
+    timing table. `render(stem)` returns (markdown, {file name: bytes or str}); the files are
+    written beside the report as `<stem>-<name>` and the markdown links them by that name."""
+    sections = request.config.stash[STATE]["sections"]
+
+    def add(title: str, render) -> None:
+        sections.append((title, render))
+
+    return add
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """pytest-benchmark records CPU and OS; add the JAX side and the measured matmul peak."""
     from optax_lab.metrics import device_info
@@ -214,9 +237,10 @@ def _machine_info(config) -> dict[str, Any]:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The markdown timing table of the optimizer benchmarks that ran and measured."""
+    """The bench report: the timing table of the optimizer benchmarks that ran and measured, then
+    the sections other benchmarks added (scaling curves, peers)."""
     config, state = session.config, session.config.stash.get(STATE, None)
-    if not state or not state["recorded"]:
+    if not state or not (state["recorded"] or state["sections"]):
         return
     settings = config.stash[SETTINGS]
     machine_info = _machine_info(config)
@@ -230,8 +254,14 @@ def pytest_sessionfinish(session, exitstatus):
         path = report_path(config.rootpath / "reports" / "bench", machine_info)
     try:
         rows = benchmark_rows({"machine_info": machine_info, "benchmarks": state["recorded"]})
-        write_files({path: timing_markdown(machine_info, rows, meta)}, fix="choose a writable --bench-report path")
-        state["report"] = f"timing table: {path}"
+        markdown = timing_markdown(machine_info, rows, meta) if rows else section_header(machine_info, meta)
+        files: dict[Path, bytes | str] = {}
+        for title, render in state["sections"]:
+            text, extra = render(path.stem)
+            markdown += f"\n## {title}\n\n{text.strip()}\n"
+            files.update({path.parent / f"{path.stem}-{name}": content for name, content in extra.items()})
+        write_files({**files, path: markdown}, fix="choose a writable --bench-report path")
+        state["report"] = f"bench report: {path}"
     except UsageError as error:
         state["report"] = f"timing table not written: {error}"
 

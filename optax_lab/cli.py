@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
 from optax_lab._console import ProgressBar, summary_table
+from optax_lab.devices import configure_devices
 from optax_lab.errors import UsageError
 from optax_lab.files import shareable_command
 from optax_lab.sweep import Criterion, Protocol, parse_sweep
@@ -180,27 +180,6 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
-def _configure_devices(requested: int | None) -> None:
-    """Split the CPU into devices before JAX starts: `requested`, else env JAX_NUM_CPU_DEVICES
-    when set, else one per core. (A GPU host's GPUs are its devices; `requested` then picks the
-    first N, checked once JAX is up.)"""
-    import jax
-
-    if requested is not None and requested < 1:
-        raise UsageError(f"--devices {requested} must be a positive integer, e.g. --devices 2")
-    count = requested or (None if "JAX_NUM_CPU_DEVICES" in os.environ else len(os.sched_getaffinity(0)))
-    try:
-        if count is not None:
-            jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # JAX already started in this process (a test calling main): keep its devices
-        if requested is not None and requested > jax.local_device_count():
-            raise UsageError(f"--devices {requested}: this process already runs JAX on "
-                             f"{jax.local_device_count()} device(s); pass --devices in a fresh process") from None
-    if jax.default_backend() != "cpu" and requested is not None and requested > jax.local_device_count():
-        raise UsageError(f"--devices {requested}: this host has {jax.local_device_count()} "
-                         f"{jax.default_backend().upper()} device(s); give at most that many")
-
-
 def _config(args) -> Config:
     """The run's configuration from the shared options; every value checked."""
     if getattr(args, "preset", None) and args.optimizers:
@@ -241,7 +220,7 @@ def _run(args, console) -> None:
     from optax_lab.report import write_report
 
     config = _config(args)
-    _configure_devices(args.devices)
+    configure_devices(args.devices)
     out, progress, command = _prepare(args, config, plan(config))
     try:
         results = train_and_evaluate(config, command=command, progress=progress, warn=_warn(console),
@@ -264,7 +243,7 @@ def _tune(args, console) -> None:
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
     config = _config(args)
-    _configure_devices(args.devices)
+    configure_devices(args.devices)
     protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
     grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
     out, progress, command = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))

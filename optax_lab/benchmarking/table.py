@@ -18,7 +18,7 @@ from optax_lab.benchmarking.records import Row, is_number
 from optax_lab.errors import UsageError
 
 __all__ = ["DASH", "batch_modes", "machine_label", "machine_text", "markdown_table", "mode_title", "peak_text",
-           "rate_text", "report_path", "seconds_text", "timing_markdown", "versions_text"]
+           "rate_text", "report_path", "seconds_text", "section_header", "timing_markdown", "versions_text"]
 
 DASH = "—"
 
@@ -201,6 +201,15 @@ def machine_block(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: Ma
         ("Created", meta.get("created") or DASH),
     ]
     return markdown_table(["", ""], pairs, rest="---")
+
+
+def section_header(machine_info: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """The top of a bench report that has no timing table (only sections such as scaling)."""
+    pairs = [("Machine", machine_text(machine_info)), ("Versions", versions_text(machine_info)),
+             ("Command", f"`{meta['command']}`" if meta.get("command") else DASH),
+             ("Created", meta.get("created") or DASH)]
+    lines = [f"# optax-lab benchmark: {machine_label(machine_info)}", "", *markdown_table(["", ""], pairs, rest="---")]
+    return "\n".join(lines) + "\n"
 
 
 def roofline_section(machine_info: Mapping[str, Any], grouped: Mapping[str, Mapping[str, Row]],
