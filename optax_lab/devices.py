@@ -12,7 +12,7 @@ import os
 
 from optax_lab.errors import UsageError
 
-__all__ = ["configure_devices", "cores", "memory_per_device"]
+__all__ = ["configure_devices", "cores", "host_available_bytes", "memory_per_device"]
 
 
 def cores() -> int:
@@ -41,7 +41,7 @@ def configure_devices(requested: int | None, flag: str = "--devices") -> None:
                          f"{jax.default_backend().upper()} device(s); give at most that many")
 
 
-def _host_available_bytes() -> int:
+def host_available_bytes() -> int:
     """Memory the host can still give (MemAvailable), else its physical memory."""
     try:
         with open("/proc/meminfo") as meminfo:
@@ -61,4 +61,4 @@ def memory_per_device(devices: int) -> int:
     stats = jax.local_devices()[0].memory_stats() or {}
     if jax.default_backend() != "cpu" and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    return _host_available_bytes() // max(1, devices)
+    return host_available_bytes() // max(1, devices)

@@ -18,13 +18,15 @@ from typing import Any
 from optax_lab import optimizers
 from optax_lab.config import PRESETS, Config, Lesson, LessonKind, RunSpec, batch_label
 from optax_lab.data import Dataset, load_dataset, subset
+from optax_lab.devices import host_available_bytes
 from optax_lab.errors import UsageError
+from optax_lab.memory import check_results_fit
 from optax_lab.metrics import TARGET_VAL_LOSS, results_dict
 from optax_lab.program import Arrays, program_key, program_settings
 from optax_lab.sweep import MAIN, Sweep
 from optax_lab.train import RunResult, train_points
 
-__all__ = ["Job", "Progress", "distinct_jobs", "group_label", "load_arrays", "plan", "point_text", "program_groups",
+__all__ = ["Job", "Progress", "check_host_memory", "distinct_jobs", "group_label", "load_arrays", "plan", "point_text", "program_groups",
            "ranking_lessons", "run_jobs", "sweep_lessons", "sweep_points", "train_and_evaluate"]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per program
@@ -214,6 +216,12 @@ def load_arrays(config: Config, jobs: Sequence[Job], warn: Callable[[str], None]
                     "n_test": int(first.x_test.shape[0]), "num_words": first.num_words}
 
 
+def check_host_memory(config: Config, jobs: Sequence[Job]) -> None:
+    """Refuse, before loading anything, a run whose histories cannot fit the host (`--seeds` huge)."""
+    check_results_fit(config.seeds * len(jobs), max(job.epochs for job in jobs), config.model.depth,
+                      host_available_bytes(), config.seeds)
+
+
 def run_jobs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, Arrays], seeds: tuple[int, ...],
              progress: Progress | None = None) -> list[RunResult]:
     """Every job's runs, one compiled program per group of points (`program_groups`)."""
@@ -240,6 +248,7 @@ def train_and_evaluate(config: Config, *, command: str = "", progress: Progress 
     config.validate()
     lessons = plan(config)
     jobs = distinct_jobs(config, lessons)
+    check_host_memory(config, jobs)
     start = time.perf_counter()
     arrays, dataset_info = load_arrays(config, jobs, warn)
     if progress:

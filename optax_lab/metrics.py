@@ -95,7 +95,8 @@ def programs_record(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
     for run in runs:
         program = programs.setdefault(run.program, {
             "compile_s": run.compile_s, "run_s": 0.0, "calls": 0, "replicas": run.settings.num_replicas,
-            "devices": run.devices, "runs": []})
+            "devices": run.devices, "replicas_per_call": run.replicas_per_call,
+            "memory_per_device": run.memory_per_device, "memory_bound": run.memory_bound, "runs": []})
         program["runs"].append(run.spec.name)
         program["run_s"] += run.run_s
         program["calls"] = max(program["calls"], run.program_calls)
@@ -122,7 +123,8 @@ def device_info() -> dict[str, Any]:
     device = jax.devices()[0]
     versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "optax", "flax")}
     return {"platform": device.platform, "device_kind": device.device_kind,
-            "device_count": jax.device_count(), **versions}
+            "device_count": jax.device_count(), "local_device_count": jax.local_device_count(),
+            "process_count": jax.process_count(), **versions}
 
 
 def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:

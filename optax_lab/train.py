@@ -25,10 +25,12 @@ from jax.sharding import PartitionSpec as P
 
 from optax_lab import optimizers
 from optax_lab.config import MAX_REPLICAS, ModelConfig, Order, RunSpec
+from optax_lab.devices import memory_per_device
 from optax_lab.files import cache_dir
+from optax_lab.memory import estimate_memory, replicas_per_call
 from optax_lab.program import Arrays, ProgramSettings, make_program, program_key, program_settings, split_hyperparams
 
-__all__ = ["COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "compile_program", "compiler_options", "counting_compiles",
+__all__ = ["COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "call_shape", "compile_program", "compiler_options", "counting_compiles",
            "enable_compile_cache", "forget_compiled", "points_per_call", "program_id", "replica_inputs",
            "seed_epochs_per_second", "train", "train_points"]
 
@@ -49,6 +51,9 @@ class RunResult:
     program_run_s: float = 0.0  # the whole program's execution, all its points and calls
     program_calls: int = 1  # how many times the compiled program ran for these points
     devices: int = 1  # devices the program's replicas were split over
+    replicas_per_call: int = 1  # seeds x points one call held (padding included)
+    memory_per_device: int = 0  # estimated bytes of one call on each device (`optax_lab.memory`)
+    memory_bound: bool = False  # whether memory, not --max-replicas, set the replicas per call
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
 # in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
@@ -176,12 +181,13 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     return _COMPILED[cache_key]
 
 
-def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},), layout: Layout = Layout()):
-    """(seeds [S], traced hyperparameters {name: [P]}, shared-order seed) on the device(s) as the
-    layout splits them, ready before any clock. device_put, not jnp.asarray: building arrays from
-    Python ints would compile tiny programs."""
+def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},), layout: Layout = Layout(),
+                   order_seed: int | None = None):
+    """(seeds [S], traced hyperparameters {name: [P]}, shared-order seed: `order_seed`, else the
+    first seed) on the device(s) as the layout splits them, ready before any clock. device_put,
+    not jnp.asarray: building arrays from Python ints would compile tiny programs."""
     values = {name: np.asarray([point[name] for point in points], np.float32) for name in points[0]}
-    inputs = (np.asarray(seeds, np.int32), values, np.int32(seeds[0]))
+    inputs = (np.asarray(seeds, np.int32), values, np.int32(seeds[0] if order_seed is None else order_seed))
     if layout.devices > 1:
         return jax.block_until_ready(jax.device_put(inputs, layout.shardings(tuple(values))[:3]))
     return jax.block_until_ready(jax.device_put(inputs))
@@ -196,44 +202,76 @@ def points_per_call(num_points: int, num_seeds: int, max_replicas: int = MAX_REP
     return math.ceil(num_points / calls)
 
 
+def call_shape(num_seeds: int, num_points: int, max_replicas: int, fits: tuple[int, int]) -> tuple[int, int]:
+    """(seeds, points) of one call: within `max_replicas` and within what memory `fits` (the
+    largest (seeds, points) `memory.replicas_per_call` allows), in as few balanced calls as that
+    leaves. Seeds are split only when one point's seeds do not fit."""
+    seeds_cap = min(num_seeds, max(1, max_replicas), fits[0])
+    if seeds_cap < num_seeds:
+        return math.ceil(num_seeds / math.ceil(num_seeds / seeds_cap)), 1
+    per_call = points_per_call(num_points, num_seeds, max_replicas)
+    if per_call > fits[1]:
+        per_call = math.ceil(num_points / math.ceil(num_points / fits[1]))
+    return num_seeds, per_call
+
+
+def _chunks(items: Sequence, size: int) -> list[list]:
+    """`items` in runs of `size`, the last one padded by repeating its last item (one shape)."""
+    chunks = [list(items[first:first + size]) for first in range(0, len(items), size)]
+    return [chunk + chunk[-1:] * (size - len(chunk)) for chunk in chunks]
+
+
 def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ...], epochs: int,
                  order: Order = Order.PER_SEED, model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
                  max_replicas: int = MAX_REPLICAS, devices: int | None = None,
                  on_compiled: Callable[[float], None] | None = None) -> list[RunResult]:
     """Train every spec (hyperparameter points of one program: equal `program_key`) for every seed,
-    seeds x points on the replica axes of one compiled program, called as few times as
-    `max_replicas` allows (the last call padded by repeating its last point), split over up to
-    `devices` local devices (default: all; see `replica_layout`). Each point gets its own
-    RunResult; history as in `train`."""
+    seeds x points on the replica axes of one compiled program, split over up to `devices` local
+    devices (default: all; see `replica_layout`). One call holds at most `max_replicas` replicas
+    and what fits in memory (`optax_lab.memory`; one replica that cannot fit is a UsageError);
+    more run as further calls of the same executable, the last padded by repeating its last point
+    or seed. Each point gets its own RunResult; history as in `train`."""
     keys = {program_key(spec) for spec in specs}
     if len(keys) != 1:
         raise ValueError(f"train_points needs the points of one program, got {len(keys)} programs")
     model = specs[0].model_config(model_config)
-    per_call = points_per_call(len(specs), len(seeds), max_replicas)
-    layout, padded_seeds, padded_points = replica_layout(len(seeds), per_call, devices or jax.local_device_count())
+    devices = devices or jax.local_device_count()
+    estimate = estimate_memory(model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train))
+    fits = replicas_per_call(estimate, len(seeds), len(specs), memory_per_device(devices), devices)
+    call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
+    layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)
     settings = program_settings(specs[0], data, epochs, padded_seeds, order, eval_train, padded_points)
     compiled, compile_s = compile_program(model, specs[0], settings, data, layout)
     if on_compiled is not None:
         on_compiled(compile_s)
-    points = [split_hyperparams(spec)[1] for spec in specs]
-    run_seeds = tuple(seeds) + tuple(seeds[-1:]) * (padded_seeds - len(seeds))
     if layout.devices > 1:
         data = jax.device_put(data, layout.shardings(())[3])  # replicated on every device of the mesh
     jax.block_until_ready(data)
-    histories, run_s, calls = [], 0.0, 0
-    for first in range(0, len(points), per_call):
-        chunk = points[first:first + per_call]
-        inputs = replica_inputs(run_seeds, chunk + chunk[-1:] * (padded_points - len(chunk)), layout)
-        start = time.perf_counter()
-        history = jax.block_until_ready(compiled(*inputs, data))
-        run_s += time.perf_counter() - start
-        calls += 1
-        # [S, P, ...] without the padding; numpy: slicing compiles nothing.
-        history = {k: np.asarray(v)[:len(seeds)] for k, v in history.items()}
-        histories += [{k: v[:, i] for k, v in history.items()} for i in range(len(chunk))]
+    points = [split_hyperparams(spec)[1] for spec in specs]
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in specs]  # each point's histories, by seed chunk
+    run_s, calls = 0.0, 0
+    for seed_first, seed_chunk in zip(range(0, len(seeds), call_seeds), _chunks(seeds, call_seeds)):
+        real_seeds = min(call_seeds, len(seeds) - seed_first)
+        run_seeds = seed_chunk + seed_chunk[-1:] * (padded_seeds - len(seed_chunk))
+        for first, chunk in zip(range(0, len(points), call_points), _chunks(points, padded_points)):
+            inputs = replica_inputs(tuple(run_seeds), chunk, layout, order_seed=seeds[0])
+            start = time.perf_counter()
+            history = jax.block_until_ready(compiled(*inputs, data))
+            run_s += time.perf_counter() - start
+            calls += 1
+            history = {k: np.asarray(v) for k, v in history.items()}  # numpy: slicing compiles nothing
+            for i in range(first, min(first + call_points, len(specs))):
+                parts[i].append({k: v[:real_seeds, i - first] for k, v in history.items()})
+    histories = [{k: np.concatenate([part[k] for part in point_parts]) for k in point_parts[0]}
+                 for point_parts in parts]
     program = program_id(model, specs[0], settings, layout)
+    memory_bound = (call_seeds, call_points) != call_shape(len(seeds), len(specs), max_replicas,
+                                                           (len(seeds), len(specs)))
+    per_device = estimate.bytes_for(math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
+                                    padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices))
     return [RunResult(spec, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings, tuple(seeds),
-                      history, compile_s, run_s / len(specs), model, program, run_s, calls, layout.devices)
+                      history, compile_s, run_s / len(specs), model, program, run_s, calls, layout.devices,
+                      settings.num_replicas, per_device, memory_bound)
             for spec, history in zip(specs, histories)]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from optax_lab import optimizers
 from optax_lab.config import Config, Criterion, Lesson, batch_label
 from optax_lab.errors import UsageError
-from optax_lab.experiment import Progress, distinct_jobs, load_arrays, plan, run_jobs
+from optax_lab.experiment import Progress, check_host_memory, distinct_jobs, load_arrays, plan, run_jobs
 from optax_lab.metrics import TARGET_VAL_LOSS, results_dict
 from optax_lab.schema import SCHEMA
 from optax_lab.selection import best_index, on_edge
@@ -113,6 +113,7 @@ def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", 
     # Optimizers without a main scale have nothing to search: they go straight to the ranking.
     stage1 = tuple(dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.point))
                    for lesson in plan(search_config))
+    check_host_memory(config, distinct_jobs(config, plan(config)))
     start = time.perf_counter()
     arrays, dataset_info = load_arrays(config, distinct_jobs(config, stage1), warn)
     if progress:

@@ -18,9 +18,16 @@ import numpy as np
 
 from optax_lab.config import DATASETS
 from optax_lab.data import imdb, synthetic
+from optax_lab.devices import host_available_bytes
 from optax_lab.errors import UsageError
 
 __all__ = ["NO_ARCHIVE_WARNING", "Dataset", "load_dataset", "subset"]
+
+# Both splits (IMDB's 25,000 + 25,000 reviews; the synthetic set's the same), and the bytes a
+# multi-hot cell takes while loading: the uint8 encoding, the float32 copy, the device's copy.
+DATASET_EXAMPLES = synthetic.NUM_TRAIN + synthetic.NUM_TEST
+BYTES_PER_CELL = 1 + 4 + 4
+MEMORY_SHARE = 0.8  # of the host's available memory: the rest is the program's and the OS's
 
 NO_ARCHIVE_WARNING = (f"no IMDB archive found locally (give --imdb-archive PATH or set {imdb.ENV_ARCHIVE}); "
                       "using the embedded synthetic-imdb set (--dataset imdb downloads the real one)")
@@ -61,6 +68,7 @@ def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | Non
     if not isinstance(num_words, int) or num_words < 4:
         raise UsageError(f"--num-words {num_words!r} must be an integer of at least 4 "
                          "(indices 0-3 are reserved, like Keras)")
+    _check_fits(num_words)
     if name == "synthetic-imdb":
         warning = "--imdb-archive is ignored with --dataset synthetic-imdb" if imdb_archive else None
         return _synthetic(num_words, seed), warning
@@ -72,6 +80,18 @@ def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | Non
     encoded, source = imdb.load_imdb(archive, num_words)
     arrays = (np.asarray(a, np.float32) for a in encoded)
     return Dataset("imdb", source, *arrays, num_words), None
+
+
+def _check_fits(num_words: int) -> None:
+    """Refuse, before allocating anything, a vocabulary whose multi-hot rows cannot fit the host."""
+    need = DATASET_EXAMPLES * num_words * BYTES_PER_CELL
+    available = host_available_bytes()
+    if need > MEMORY_SHARE * available:
+        most = int(MEMORY_SHARE * available // (DATASET_EXAMPLES * BYTES_PER_CELL))
+        raise UsageError(f"--num-words {num_words}: the dataset would need about {need / 1e9:.3g} GB "
+                         f"({DATASET_EXAMPLES} reviews x {num_words} words, encoded and as float32 on the host "
+                         f"and the device) but this host has {available / 1e9:.3g} GB available: "
+                         f"use at most --num-words {most}")
 
 
 def _synthetic(num_words: int, seed: int) -> Dataset:

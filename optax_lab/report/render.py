@@ -48,8 +48,10 @@ def _header(results: Mapping) -> list[str]:
     if str(data.get("name", "")).startswith("synthetic"):
         dataset += " (synthetic stand-in, not real reviews: compare its numbers only with other synthetic runs)"
     versions = ", ".join(f"{lib} {device[lib]}" for lib in ("jax", "jaxlib", "optax", "flax") if lib in device)
-    hardware = (f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) "
-                f"× {device.get('device_count', '?')}; {versions}")
+    hardware = f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) × {device.get('device_count', '?')}"
+    if device.get("process_count", 1) > 1:
+        hardware += f" over {device['process_count']} processes"
+    hardware += f"; {versions}"
     widths = ", ".join(map(str, model.get("widths", []))) or "?"
     mlp = (f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
            f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
@@ -64,7 +66,7 @@ def _header(results: Mapping) -> list[str]:
         dataset += "; lessons with their own data: " + "; ".join(lesson_data)
     shuffling = SHUFFLING.get(results.get("order"), str(results.get("order", "unknown")))
     rows = [("Dataset", dataset), ("Device", hardware), ("Model", mlp), ("Seeds", _plans_text(results)),
-            ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
+            ("Replicas", replicas_text(results.get("programs") or {})), ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
             ("Created", results.get("created", DASH))]
     return ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows)]
 
@@ -84,6 +86,25 @@ def _plans_text(results: Mapping) -> str:
         return f"{seeds}, {epochs} epochs per run"
     return "; ".join(f"{', '.join(lessons)}: {seeds}, {epochs} epochs per run"
                      for (seeds, epochs), lessons in groups.items())
+
+
+def replicas_text(programs: Mapping[str, Mapping]) -> str:
+    """How the programs' replicas met the devices: split over how many, and which ran in chunks
+    because memory (or --max-replicas) capped a call."""
+    if not programs:
+        return "not recorded"
+    devices = sorted({program.get("devices", 1) for program in programs.values()})
+    text = f"split over {'/'.join(map(str, devices))} device{'s' if devices != [1] else ''}"
+    chunked = [program for program in programs.values() if program.get("calls", 1) > 1]
+    bound = [program for program in chunked if program.get("memory_bound")]
+    if bound:
+        largest = max(bound, key=lambda program: program.get("memory_per_device", 0))
+        text += (f"; {len(bound)} program{'s' if len(bound) > 1 else ''} ran in chunks because memory allows "
+                 f"{largest.get('replicas_per_call')} replicas a call (about "
+                 f"{largest.get('memory_per_device', 0) / 1e9:.2g} GB a device, estimated before compiling)")
+    if len(chunked) > len(bound):
+        text += f"; {len(chunked) - len(bound)} ran in several calls of at most --max-replicas replicas"
+    return text + "; one compile each"
 
 
 def compile_cache_text(cache: Any) -> str:

@@ -1,0 +1,139 @@
+"""How much device memory a program needs, before it is compiled: what decides how many
+replicas one call may hold, and what a request that cannot fit is told.
+
+An estimate from shapes alone (`jax.eval_shape`, nothing compiled): the data every device holds,
+what each seed adds (its shuffled epoch of batches, its init's full-set gradient) and what each
+replica adds (parameters, gradients, updates and optimizer state; a step's activations; the
+evaluation's activations on the test split; DP-SGD's per-example gradients). It errs high:
+tests check it against XLA's own figure for the compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optax_lab import optimizers
+from optax_lab.config import ModelConfig, Order, RunSpec
+from optax_lab.errors import UsageError
+from optax_lab.model import build_model
+from optax_lab.program import ProgramSettings, split_hyperparams
+
+__all__ = ["MemoryEstimate", "check_results_fit", "estimate_memory", "gigabytes", "replicas_per_call"]
+
+FLOAT = 4  # bytes: every array the program holds is float32 or int32
+ACTIVATION_COPIES = 3  # a step keeps each layer's pre-activation, activation and its gradient
+STATE_COPIES = 3  # parameters + their gradient + the update, beside the optimizer's state
+# A history value on the host: a float in the metrics' lists (a Python float and its pointer).
+HOST_BYTES_PER_VALUE = 32
+HISTORY_VALUES = 9  # per replica and epoch besides one gradient norm per layer: losses, accuracies, probes
+HEADROOM = 0.8  # of a device's free memory: XLA's scratch space and fragmentation take the rest
+
+
+def gigabytes(count: float) -> str:
+    return f"{count / 1e9:,.0f} GB" if count >= 1e11 else f"{count / 1e9:.3g} GB"
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes on each device: `fixed` (the data, and in shared order the one shuffled epoch),
+    plus `per_seed` for each seed, plus `per_replica` for each (seed, point) replica."""
+
+    fixed: int
+    per_seed: int
+    per_replica: int
+
+    def bytes_for(self, seeds: int, points: int) -> int:
+        return self.fixed + seeds * self.per_seed + seeds * points * self.per_replica
+
+    def describe(self) -> str:
+        return (f"{gigabytes(self.fixed)} of data + {gigabytes(self.per_seed)} a seed + "
+                f"{gigabytes(self.per_replica)} a replica")
+
+
+def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> MemoryEstimate:
+    """The program's memory per device for `settings` (its shapes; the replica counts are the
+    estimate's variables)."""
+    model = build_model(model_config)
+    features = settings.num_features
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, features)))["params"])
+    static, traced = split_hyperparams(spec)
+    state = jax.eval_shape(lambda p: optimizers.build(spec.optimizer, {**static, **traced},
+                                                      key=jax.random.key(0)).init(p), params)
+    param_count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+    state_bytes = sum(_bytes(leaf) for leaf in jax.tree.leaves(state))
+    units = sum(model_config.widths) + 1  # per example: every layer's outputs (the inputs are the shared data)
+    padded_epoch = settings.steps_per_epoch * settings.batch_size
+    data = (settings.n_train + settings.n_test) * (features + 1) * FLOAT
+    # The gathered epoch of batches, and the transposed copy XLA makes of it for the backward pass.
+    epoch_batches = 0 if settings.full_batch else 2 * padded_epoch * (features + 1) * FLOAT
+    shared = settings.order is Order.SHARED or settings.full_batch
+    # The init's gradient on the whole training set: each layer's outputs and their gradients.
+    per_seed = (0 if shared else epoch_batches) + settings.n_train * units * 2 * FLOAT
+    evaluated = settings.n_test + (settings.n_train if settings.eval_train else 0)
+    # DP-SGD: each example's gradient, and its clipped copy.
+    per_example_grads = 2 * settings.batch_size * param_count * FLOAT if "per_example_grads" in optimizers.get(
+        spec.optimizer).needs else 0
+    # A line search (lbfgs) runs the model inside a loop of its own: XLA keeps a copy of the batch.
+    line_search = settings.batch_size * features * FLOAT if "value_fn" in optimizers.get(spec.optimizer).needs else 0
+    per_replica = (STATE_COPIES * param_count * FLOAT + state_bytes
+                   + settings.batch_size * units * ACTIVATION_COPIES * FLOAT
+                   + evaluated * units * FLOAT + per_example_grads + line_search
+                   + settings.epochs * (16 + model_config.depth + 1) * FLOAT)  # the history
+    return MemoryEstimate(data + (epoch_batches if shared else 0), per_seed, per_replica)
+
+
+def _bytes(leaf) -> int:
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return math.prod(leaf.shape) * 8  # a threefry key is two uint32
+    return math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
+
+
+def replicas_per_call(memory: MemoryEstimate, num_seeds: int, num_points: int, free_bytes: int,
+                      devices: int = 1) -> tuple[int, int]:
+    """(seeds, points) one call of the program holds so that each device's share fits
+    HEADROOM of `free_bytes` (one device's): all of them when they fit, else the largest count
+    that does (whole seeds first, then points of one seed). A single replica that cannot fit is
+    a UsageError with the estimate and the fix."""
+    budget = HEADROOM * free_bytes
+
+    def fits(seeds: int, points: int) -> bool:
+        # Sharded over the devices: each holds 1/devices of the replicas, and all of the data.
+        return memory.bytes_for(math.ceil(seeds / devices), points) <= budget if seeds >= devices else \
+            memory.bytes_for(1, math.ceil(seeds * points / devices)) <= budget
+
+    if not fits(1, 1):
+        need = memory.bytes_for(1, 1)
+        fix = ("lower --num-words or --train-examples, or use a smaller --batch" if memory.fixed > budget / 2
+               else "use a smaller --batch, model or --train-examples")
+        raise UsageError(f"one replica needs about {gigabytes(need)} ({memory.describe()}) but a device has "
+                         f"{gigabytes(budget)} to give: {fix}")
+    if fits(num_seeds, num_points):
+        return num_seeds, num_points
+    if fits(num_seeds, 1):
+        low, high = 1, num_points  # points of all seeds: the largest count that fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(num_seeds, middle) else (low, middle - 1)
+        return num_seeds, low
+    low, high = 1, num_seeds
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle, 1) else (low, middle - 1)
+    return low, 1
+
+
+def check_results_fit(replicas: int, epochs: int, depth: int, available: int, seeds: int) -> None:
+    """Refuse, before anything is built, a run whose histories alone cannot fit the host:
+    `replicas` (seeds x points of every run) x `epochs` x the values of an epoch."""
+    per_replica = epochs * (HISTORY_VALUES + depth + 1) * HOST_BYTES_PER_VALUE
+    need = replicas * per_replica
+    if need > HEADROOM * available:
+        most = max(1, int(HEADROOM * available // (per_replica * max(1, replicas // seeds))))
+        raise UsageError(f"--seeds {seeds}: the histories of {replicas} replicas x {epochs} epochs would need about "
+                         f"{gigabytes(need)} on the host, which has {gigabytes(available)} available: "
+                         f"use at most --seeds {most}")

@@ -1,0 +1,99 @@
+"""The memory estimate (`optax_lab.memory`) against XLA's own figure, the replicas a call may
+hold, chunked calls that equal one call, and requests too big for the machine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optax_lab import memory, train
+from optax_lab.cli import main
+from optax_lab.config import ModelConfig, Order, RunSpec
+from optax_lab.data import synthetic
+from optax_lab.errors import UsageError
+from optax_lab.program import Arrays, program_settings
+
+# (optimizer, batch, seeds, points, order, widths): the shapes that move memory differently.
+ESTIMATED = [
+    ("adam", 500, 8, 1, Order.PER_SEED, (32, 32)),  # per-seed gathers
+    ("adam", 500, 4, 4, Order.SHARED, (32, 32)),  # points share a seed's batches
+    ("adam", None, 8, 1, Order.PER_SEED, (32, 32)),  # full batch: no gather
+    ("sgd", 100, 4, 1, Order.PER_SEED, (128, 128, 128)),  # wider, deeper
+    ("dpsgd", 500, 2, 1, Order.PER_SEED, (32, 32)),  # per-example gradients
+    ("lbfgs", None, 2, 1, Order.PER_SEED, (32, 32)),  # a line search holding the batch
+]
+
+
+@pytest.fixture(scope="module")
+def wide_data() -> Arrays:
+    """Features wide enough that the data, not the parameters, dominate memory."""
+    return Arrays.from_numpy(*synthetic.generate(num_words=400, seed=0, num_train=2000, num_test=1000))
+
+
+@pytest.mark.parametrize("optimizer, batch, seeds, points, order, widths", ESTIMATED,
+                         ids=[f"{row[0]}-{row[1] or 'full'}-{row[2]}x{row[3]}" for row in ESTIMATED])
+def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, batch, seeds, points, order, widths):
+    model, spec = ModelConfig(widths=widths), RunSpec(optimizer, optimizer, batch_size=batch)
+    settings = program_settings(spec, wide_data, 3, seeds, order, num_points=points)
+    compiled, _ = train.compile_program(model, spec, settings, wide_data)
+    analysis = compiled.memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+    estimate = memory.estimate_memory(model, spec, settings).bytes_for(seeds, points)
+    assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
+
+
+ESTIMATE = memory.MemoryEstimate(fixed=100, per_seed=10, per_replica=5)
+
+
+@pytest.mark.parametrize("seeds, points, free, devices, expected", [
+    (8, 4, 10_000, 1, (8, 4)),  # everything fits
+    (8, 4, int((100 + 80 + 8 * 2 * 5) / memory.HEADROOM) + 1, 1, (8, 2)),  # two points of every seed
+    (8, 1, int((100 + 3 * 15) / memory.HEADROOM) + 1, 1, (3, 1)),  # three seeds
+    (8, 1, int((100 + 3 * 15) / memory.HEADROOM) + 1, 2, (6, 1)),  # three seeds on each of two devices
+])
+def test_replicas_per_call_is_the_largest_that_fits(seeds, points, free, devices, expected):
+    assert memory.replicas_per_call(ESTIMATE, seeds, points, free, devices) == expected
+
+
+def test_one_replica_that_cannot_fit_names_the_estimate_and_the_fix():
+    with pytest.raises(UsageError, match=r"one replica needs about .* GB .* a device has .* GB to give: lower"):
+        memory.replicas_per_call(memory.MemoryEstimate(10**9, 0, 1), 1, 1, 10**9)
+
+
+@pytest.mark.parametrize("max_replicas, fits, expected", [
+    (128, (8, 16), (8, 16)),
+    (64, (8, 16), (8, 8)),  # --max-replicas: two calls of 8 points
+    (64, (8, 5), (8, 4)),  # 16 points in 4 balanced calls, not 5 + 5 + 5 + 1
+    (4, (8, 16), (4, 1)),  # --max-replicas below the seeds splits the seeds
+    (64, (3, 1), (3, 1)),  # 8 seeds in 3 calls of 3 (one padded)
+])
+def test_call_shape(max_replicas, fits, expected):
+    assert train.call_shape(8, 16, max_replicas, fits) == expected
+
+
+def test_memory_bound_calls_equal_one_call_and_compile_once(small_data, monkeypatch):
+    specs = [RunSpec(f"adam {rate}", "adam", {"learning_rate": rate}, 500) for rate in (0.001, 0.01)]
+    whole = train.train_points(specs, small_data, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
+    estimate = memory.estimate_memory(ModelConfig(), specs[0], program_settings(specs[0], small_data, 2, 1, Order.SHARED))
+    # Room for two replicas: the three seeds run as two calls of two seeds, one point each.
+    monkeypatch.setattr(train, "memory_per_device", lambda devices: int(estimate.bytes_for(2, 1) / memory.HEADROOM))
+    with train.counting_compiles() as compiles:
+        chunked = train.train_points(specs, small_data, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
+    assert len(compiles) == 1
+    assert [(run.program_calls, run.replicas_per_call, run.memory_bound) for run in chunked] == [(4, 2, True)] * 2
+    for one, other in zip(whole, chunked):
+        assert not one.memory_bound
+        for key in one.history:
+            np.testing.assert_allclose(other.history[key], one.history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "100000000"], "--seeds 100000000: the histories of"),
+    (["--num-words", "1000000"], "--num-words 1000000: the dataset would need about"),
+])
+def test_requests_too_big_for_the_host_are_one_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", "synthetic-imdb", "--optimizers", "adam", "--out", str(out), *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"optax-lab: error: {message}") and "use at most" in error and "\n" not in error
+    assert not out.exists()
