@@ -23,7 +23,7 @@ from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
 from optax_lab._console import ProgressBar, summary_table
-from optax_lab.devices import configure_devices
+from optax_lab.devices import DISTRIBUTED_TIMEOUT_S, configure_devices, is_main_process
 from optax_lab.errors import UsageError
 from optax_lab.files import shareable_command
 from optax_lab.sweep import Criterion, Protocol, parse_sweep
@@ -118,6 +118,9 @@ def _training_options(run) -> None:
                      help="devices to split the replicas over: on a CPU, N CPU devices (default: one per core; "
                           "XLA:CPU runs these small programs on about one core each); on a GPU host, the first N GPUs "
                           "(default: all)")
+    run.add_argument("--coordinator-timeout", type=float, default=DISTRIBUTED_TIMEOUT_S, metavar="SECONDS",
+                     help="in a multi-process run (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or "
+                          f"a Slurm job), how long a process waits for process 0 ({DISTRIBUTED_TIMEOUT_S:g})")
     run.add_argument("--max-replicas", type=int, default=None,
                      help=f"replicas (points x seeds) per call of a program; more run as further calls of the "
                           f"same compiled program ({MAX_REPLICAS})")
@@ -198,17 +201,19 @@ def _config(args) -> Config:
                   max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
 
 
-def _prepare(args, config: Config, lessons) -> tuple[Path, ProgressBar, str]:
+def _prepare(args, config: Config, lessons) -> tuple[Path, ProgressBar | None, str]:
     from optax_lab.experiment import distinct_jobs, program_groups
     from optax_lab.report import check_writable
     from optax_lab.train import enable_compile_cache
 
     # Unknown optimizers, hyperparameters, values and model settings fail here, before any work.
     groups = program_groups(distinct_jobs(config, lessons))
-    out = check_writable(config.out or Path("reports") / (args.command if args.command == "tune" else config.name))
+    out = config.out or Path("reports") / (args.command if args.command == "tune" else config.name)
+    writer = is_main_process()  # of a multi-process run, only process 0 writes and shows progress
+    out = check_writable(out) if writer else None
     if not args.no_compile_cache:
         enable_compile_cache()
-    return out, ProgressBar(args.console, len(groups)), shareable_command("optax-lab", args.argv)
+    return out, ProgressBar(args.console, len(groups)) if writer else None, shareable_command("optax-lab", args.argv)
 
 
 def _warn(console):
@@ -220,13 +225,16 @@ def _run(args, console) -> None:
     from optax_lab.report import write_report
 
     config = _config(args)
-    configure_devices(args.devices)
+    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
     out, progress, command = _prepare(args, config, plan(config))
     try:
         results = train_and_evaluate(config, command=command, progress=progress, warn=_warn(console),
                                      compile_cache=not args.no_compile_cache)
     finally:
-        progress.stop()
+        if progress:
+            progress.stop()
+    if out is None:  # another process of a multi-process run: process 0 writes
+        return
     path = write_report(results, out)
     summary_table(console, results, config.seeds)
     console.print(f"report: {path}")
@@ -243,7 +251,7 @@ def _tune(args, console) -> None:
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
     config = _config(args)
-    configure_devices(args.devices)
+    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
     protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
     grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
     out, progress, command = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))
@@ -251,7 +259,10 @@ def _tune(args, console) -> None:
         results, tuned = tune(config, protocol, command=command, progress=progress, warn=_warn(console),
                               compile_cache=not args.no_compile_cache)
     finally:
-        progress.stop()
+        if progress:
+            progress.stop()
+    if out is None:
+        return
     path = write_report(results, out, extra_files={"tuned.json": tuned})
     console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run --optimizers "
                   f"{','.join(args.optimizers)} --tuned {out / 'tuned.json'})")

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -31,7 +32,7 @@ from optax_lab.memory import estimate_memory, replicas_per_call
 from optax_lab.program import Arrays, ProgramSettings, make_program, program_key, program_settings, split_hyperparams
 
 __all__ = ["COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "call_shape", "compile_program", "compiler_options", "counting_compiles",
-           "enable_compile_cache", "forget_compiled", "points_per_call", "program_id", "replica_inputs",
+           "enable_compile_cache", "forget_compiled", "points_per_call", "program_id", "replica_devices", "replica_inputs",
            "seed_epochs_per_second", "train", "train_points"]
 
 
@@ -131,14 +132,41 @@ class Layout:
 
 @functools.cache  # one mesh per device count: every call of a chunked program reuses it
 def _replica_mesh(devices: int) -> jax.sharding.Mesh:
+    if jax.process_count() > 1:  # every process's devices (`replica_devices` makes it all of them)
+        return jax.make_mesh((devices,), ("replicas",))
     return jax.make_mesh((devices,), ("replicas",), devices=jax.local_devices()[:devices])
+
+
+def replica_devices(requested: int | None = None) -> int:
+    """The devices a program's replicas are split over: `requested` local ones (default all);
+    in a multi-process run every device of every process, so that each process holds a share."""
+    if jax.process_count() > 1:
+        return jax.device_count()
+    return requested or jax.local_device_count()
+
+
+def _put(tree, shardings):
+    """Host values onto the layout's devices. In a multi-process run each process builds the
+    shards it holds of the one global array (every process passes the same values)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+    return jax.tree.map(lambda value, sharding: jax.make_array_from_callback(
+        np.shape(value), sharding, lambda index, value=np.asarray(value): value[index]), tree, shardings)
+
+
+def _fetch(history) -> dict[str, np.ndarray]:
+    """The history on the host: in a multi-process run, every process's shards gathered."""
+    if jax.process_count() > 1:
+        return {k: np.asarray(v) for k, v in multihost_utils.process_allgather(history, tiled=True).items()}
+    return {k: np.asarray(v) for k, v in history.items()}
 
 
 def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layout, int, int]:
     """(layout, seeds, points) for S x P replicas on up to `devices` devices: the axis split is
     the one that needs less padding to a multiple of the device count (padded replicas repeat
     the last seed or point and are dropped)."""
-    used = min(devices, num_seeds * num_points)
+    # A multi-process run uses every device even for few replicas: each process must hold a share.
+    used = devices if jax.process_count() > 1 else min(devices, num_seeds * num_points)
     if used <= 1:
         return Layout(), num_seeds, num_points
     seeds, points = math.ceil(num_seeds / used) * used, math.ceil(num_points / used) * used
@@ -147,10 +175,10 @@ def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layou
     return Layout(used, 1), num_seeds, points
 
 
-def _input_specs(settings: ProgramSettings, traced: tuple[str, ...]):
+def _input_specs(settings: ProgramSettings, traced: tuple[str, ...], data: Arrays):
     points = jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)
     return (jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32), dict.fromkeys(traced, points),
-            jax.ShapeDtypeStruct((), jnp.int32))
+            jax.ShapeDtypeStruct((), jnp.int32), jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data))
 
 
 def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout) -> tuple:
@@ -175,7 +203,7 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
         program = make_program(model_config, spec, settings)
         traced = tuple(split_hyperparams(spec)[1])
         function = jax.jit(program.train, in_shardings=layout.shardings(traced)) if layout.devices > 1 else program.train
-        _COMPILED[cache_key] = _aot_compile(function, *_input_specs(settings, traced), data)
+        _COMPILED[cache_key] = _aot_compile(function, *_input_specs(settings, traced, data))
         while len(_COMPILED) > COMPILED_KEPT:
             _COMPILED.popitem(last=False)
     return _COMPILED[cache_key]
@@ -189,7 +217,7 @@ def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]]
     values = {name: np.asarray([point[name] for point in points], np.float32) for name in points[0]}
     inputs = (np.asarray(seeds, np.int32), values, np.int32(seeds[0] if order_seed is None else order_seed))
     if layout.devices > 1:
-        return jax.block_until_ready(jax.device_put(inputs, layout.shardings(tuple(values))[:3]))
+        return jax.block_until_ready(_put(inputs, layout.shardings(tuple(values))[:3]))
     return jax.block_until_ready(jax.device_put(inputs))
 
 
@@ -235,7 +263,7 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
     if len(keys) != 1:
         raise ValueError(f"train_points needs the points of one program, got {len(keys)} programs")
     model = specs[0].model_config(model_config)
-    devices = devices or jax.local_device_count()
+    devices = replica_devices(devices)
     estimate = estimate_memory(model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train))
     fits = replicas_per_call(estimate, len(seeds), len(specs), memory_per_device(devices), devices)
     call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
@@ -244,8 +272,8 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
     compiled, compile_s = compile_program(model, specs[0], settings, data, layout)
     if on_compiled is not None:
         on_compiled(compile_s)
-    if layout.devices > 1:
-        data = jax.device_put(data, layout.shardings(())[3])  # replicated on every device of the mesh
+    if layout.devices > 1:  # replicated on every device of the mesh
+        data = _put(data, jax.tree.map(lambda _: layout.shardings(())[3], data))
     jax.block_until_ready(data)
     points = [split_hyperparams(spec)[1] for spec in specs]
     parts: list[list[dict[str, np.ndarray]]] = [[] for _ in specs]  # each point's histories, by seed chunk
@@ -259,7 +287,7 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
             history = jax.block_until_ready(compiled(*inputs, data))
             run_s += time.perf_counter() - start
             calls += 1
-            history = {k: np.asarray(v) for k, v in history.items()}  # numpy: slicing compiles nothing
+            history = _fetch(history)  # numpy: slicing compiles nothing
             for i in range(first, min(first + call_points, len(specs))):
                 parts[i].append({k: v[:real_seeds, i - first] for k, v in history.items()})
     histories = [{k: np.concatenate([part[k] for part in point_parts]) for k in point_parts[0]}
