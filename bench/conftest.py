@@ -65,6 +65,15 @@ def pytest_addoption(parser):
                          "is set); benchmarks shard their replicas over them")
     group.addoption("--bench-report", metavar="PATH", default=None,
                     help="where the markdown timing table goes (default: reports/bench/<machine>-<date>.md)")
+    # bench_scaling.py: the replica ladder's budgets (read there, not in Settings)
+    group.addoption("--scaling-budget", type=float, default=None, metavar="SECONDS",
+                    help="scaling: the most seconds one call of the next rung may take, predicted (default: 2.5)")
+    group.addoption("--scaling-curve-budget", type=float, default=None, metavar="SECONDS",
+                    help="scaling: wall seconds per curve, compiles included (default: 70)")
+    group.addoption("--scaling-max-replicas", type=int, default=None, metavar="N",
+                    help="scaling: the replica ladder's cap (default: 65536; 2 with --smoke)")
+    group.addoption("--scaling-epochs", type=int, default=None, metavar="E",
+                    help="scaling: epochs of each call, validation each epoch (default: 5; 1 with --smoke)")
 
 
 def _settings(config) -> Settings:
@@ -106,7 +115,7 @@ def pytest_configure(config):
     from optax_lab.devices import configure_devices
 
     try:  # before anything starts JAX: like `optax-lab run`, all cores by default
-        configure_devices(config.getoption("--devices"))
+        configure_devices(config.getoption("--devices"), distributed=False)
     except UsageError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings = _settings(config)

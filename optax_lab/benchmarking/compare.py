@@ -4,6 +4,8 @@ Reads `pytest bench/ --benchmark-json` files (a laptop CPU, a GPU box, ...) and 
 markdown report: per optimizer and batch mode, the step time on each machine and its speed-up
 over the first file (the baseline), plus a bar chart of the speed-ups. Rows whose runs differ in
 what was measured (seeds, batch, data, model, hyperparameters) are flagged, never compared.
+Where the files hold replica-scaling curves (`bench/bench_scaling.py`), a section follows with
+each machine's peaks and one log-log plot overlaying their curves (`<report>-scaling.png`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from optax_lab.benchmarking.records import FIX_JSON, Row, benchmark_rows, read_benchmark_json
+from optax_lab.benchmarking.scaling import Curve, overlay_markdown, scaling_curves, scaling_plot
 from optax_lab.benchmarking.table import (DASH, batch_modes, machine_label, machine_text, markdown_table, mode_title,
                                           peak_text, seconds_text, versions_text)
 from optax_lab.errors import UsageError
@@ -38,6 +41,7 @@ class Run:
     label: str
     output: Mapping[str, Any]
     rows: Mapping[tuple[str, str], Row]  # by (optimizer, batch mode)
+    curves: Mapping[tuple[str, str, str], Curve] = dataclasses.field(default_factory=dict)  # by (batch, order, devices)
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -47,15 +51,20 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     loaded = []
     for path in map(Path, paths):
         output = read_benchmark_json(path)
-        rows = benchmark_rows(output, str(path))
-        if not rows:
+        rows, curves = benchmark_rows(output, str(path)), scaling_curves(output, str(path))
+        if not rows and not curves:
             raise UsageError(f"{path} holds no optimizer benchmarks (an empty selection): {FIX_JSON} "
                              "with at least one optimizer selected")
-        loaded.append((path, output, {row.key: row for row in rows}))
+        loaded.append((path, output, {row.key: row for row in rows}, {curve.key: curve for curve in curves}))
     # Short column labels, A, B, ...: the machine names are long and may repeat (cold vs warm).
-    runs = [Run(path, chr(ord("A") + i) if i < 26 else f"#{i + 1}", output, rows)
-            for i, (path, output, rows) in enumerate(loaded)]
-    if not any(key in run.rows for key in runs[0].rows for run in runs[1:]):
+    runs = [Run(path, chr(ord("A") + i) if i < 26 else f"#{i + 1}", output, rows, curves)
+            for i, (path, output, rows, curves) in enumerate(loaded)]
+    shared_curves = any(key in run.curves for key in runs[0].curves for run in runs[1:])
+    if not shared_curves and not any(key in run.rows for key in runs[0].rows for run in runs[1:]):
+        if any(run.curves for run in runs):
+            raise UsageError(f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode "
+                             f"and no scaling curve with the baseline {runs[0].path}: benchmark the same "
+                             "--optimizers/--batch, or the same bench_scaling curves, on each machine")
         raise UsageError(f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode with "
                          f"the baseline {runs[0].path} (an empty selection): benchmark the same "
                          "--optimizers/--batch on each machine")
@@ -85,12 +94,23 @@ def speedup(baseline: Row | None, other: Row | None) -> float | None:
 
 def compare(paths: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write the comparison of the --benchmark-json files `paths` (the first is the baseline) as
-    markdown with a speed-up chart beside it; returns the markdown's path."""
+    markdown with a speed-up chart beside it (when they hold optimizer benchmarks) and the
+    overlaid scaling plot (when they hold scaling curves); returns the markdown's path."""
     runs = load_runs(paths)
     markdown_path = _out_path(out, runs)
-    chart_path = markdown_path.with_suffix(".png")
-    markdown = render_markdown(runs, chart_path.name)
-    write_files({chart_path: speedup_chart(runs), markdown_path: markdown})  # the markdown last
+    files: dict[Path, bytes | str] = {}
+    if any(run.rows for run in runs):
+        chart_path = markdown_path.with_suffix(".png")
+        markdown = render_markdown(runs, chart_path.name)
+        files[chart_path] = speedup_chart(runs)
+    else:  # scaling curves alone
+        markdown = "\n".join(_header(runs)) + "\n"
+    if any(run.curves for run in runs):
+        plot_path = markdown_path.with_name(f"{markdown_path.stem}-scaling.png")
+        machines = [(run.label, list(run.curves.values())) for run in runs]
+        markdown = markdown.rstrip("\n") + "\n\n## Replica scaling\n\n" + overlay_markdown(machines, plot_path.name)
+        files[plot_path] = scaling_plot(machines)
+    write_files({**files, markdown_path: markdown})  # the markdown last
     return markdown_path
 
 
@@ -106,15 +126,20 @@ def _out_path(out: str | Path | None, runs: Sequence[Run]) -> Path:
     return out
 
 
-def render_markdown(runs: Sequence[Run], chart_name: str) -> str:
-    baseline = runs[0]
+def _header(runs: Sequence[Run]) -> list[str]:
+    """The title and the machines table."""
     machines = [machine_label(run.output["machine_info"]) for run in runs]
     lines = [f"# optax-lab compare: {' vs '.join(machines)}", ""]
     head = ["Run", "Machine", "File", "Device and host", "Versions", "fp32 matmul peak", "Created"]
     body = [[run.label, machine, run.path.name, machine_text(run.output["machine_info"]),
              versions_text(run.output["machine_info"]), peak_text(run.output["machine_info"]),
              run.output.get("datetime", DASH)] for run, machine in zip(runs, machines)]
-    lines += markdown_table(head, body, rest="---")
+    return lines + markdown_table(head, body, rest="---")
+
+
+def render_markdown(runs: Sequence[Run], chart_name: str) -> str:
+    baseline = runs[0]
+    lines = _header(runs)
     lines += ["", f"Step time: median (IQR) of an epoch call over its steps (see the timing tables). Speed-up: "
                   f"{baseline.label}'s step time over the machine's (above 1: faster than {baseline.label}). A row "
                   "whose runs differ in seeds, batch, data, model or hyperparameters is flagged ⚠ and not compared.",
