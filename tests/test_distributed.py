@@ -33,6 +33,7 @@ def _environment(**values) -> dict[str, str]:
     return {**env, **{key: str(value) for key, value in values.items()}}
 
 
+@pytest.mark.slow  # three programs compiled at -O1 in three processes: CI's 4-device test covers the sharding
 def test_two_processes_of_two_devices_equal_one_process(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     processes = [subprocess.Popen([*CLI, *RUN, "--out", str(tmp_path / f"out{index}")], stdout=subprocess.PIPE,
@@ -73,12 +74,12 @@ def test_a_half_set_environment_is_one_line(monkeypatch, values, message):
         devices.initialize_distributed()
 
 
-def test_a_coordinator_that_never_answers_is_one_line_after_the_timeout(tmp_path):
+def test_a_coordinator_that_never_answers_is_one_line_after_the_timeout(tmp_path, monkeypatch, capsys):
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
-    done = subprocess.run([*CLI, *RUN, "--coordinator-timeout", "1", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120,
-                          env=_environment(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=1))
-    assert done.returncode == 2
-    assert done.stderr.strip() == (f"optax-lab: error: the coordinator JAX_COORDINATOR_ADDRESS={address} did not "
-                                   "answer within 1 s: start process 0 there first, or fix the address")
+    for name, value in (("JAX_COORDINATOR_ADDRESS", address), ("JAX_NUM_PROCESSES", "2"), ("JAX_PROCESS_ID", "1")):
+        monkeypatch.setenv(name, value)
+    assert main([*RUN, "--coordinator-timeout", "0.5", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"optax-lab: error: the coordinator JAX_COORDINATOR_ADDRESS={address} did not answer within 0.5 s: "
+        "start process 0 there first, or fix the address")
     assert not (tmp_path / "out").exists()

@@ -14,14 +14,20 @@ from optax_lab.errors import UsageError
 from optax_lab.program import Arrays, program_settings
 
 # (optimizer, batch, seeds, points, order, widths): the shapes that move memory differently.
+# CI checks three; the slow ones complete the set.
 ESTIMATED = [
     ("adam", 500, 8, 1, Order.PER_SEED, (32, 32)),  # per-seed gathers
-    ("adam", 500, 4, 4, Order.SHARED, (32, 32)),  # points share a seed's batches
-    ("adam", None, 8, 1, Order.PER_SEED, (32, 32)),  # full batch: no gather
-    ("sgd", 100, 4, 1, Order.PER_SEED, (128, 128, 128)),  # wider, deeper
+    pytest.param("adam", 500, 4, 4, Order.SHARED, (32, 32), marks=pytest.mark.slow),  # points share batches
+    pytest.param("adam", None, 8, 1, Order.PER_SEED, (32, 32), marks=pytest.mark.slow),  # full batch: no gather
+    pytest.param("sgd", 100, 4, 1, Order.PER_SEED, (128, 128, 128), marks=pytest.mark.slow),  # wider, deeper
     ("dpsgd", 500, 2, 1, Order.PER_SEED, (32, 32)),  # per-example gradients
     ("lbfgs", None, 2, 1, Order.PER_SEED, (32, 32)),  # a line search holding the batch
 ]
+
+
+def _id(row) -> str:
+    values = row.values if hasattr(row, "values") else row
+    return f"{values[0]}-{values[1] or 'full'}-{values[2]}x{values[3]}"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def wide_data() -> Arrays:
 
 
 @pytest.mark.parametrize("optimizer, batch, seeds, points, order, widths", ESTIMATED,
-                         ids=[f"{row[0]}-{row[1] or 'full'}-{row[2]}x{row[3]}" for row in ESTIMATED])
+                         ids=[_id(row) for row in ESTIMATED])
 def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, batch, seeds, points, order, widths):
     model, spec = ModelConfig(widths=widths), RunSpec(optimizer, optimizer, batch_size=batch)
     settings = program_settings(spec, wide_data, 3, seeds, order, num_points=points)
