@@ -23,8 +23,8 @@ def _error_line(capsys) -> str:
 
 def test_run_writes_report_and_results(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--preset", "momentum", "--dataset", "synthetic-imdb", *SMALL, "--out", str(out),
-                 "--no-compile-cache"]) == 0
+    assert main(["run", "--preset", "momentum", "--dataset", "synthetic-imdb", *SMALL, "--train-examples", "1000",
+                 "--out", str(out), "--no-compile-cache"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"]["name"] == "synthetic-imdb" and results["order"] == "per-seed"
     assert [run["name"] for run in results["runs"]] == ["SGD", "Momentum"]
@@ -142,13 +142,13 @@ def test_the_console_script_exits_2_without_a_traceback(tmp_path):
 
 
 def test_an_optimizer_ranking_runs_each_optimizer_per_batch_mode_with_overrides(tmp_path):
-    assert main(["run", "--optimizers", "adam", "--batch", "full,250", "--set", "adam.b1=0.8",
-                 "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    assert main(["run", "--optimizers", "adam", "--batch", "full,250", "--set", "adam.b1=0.8", "--train-examples",
+                 "1000", "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path), "--no-compile-cache"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     runs = {run["name"]: run for run in results["runs"]}
     assert sorted(runs) == ["adam @250", "adam @full"]
     assert runs["adam @250"]["hyperparams"]["b1"] == 0.8 and runs["adam @full"]["full_batch"]
-    assert runs["adam @250"]["steps_per_epoch"] == 100
+    assert runs["adam @250"]["steps_per_epoch"] == 4
     assert results["ranking"]["target_val_loss"] == 0.6
     assert set(runs["adam @250"]["target"]) >= {"epochs_mean", "steps_mean", "seconds_mean", "reached_seeds"}
 

@@ -60,6 +60,7 @@ def test_a_sweep_value_outside_a_domain_fails_before_any_work():
 # --- The engine: one compile per optimizer, each point its own replicas --------------------------
 
 def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
+    train.forget_compiled()  # another test file in this worker may have compiled the looped program
     specs = [RunSpec(f"adam {lr:g}", "adam", {"learning_rate": lr}, 500) for lr in RATES]
     results = train.train_points(specs, small_data, seeds=(0, 1), epochs=2)
     assert len(count_compiles) == 1
