@@ -281,7 +281,8 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
     for seed_first, seed_chunk in zip(range(0, len(seeds), call_seeds), _chunks(seeds, call_seeds)):
         real_seeds = min(call_seeds, len(seeds) - seed_first)
         run_seeds = seed_chunk + seed_chunk[-1:] * (padded_seeds - len(seed_chunk))
-        for first, chunk in zip(range(0, len(points), call_points), _chunks(points, padded_points)):
+        for first, chunk in zip(range(0, len(points), call_points), _chunks(points, call_points)):
+            chunk = chunk + chunk[-1:] * (padded_points - len(chunk))  # and to a multiple of the devices
             inputs = replica_inputs(tuple(run_seeds), chunk, layout, order_seed=seeds[0])
             start = time.perf_counter()
             history = jax.block_until_ready(compiled(*inputs, data))
