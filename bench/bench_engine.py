@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 
 from optax_lab import program, train
-from optax_lab.config import ModelConfig, Order, RunSpec
+from optax_lab.config import LESSON_ADAM, ModelConfig, Order
 
-ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
+ADAM = LESSON_ADAM
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,10 @@ import pytest
 from optax_lab import train
 from optax_lab.benchmarking.scaling import (Curve, Point, curve_record, ladder, measure_point, next_replicas,
                                             scaling_markdown, scaling_plot)
-from optax_lab.config import ModelConfig, Order, RunSpec, batch_label
+from optax_lab.config import LESSON_ADAM, ModelConfig, Order, RunSpec, batch_label
 from optax_lab.devices import memory_per_device
 
-ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)  # the lesson's
+ADAM = LESSON_ADAM
 TIMED_CALLS = 3  # per rung, after the untimed first call; the rate is their median
 MEMORY_SHARE = 0.85  # of a device's free memory a rung may be predicted to use (XLA's own plan, scratch included)
 # (order, batch, devices): batch 500 first, the lesson's run. Under --smoke two curves of rungs 1

@@ -16,7 +16,7 @@ from typing import Any
 from optax_lab.errors import UsageError, closest
 from optax_lab.sweep import Criterion, Sweep
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "Criterion", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "LESSON_ADAM", "Criterion", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
            "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig", "NORMALIZATIONS", "Order", "PRESETS", "RunSpec",
            "batch_label", "parse_batches"]
 
@@ -202,12 +202,14 @@ PRESETS["momentum"] = (
            "Does a velocity term (momentum 0.7) speed up SGD at the same learning rate?",
            (_SGD, RunSpec("Momentum", "sgd", {"learning_rate": 0.01, "momentum": 0.7}, 500))),
 )
+# The lesson's Adam run (Keras' eps), the one the engine, scaling and peer benchmarks time.
+LESSON_ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
 PRESETS["adaptive"] = (
     Lesson("adaptive", "Adaptive learning rates: Adagrad, RMSprop, Adam",
            "Per-parameter step sizes: how do Adagrad (with Keras' inverse-time decay), RMSprop and Adam compare?",
            (RunSpec("Adagrad", "keras_adagrad", {"learning_rate": 0.01, "decay": 0.4, "eps": 1e-5}, 500),
             RunSpec("RMSprop", "rmsprop", {"learning_rate": 0.001, "decay": 0.9, "eps": 1e-7, "eps_in_sqrt": False}, 500),
-            RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500))),
+            LESSON_ADAM)),
 )
 PRESETS["lesson"] = PRESETS["gd-vs-sgd"] + PRESETS["momentum"] + PRESETS["adaptive"]
 
