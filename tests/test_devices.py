@@ -36,6 +36,15 @@ SCRIPT = textwrap.dedent("""
         out[order] = {"compiles": len(compiles), "devices": four[0].devices,
                       "max_difference": max(float(np.abs(a.history[k] - b.history[k]).max())
                                             for a, b in zip(one, four) for k in a.history)}
+    # Calls whose points are padded to a multiple of the devices: 10 points in 2 calls of 5, each 8 wide.
+    grid = [RunSpec(f"adam {i}", "adam", {"learning_rate": 10 ** (-4 + 0.3 * i)}, 500) for i in range(10)]
+    alone = train.train_points(grid, data, seeds=(0,), epochs=1, devices=1)
+    with train.counting_compiles() as compiles:
+        padded = train.train_points(grid, data, seeds=(0,), epochs=1, devices=4, max_replicas=5)
+    out["padded points"] = {"compiles": len(compiles), "devices": padded[0].devices, "calls": padded[0].program_calls,
+                            "replicas": padded[0].replicas_per_call,
+                            "max_difference": max(float(np.abs(a.history[k] - b.history[k]).max())
+                                                  for a, b in zip(alone, padded) for k in a.history)}
     print(json.dumps(out))
 """)
 
@@ -48,6 +57,7 @@ def test_a_grid_split_over_four_cpu_devices_equals_one_device(tmp_path):
     for order, found in json.loads(process.stdout.strip().splitlines()[-1]).items():
         assert found["devices"] == 4 and found["compiles"] == 1, (order, found)
         assert found["max_difference"] < 1e-5, (order, found)
+        assert found.get("calls", 2) == 2 and found.get("replicas", 8) == 8, (order, found)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["device"]["device_count"] == 4
     assert [program["devices"] for program in results["programs"].values()] == [4]
