@@ -1,13 +1,14 @@
 """`optax-lab`: the command line. Bad input is one line naming the value and the fix, exit 2.
 
-    optax-lab run [--preset P | --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
+    optax-lab run [--preset P | [--workloads all|NAME[,...]] [--workload MODULE:FUNCTION]
+                  --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
                   [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
                   [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
                   --bias-init/--dropout/--residual/--norm/--l2] [--out DIR]
     optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
     optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
                    [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
-    optax-lab list
+    optax-lab list [optimizers|workloads]
     optax-lab report RESULTS_JSON [--out DIR]
     optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
 """
@@ -19,7 +20,7 @@ import ast
 import sys
 from pathlib import Path
 
-from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, FULL_BATCH,
+from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, DEFAULT_WORKLOAD,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
 from optax_lab._console import ProgressBar, summary_table
@@ -67,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                           help="decades a grid may grow where its best point is on the edge (2)")
     _criterion_option(protocol, "how stage 1 chooses")
 
-    commands.add_parser("list", help="the optimizer registry: names, default hyperparameters, tags")
+    listing = commands.add_parser("list", help="a registry: the optimizers (names, default hyperparameters, tags) "
+                                               "or the workloads (data, model, target, defaults)")
+    listing.add_argument("what", nargs="?", choices=("optimizers", "workloads"), default="optimizers",
+                         help="which registry (optimizers)")
 
     report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
     report.add_argument("results", metavar="RESULTS_JSON")
@@ -98,8 +102,13 @@ def _training_options(run) -> None:
     """What `run` and `tune` share: the optimizers, data, length, seeds, model and output."""
     run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names, default=(),
                      help="rank these registry optimizers (see `optax-lab list`) instead of a preset")
-    run.add_argument("--batch", metavar="full|B[,...]", type=parse_batches, default=(500, FULL_BATCH),
-                     help="batch modes of an --optimizers ranking (default: 500,full)")
+    run.add_argument("--workloads", metavar="all|NAME[,NAME...]", type=_names, default=None,
+                     help=f"what --optimizers trains on (see `optax-lab list workloads`; default {DEFAULT_WORKLOAD}); "
+                          "without --optimizers, each workload's reference optimizer")
+    run.add_argument("--workload", metavar="MODULE:FUNCTION", action="append", default=[],
+                     help="a workload of your own: a function returning an optax_lab.workloads.Workload (repeatable)")
+    run.add_argument("--batch", metavar="full|B[,...]", type=parse_batches, default=None,
+                     help="batch modes of a ranking (default: each workload's own; imdb-mlp's are 500,full)")
     run.add_argument("--set", metavar="OPT.HP=VALUE", action="append", default=[], dest="overrides",
                      help="override a hyperparameter, e.g. --set adam.b1=0.95 (repeatable)")
     run.add_argument("--dataset", default=None,
@@ -124,20 +133,21 @@ def _training_options(run) -> None:
     run.add_argument("--max-replicas", type=int, default=None,
                      help=f"replicas (points x seeds) per call of a program; more run as further calls of the "
                           f"same compiled program ({MAX_REPLICAS})")
-    model = run.add_argument_group("model", "the base MLP; a preset's runs change parts of it (e.g. depth)")
+    model = run.add_argument_group("model", "the base MLP, replacing each MLP workload's own (unset options take "
+                                            "the lesson MLP's values); a preset's runs change parts of it")
     model.add_argument("--depth", type=int, default=None, help="hidden layers of --width units (default 2)")
-    model.add_argument("--width", type=int, default=32, help="units per hidden layer (32)")
+    model.add_argument("--width", type=int, default=None, help="units per hidden layer (32)")
     model.add_argument("--widths", metavar="W[,W...]", type=_widths, default=None,
                        help="hidden widths, e.g. 256,256 (instead of --depth/--width)")
-    model.add_argument("--activation", default="relu", help=f"one of {', '.join(ACTIVATIONS)} (relu)")
-    model.add_argument("--init", default="glorot_uniform", dest="kernel_init",
+    model.add_argument("--activation", default=None, help=f"one of {', '.join(ACTIVATIONS)} (relu)")
+    model.add_argument("--init", default=None, dest="kernel_init",
                        help=f"kernel initialiser: one of {', '.join(KERNEL_INITS)} (glorot_uniform, Keras' default)")
-    model.add_argument("--bias-init", default="zeros", help=f"one of {', '.join(BIAS_INITS)} (zeros)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer, in [0, 1) (0)")
+    model.add_argument("--bias-init", default=None, help=f"one of {', '.join(BIAS_INITS)} (zeros)")
+    model.add_argument("--dropout", type=float, default=None, help="dropout rate after each hidden layer, in [0, 1) (0)")
     model.add_argument("--residual", action="store_true", help="x + f(x) around hidden layers that keep the width")
-    model.add_argument("--norm", default="none", dest="normalization",
+    model.add_argument("--norm", default=None, dest="normalization",
                        help=f"normalisation before each activation: one of {', '.join(NORMALIZATIONS)} (none)")
-    model.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2·Σ‖kernel‖² added to the loss (0)")
+    model.add_argument("--l2", type=float, default=None, help="L2 penalty l2·Σ‖kernel‖² added to the loss (0)")
     run.add_argument("--shared-order", action="store_true",
                      help="all seeds share one shuffling per epoch (faster on CPU; default: each seed its own)")
     run.add_argument("--out", metavar="DIR", default=None, help="output folder (default: reports/<preset>/)")
@@ -156,15 +166,24 @@ def _widths(text: str) -> tuple[int, ...]:
         raise UsageError(f"--widths {text!r} is not a list of integers, e.g. --widths 256,256") from None
 
 
-def _model(args) -> ModelConfig:
+_MODEL_OPTIONS = ("depth", "width", "widths", "activation", "kernel_init", "bias_init", "dropout", "residual",
+                  "normalization", "l2")
+
+
+def _model(args) -> ModelConfig | None:
+    """The MLP the model options describe (unset ones take ModelConfig's defaults), or None when
+    none is given: then each workload trains its own."""
+    if args.residual is False and all(getattr(args, option) is None for option in _MODEL_OPTIONS if option != "residual"):
+        return None
     if args.widths is not None and args.depth is not None:
         raise UsageError("--widths and --depth both set the hidden layers: give one of them")
     depth = 2 if args.depth is None else args.depth
     if depth < 1:
         raise UsageError(f"--depth {depth} must be at least 1 hidden layer, e.g. --depth 2")
-    widths = args.widths if args.widths is not None else (args.width,) * depth
-    return ModelConfig(widths, args.activation, args.kernel_init, args.bias_init, args.dropout, args.residual,
-                       args.normalization, args.l2)
+    widths = args.widths if args.widths is not None else (32 if args.width is None else args.width,) * depth
+    given = {field: getattr(args, field) for field in ("activation", "kernel_init", "bias_init", "dropout",
+                                                       "normalization", "l2") if getattr(args, field) is not None}
+    return ModelConfig(widths, residual=args.residual, **given)
 
 
 def _overrides(items: list[str]) -> dict[str, dict]:
@@ -183,16 +202,27 @@ def _overrides(items: list[str]) -> dict[str, dict]:
     return overrides
 
 
+def _workloads(args) -> tuple[str, ...]:
+    """--workloads and --workload together (--workload module:function adds one of your own)."""
+    named = args.workloads if args.workloads is not None else (() if args.workload else (DEFAULT_WORKLOAD,))
+    return tuple(dict.fromkeys(named + tuple(args.workload)))
+
+
 def _config(args) -> Config:
     """The run's configuration from the shared options; every value checked."""
     if getattr(args, "preset", None) and args.optimizers:
         raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
+    chosen = _workloads(args)
+    if getattr(args, "preset", None) and chosen != (DEFAULT_WORKLOAD,):
+        raise UsageError(f"--preset {args.preset} runs on {DEFAULT_WORKLOAD}, not on {','.join(chosen)}: drop "
+                         "--preset, or --workloads (to rank optimizers there, give --optimizers)")
     tuned, tuned_source = None, ""
     if getattr(args, "tuned", None):
         from optax_lab.tuning import read_tuned
 
-        tuned, tuned_source = read_tuned(args.tuned)
-    return Config(preset=getattr(args, "preset", None) or "lesson", optimizers=args.optimizers, batches=args.batch,
+        tuned, tuned_source = read_tuned(args.tuned, chosen[0] if len(chosen) == 1 else DEFAULT_WORKLOAD)
+    return Config(preset=getattr(args, "preset", None) or "lesson", optimizers=args.optimizers, workloads=chosen,
+                  batches=args.batch,
                   overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
                   num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
                   seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
@@ -264,20 +294,15 @@ def _tune(args, console) -> None:
     if out is None:
         return
     path = write_report(results, out, extra_files={"tuned.json": tuned})
-    console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run --optimizers "
-                  f"{','.join(args.optimizers)} --tuned {out / 'tuned.json'})")
+    workloads = "" if config.workloads == (DEFAULT_WORKLOAD,) else f" --workloads {','.join(config.workloads)}"
+    console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run{workloads} "
+                  f"--optimizers {','.join(args.optimizers)} --tuned {out / 'tuned.json'})")
 
 
 def _list(args, console) -> None:
-    from rich.table import Table
+    from optax_lab._console import optimizers_table, workloads_table
 
-    from optax_lab.optimizers import REGISTRY
-
-    table = Table("name", "default hyperparameters", "update() also needs", "tags", "note", title="optimizers")
-    for entry in REGISTRY.values():
-        defaults = ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
-        table.add_row(entry.name, defaults, ", ".join(sorted(entry.needs)), ", ".join(sorted(entry.tags)), entry.note)
-    console.print(table)
+    console.print(workloads_table() if args.what == "workloads" else optimizers_table())
 
 
 def _report(args, console) -> None:

@@ -16,11 +16,13 @@ from typing import Any
 from optax_lab.errors import UsageError, closest
 from optax_lab.sweep import Criterion, Sweep
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "LESSON_ADAM", "Criterion", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "FULL_BATCH",
-           "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig", "NORMALIZATIONS", "Order", "PRESETS", "RunSpec",
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "Criterion", "LESSON_ADAM", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS",
+           "DEFAULT_WORKLOAD", "FULL_BATCH", "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig",
+           "NORMALIZATIONS", "Order", "RunSpec",
            "batch_label", "parse_batches"]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
+DEFAULT_WORKLOAD = "imdb-mlp"  # the lesson's MLP on IMDB: what the presets run on
 DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
 DEFAULT_EPOCHS = 20
 # Replicas (points x seeds) one call of a program holds at most; more run as several calls of the
@@ -82,7 +84,8 @@ class ModelConfig:
     defaults: Glorot-uniform kernels, zero biases), dropout after each hidden activation,
     residual connections (x + f(x) wherever a layer keeps the width), a normalisation layer
     before each activation, and an L2 penalty `l2 · Σ‖kernel‖²` added to the training loss
-    (Keras' `kernel_regularizer=l2(l2)`). The output is one logit; the loss is sigmoid BCE."""
+    (Keras' `kernel_regularizer=l2(l2)`). The output is one logit; the loss is sigmoid BCE.
+    No hidden layer (`widths=()`) is a linear model, logistic regression."""
 
     widths: tuple[int, ...] = (32, 32)
     activation: str = "relu"
@@ -103,7 +106,8 @@ class ModelConfig:
 
     def describe(self) -> str:
         """e.g. '100-32-32-1 relu, glorot_uniform' plus whatever differs from the defaults."""
-        parts = [f"{'-'.join(map(str, self.widths))} {self.activation}", self.kernel_init]
+        layers = f"{'-'.join(map(str, self.widths))} {self.activation}" if self.widths else "linear (no hidden layer)"
+        parts = [layers, self.kernel_init]
         default = ModelConfig()
         for field in ("bias_init", "dropout", "residual", "normalization", "l2"):
             value = getattr(self, field)
@@ -112,8 +116,6 @@ class ModelConfig:
         return ", ".join(parts)
 
     def _validate(self) -> None:
-        if not self.widths:
-            raise UsageError("model depth 0: give at least one hidden layer, e.g. --depth 2 (or --widths 32,32)")
         if any(not isinstance(w, int) or w <= 0 for w in self.widths):
             raise UsageError(f"model widths {list(self.widths)} must be positive integers, e.g. --widths 32,32")
         for field, choices in (("activation", ACTIVATIONS), ("kernel_init", KERNEL_INITS),
@@ -186,78 +188,12 @@ class Lesson:
     eval_train: bool = False
     kind: LessonKind = LessonKind.COMPARE
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # more for results.json, e.g. a sweep's criterion
+    workload: str = DEFAULT_WORKLOAD  # what its runs train (`optax_lab.workloads`)
 
 
-# The lesson's runs. Hyperparameters follow the Keras code of the lesson; where Keras' defaults
-# differ from Optax's, the Keras value is spelled out (see optimizers.py for the Keras variants).
-_SGD = RunSpec("SGD", "sgd", {"learning_rate": 0.01}, 500)
-PRESETS: dict[str, tuple[Lesson, ...]] = {}
-PRESETS["gd-vs-sgd"] = (
-    Lesson("gd-vs-sgd", "GD vs SGD",
-           "Full-batch gradient descent takes one step per epoch; mini-batch SGD takes 50. Which learns faster per epoch?",
-           (RunSpec("GD", "sgd", {"learning_rate": 0.01}, FULL_BATCH), _SGD)),
-)
-PRESETS["momentum"] = (
-    Lesson("momentum", "SGD vs momentum",
-           "Does a velocity term (momentum 0.7) speed up SGD at the same learning rate?",
-           (_SGD, RunSpec("Momentum", "sgd", {"learning_rate": 0.01, "momentum": 0.7}, 500))),
-)
-# The lesson's Adam run (Keras' eps), the one the engine, scaling and peer benchmarks time.
+# The lesson's Adam run (Keras' eps): a preset's run, and the one the engine, scaling and peer
+# benchmarks time.
 LESSON_ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
-PRESETS["adaptive"] = (
-    Lesson("adaptive", "Adaptive learning rates: Adagrad, RMSprop, Adam",
-           "Per-parameter step sizes: how do Adagrad (with Keras' inverse-time decay), RMSprop and Adam compare?",
-           (RunSpec("Adagrad", "keras_adagrad", {"learning_rate": 0.01, "decay": 0.4, "eps": 1e-5}, 500),
-            RunSpec("RMSprop", "rmsprop", {"learning_rate": 0.001, "decay": 0.9, "eps": 1e-7, "eps_in_sqrt": False}, 500),
-            LESSON_ADAM)),
-)
-PRESETS["lesson"] = PRESETS["gd-vs-sgd"] + PRESETS["momentum"] + PRESETS["adaptive"]
-
-# The other three problems of training deep nets. Each varies the model only (data in
-# RunSpec.model_changes) under one optimizer; Adam at 1e-3 learns every healthy configuration here.
-_ADAM = ("adam", {"learning_rate": 1e-3})
-_DEPTHS = (2, 4, 8, 16)
-_ACTIVATION_FAMILIES = (("sigmoid", {"activation": "sigmoid"}), ("tanh", {"activation": "tanh"}),
-                        ("relu", {"activation": "relu"}),
-                        ("sigmoid+residual", {"activation": "sigmoid", "residual": True}))
-PRESETS["vanishing-gradients"] = (
-    Lesson("vanishing-gradients", "Vanishing gradients: depth × activation",
-           "Backpropagated gradients are products of one factor per layer: do the layers far from the output "
-           "still learn in deep sigmoid, tanh and ReLU nets, and do residual connections fix it?",
-           tuple(RunSpec(f"{family} depth {depth}", *_ADAM, 500, {**model, "widths": (32,) * depth})
-                 for family, model in _ACTIVATION_FAMILIES for depth in _DEPTHS),
-           kind=LessonKind.VANISHING_GRADIENTS),
-)
-_INITIALISERS = (("zeros", {"kernel_init": "zeros"}), ("constant 0.01", {"kernel_init": "constant"}),
-                 ("normal σ=0.01", {"kernel_init": "normal_0.01"}), ("normal σ=1", {"kernel_init": "normal_1"}),
-                 ("Glorot uniform (Keras)", {"kernel_init": "glorot_uniform"}),
-                 ("He normal", {"kernel_init": "he_normal"}), ("LeCun normal (Flax)", {"kernel_init": "lecun_normal"}),
-                 ("Kaiming uniform a=√5 (PyTorch)", {"kernel_init": "torch_default", "bias_init": "torch_default"}))
-PRESETS["initialisation"] = (
-    Lesson("initialisation", "Initialisation, with Adam",
-           "Which starting weights let the lesson's MLP learn, and what happens when all units start equal?",
-           tuple(RunSpec(f"{name}, Adam", *_ADAM, 500, model) for name, model in _INITIALISERS),
-           kind=LessonKind.INITIALISATION),
-    Lesson("initialisation-sgd", "Initialisation, with the lesson's SGD",
-           "Plain SGD (0.01) cannot rescale small gradients: how much do the starting weights, and the "
-           "frameworks' different defaults, matter there?",
-           tuple(RunSpec(f"{name}, SGD", "sgd", {"learning_rate": 0.01}, 500, model) for name, model in _INITIALISERS),
-           kind=LessonKind.INITIALISATION),
-)
-_BIG = {"widths": (128, 128)}
-PRESETS["overfitting"] = (
-    Lesson("overfitting", "Overfitting and its remedies",
-           "A 1000-word, 128×128 MLP trained on 2,000 reviews for 40 epochs memorises them: how wide is the "
-           "train/val gap, and how much do L2, weight decay, dropout, a smaller model or stopping early recover?",
-           (RunSpec("no remedy", *_ADAM, 500, _BIG),
-            RunSpec("L2 0.01", *_ADAM, 500, {**_BIG, "l2": 0.01}),
-            RunSpec("AdamW, weight decay 5", "adamw", {"learning_rate": 1e-3, "weight_decay": 5.0}, 500, _BIG),
-            RunSpec("dropout 0.5", *_ADAM, 500, {**_BIG, "dropout": 0.5}),
-            RunSpec("dropout 0.8", *_ADAM, 500, {**_BIG, "dropout": 0.8}),
-            RunSpec("smaller model (8)", *_ADAM, 500, {"widths": (8,)})),
-           num_words=1000, train_examples=2000, epochs=40, eval_train=True, kind=LessonKind.OVERFITTING),
-)
-PRESETS["problems"] = PRESETS["vanishing-gradients"] + PRESETS["initialisation"] + PRESETS["overfitting"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,14 +201,16 @@ class Config:
     """Everything one `optax-lab run` needs.
 
     dataset: "imdb", "synthetic-imdb", or None for IMDB when an archive is available locally and
-    the synthetic set otherwise. seeds: how many seeds, vmapped in one program; they are
-    `seed, seed+1, ...`. order: each seed shuffles its own way, or all share one shuffling per
-    epoch (faster: XLA fuses their first layer into one wide matmul).
+    the synthetic set otherwise. workloads: what --optimizers runs on (without --optimizers, each
+    workload's reference optimizer); the presets run on the default one. seeds: how many seeds,
+    vmapped in one program; they are `seed, seed+1, ...`. order: each seed shuffles its own way,
+    or all share one shuffling per epoch (faster: XLA fuses their first layer into one wide matmul).
     """
 
     preset: str = "lesson"
     optimizers: tuple[str, ...] = ()  # registry names or ("all",): rank them instead of the preset
-    batches: tuple[int | None, ...] = (500, FULL_BATCH)  # batch modes of an optimizer ranking
+    workloads: tuple[str, ...] = (DEFAULT_WORKLOAD,)  # workload names, ("all",), or module:function references
+    batches: tuple[int | None, ...] | None = None  # batch modes of a ranking (None: each workload's own)
     overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # optimizer -> {hp: value}
     dataset: str | None = None
     imdb_archive: str | None = None
@@ -282,7 +220,7 @@ class Config:
     seed: int = 0
     epochs: int | None = None  # None: each lesson's own (DEFAULT_EPOCHS unless it says)
     order: Order = Order.PER_SEED
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig | None = None  # replaces the MLP of every MLP workload (None: each workload's own)
     out: str | None = None
     sweeps: tuple[Sweep, ...] = ()  # hyperparameter grids of an --optimizers run
     tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None  # optimizer -> batch label -> point
@@ -309,6 +247,13 @@ class Config:
     def validate(self) -> "Config":
         if not self.optimizers and self.preset not in PRESETS:
             raise UsageError(f"unknown preset {self.preset!r}: choose one of {closest(self.preset, list(PRESETS))}")
+        if not self.workloads:
+            raise UsageError("--workloads names none: give all or names, e.g. --workloads imdb-mlp,imdb-10k-mlp")
+        if not self.optimizers and self.preset != "lesson" and self.workloads != (DEFAULT_WORKLOAD,):
+            raise UsageError(f"preset {self.preset} runs on {DEFAULT_WORKLOAD}, not on --workloads "
+                             f"{','.join(self.workloads)}: drop one of them, or rank optimizers there with --optimizers")
+        if self.tuned is not None and (len(self.workloads) > 1 or self.workloads == ("all",)):
+            raise UsageError("--tuned holds the points of one workload: give one --workloads NAME")
         if self.dataset is not None and self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
         for field in ("seeds", "epochs", "num_words", "train_examples"):
@@ -319,7 +264,7 @@ class Config:
             raise UsageError(f"--num-words {self.num_words} must be at least 4 (indices 0-3 are reserved, like Keras)")
         if self.seed < 0:
             raise UsageError(f"--seed {self.seed} must be a non-negative integer")
-        for batch in self.batches:
+        for batch in self.batches or ():
             if batch is not None and batch <= 0:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
         if (self.sweeps or self.tuned is not None) and not self.optimizers:
@@ -333,3 +278,5 @@ class Config:
             raise UsageError(f"--max-replicas {self.max_replicas} must be a positive integer, e.g. 64")
         return self
 
+
+from optax_lab.presets import PRESETS  # noqa: E402  (the presets are made of the types above)

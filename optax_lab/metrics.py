@@ -14,7 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from optax_lab.config import Config, Lesson, ModelConfig
+from optax_lab import workloads
+from optax_lab.config import DEFAULT_WORKLOAD, Config, Lesson, ModelConfig
 from optax_lab.schema import SCHEMA, diverged_seeds, status_of
 from optax_lab.stats import ci95
 from optax_lab.train import RunResult, seed_epochs_per_second
@@ -22,7 +23,7 @@ from optax_lab.train import RunResult, seed_epochs_per_second
 __all__ = ["TARGET_VAL_LOSS", "device_info", "final_summary", "model_record", "programs_record", "results_dict",
            "run_record", "time_to_target"]
 
-TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": the ranking's time-to-target threshold
+TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": imdb-mlp's time-to-target threshold (its workload's target)
 
 
 def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
@@ -37,13 +38,13 @@ def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
 
     best_epoch = history["val_loss"][healthy].argmin(axis=1) + 1 if healthy.any() else np.array([])
     best_val = history["val_loss"][healthy].min(axis=1) if healthy.any() else np.array([])
-    summary = {
-        "val_loss_mean": mean(last("val_loss")), "val_loss_ci95": ci95(last("val_loss")),
-        "val_acc_mean": mean(last("val_acc")), "val_acc_ci95": ci95(last("val_acc")),
-        "train_loss_mean": mean(last("train_loss")), "train_acc_mean": mean(last("train_acc")),
-        "best_epoch_mean": mean(best_epoch.astype(np.float64)),
-        "best_val_loss_mean": mean(best_val), "best_val_loss_ci95": ci95(best_val),
-    }
+    summary = {"val_loss_mean": mean(last("val_loss")), "val_loss_ci95": ci95(last("val_loss"))}
+    for key in [key for key in history if key.startswith("val_") and key != "val_loss"]:  # the workload's metrics
+        summary.update({f"{key}_mean": mean(last(key)), f"{key}_ci95": ci95(last(key))})
+    summary.update({key + "_mean": mean(last(key)) for key in history
+                    if key.startswith("train_") and not key.startswith("train_eval_")})
+    summary.update({"best_epoch_mean": mean(best_epoch.astype(np.float64)),
+                    "best_val_loss_mean": mean(best_val), "best_val_loss_ci95": ci95(best_val)})
     if "train_eval_loss" in history:  # the generalisation gap, both losses with dropout off
         gap = last("val_loss") - last("train_eval_loss")
         summary.update({"train_eval_loss_mean": mean(last("train_eval_loss")),
@@ -51,27 +52,41 @@ def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
     return summary
 
 
-def time_to_target(result: RunResult, target: float = TARGET_VAL_LOSS) -> dict[str, Any]:
-    """Epochs, steps and seconds until the val loss first reaches `target`, mean over the seeds
-    that reach it (validation runs once per epoch, so that is the resolution). Seconds are the
-    program's run time per epoch times the epochs needed: all seeds train together."""
-    reached = result.history["val_loss"] <= target  # NaN compares False
+def _workload(result: RunResult) -> workloads.Workload:
+    return result.workload or workloads.get(DEFAULT_WORKLOAD)
+
+
+def time_to_target(result: RunResult, target: float | workloads.Target | None = None) -> dict[str, Any]:
+    """Epochs, steps and seconds until the run's validation metric first reaches `target` (a
+    val-loss value, or a Target; default: its workload's), mean over the seeds that reach it, and
+    each seed's epochs (None: never). Validation runs once per epoch, so that is the resolution.
+    Seconds are the program's run time per epoch times the epochs needed: all seeds train together."""
+    if target is None:
+        target = _workload(result).target
+    elif not isinstance(target, workloads.Target):
+        target = workloads.Target("val_loss", float(target), "min", "")
+    reached = target.reached(result.history[target.metric])  # NaN never reaches it
     hit = reached.any(axis=1)
-    epochs = (reached.argmax(axis=1) + 1)[hit].astype(np.float64)
-    mean = float(epochs.mean()) if hit.any() else math.nan
-    return {"val_loss": target, "reached_seeds": int(hit.sum()), "epochs_mean": mean,
-            "steps_mean": mean * result.settings.steps_per_epoch,
-            "seconds_mean": mean * result.run_s / result.settings.epochs}
+    per_seed = np.where(hit, reached.argmax(axis=1) + 1.0, math.nan)
+    mean = float(per_seed[hit].mean()) if hit.any() else math.nan
+    record = {"metric": target.metric, "value": target.value, "direction": target.direction,
+              "reached_seeds": int(hit.sum()), "epochs_mean": mean, "epochs_per_seed": per_seed.tolist(),
+              "steps_mean": mean * result.settings.steps_per_epoch,
+              "seconds_mean": mean * result.run_s / result.settings.epochs}
+    return {"val_loss": target.value, **record} if target.metric == "val_loss" else record
 
 
 def run_record(result: RunResult) -> dict[str, Any]:
     diverged = diverged_seeds(result.history)
+    workload = _workload(result)
     return {
         "name": result.spec.name,
+        "workload": workload.name,
         "optimizer": result.spec.optimizer,
         "hyperparams": dict(result.hyperparams),
-        "model": model_record(result.model),
-        "num_words": result.settings.num_features,
+        "model": model_record(result.model) if workload.mlp is not None else {"describe": workload.model_text},
+        # the vocabulary it ran at (None: a workload without words); the input width when not told
+        "num_words": result.settings.num_features if result.workload is None else workload.num_words,
         "n_train": result.settings.n_train,
         "batch_size": result.settings.batch_size,
         "full_batch": result.settings.full_batch,
@@ -129,13 +144,27 @@ def device_info() -> dict[str, Any]:
 
 def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:
     num_words, train_examples, epochs = config.lesson_settings(lesson)
+    if workloads.get(lesson.workload).num_words is None:
+        num_words = None  # a workload without words: --num-words did not apply
     return {"name": lesson.name, "title": lesson.title, "question": lesson.question,
-            "runs": [run.name for run in lesson.runs], "kind": lesson.kind, "num_words": num_words,
-            "train_examples": train_examples, "epochs": epochs, **lesson.extra}
+            "runs": [run.name for run in lesson.runs], "kind": lesson.kind, "workload": lesson.workload,
+            "num_words": num_words, "train_examples": train_examples, "epochs": epochs, **lesson.extra}
+
+
+def workloads_record(lessons: Sequence[Lesson], datasets: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each workload the lessons ran on: its target (what a cross-workload ranking needs), how it
+    was set, its defaults, and the data it was given."""
+    return {name: {**workloads.get(name).record(), "dataset": datasets.get(name)}
+            for name in dict.fromkeys(lesson.workload for lesson in lessons)}
 
 
 def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, Any], runs: Sequence[RunResult],
                  command: str, compile_cache: bool) -> dict[str, Any]:
+    """The results contract (`schema.py`); `dataset` is the first dataset's record, with each
+    workload's under "workloads" (as `experiment.load_arrays` gives it)."""
+    dataset = dict(dataset)
+    datasets = dataset.pop("workloads", {})
+    first = workloads.get(lessons[0].workload if lessons else DEFAULT_WORKLOAD)
     results = {
         "schema": SCHEMA,
         "preset": config.name,
@@ -145,7 +174,8 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
         "device": device_info(),
         "order": config.order,
         "compile_cache": compile_cache,
-        "model": model_record(config.model),
+        "model": model_record(first.base_model(config.model)) if first.mlp is not None else {"describe": first.model_text},
+        "workloads": workloads_record(lessons, datasets),
         "lessons": [lesson_record(config, lesson) for lesson in lessons],
         "runs": _count_compiles_once([run_record(run) for run in runs]),
         "programs": programs_record(runs),

@@ -4,11 +4,16 @@ Default: 100 -> 32 -> 32 -> 1 with ReLU, one logit out (the sigmoid lives in the
 numerically safer than a sigmoid layer followed by a log), Glorot-uniform kernels and zero
 biases like Keras' `Dense`. Layers are named `hidden_0 … hidden_{depth-1}`, `output`, so the
 training engine can read per-layer gradient norms in depth order.
+
+Inputs are float features [B, F] (the multi-hot rows); multi-hot rows packed 8 to a byte
+(`input="bits"`, [B, ceil(vocabulary / 8)] uint8, unpacked before the first Dense layer); or word
+indices [B, L] (`"words"`, `"words-mean"`): then the first layer is an embedding bag
+(`optax_lab.embedding`), the same Dense layer computed from the indices of the row's ones, with the
+same kernel [vocabulary, width]. No hidden layer (`widths=()`) is a linear model: logistic regression.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -16,8 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from optax_lab.config import ModelConfig
+from optax_lab.embedding import embedding_bag
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "KERNEL_INITS", "MLP", "NORMALIZATIONS", "build_model", "layer_names"]
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "INPUTS", "KERNEL_INITS", "MLP", "NORMALIZATIONS", "BagDense", "build_model",
+           "layer_names"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu, "elu": nn.elu,
@@ -55,6 +62,26 @@ NORMALIZATIONS: dict[str, Callable[..., nn.Module] | None] = {
     "none": None,
     "layer": nn.LayerNorm,
 }
+# What the first layer reads: float features, packed bits of multi-hot rows, or word indices summed
+# (a multi-hot row's Dense) or averaged (fastText) by an embedding bag.
+INPUTS = ("features", "bits", "words", "words-mean")
+
+
+class BagDense(nn.Module):
+    """Dense on the multi-hot row whose set columns are `ids` [B, L] (padding = vocabulary): the
+    same kernel [vocabulary, features] and bias, computed as an embedding bag."""
+
+    features: int
+    vocabulary: int
+    kernel_init: Callable
+    bias_init: Callable
+    mean: bool = False
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (self.vocabulary, self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return embedding_bag(kernel, ids, self.mean) + bias
 
 
 class MLP(nn.Module):
@@ -68,20 +95,29 @@ class MLP(nn.Module):
     dropout: float = 0.0
     residual: bool = False
     normalization: Callable[..., nn.Module] | None = None
+    input: str = "features"  # one of INPUTS
+    vocabulary: int = 0  # the embedding bag's rows, for word inputs
+
+    def _layer(self, width: int, fan_in: int, name: str, first: bool) -> nn.Module:
+        if first and self.input.startswith("words"):  # word indices: the Dense of their multi-hot row
+            return BagDense(width, self.vocabulary, self.kernel_init, self.bias_init(self.vocabulary),
+                            self.input == "words-mean", name=name)
+        return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init(fan_in), name=name)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """`train=True` turns dropout on; it then needs a 'dropout' PRNG key in `apply`."""
-        dense = functools.partial(nn.Dense, kernel_init=self.kernel_init)
+        if self.input == "bits":
+            x = jnp.unpackbits(x, axis=-1, count=self.vocabulary).astype(jnp.float32)
         for i, width in enumerate(self.widths):
-            h = dense(width, bias_init=self.bias_init(x.shape[-1]), name=f"hidden_{i}")(x)
+            h = self._layer(width, x.shape[-1], f"hidden_{i}", first=i == 0)(x)
             if self.normalization is not None:
                 h = self.normalization(name=f"norm_{i}")(h)
             h = self.activation(h)
             if self.dropout:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
             x = x + h if self.residual and x.shape[-1] == width else h
-        return dense(1, bias_init=self.bias_init(x.shape[-1]), name="output")(x)[..., 0]
+        return self._layer(1, x.shape[-1], "output", first=not self.widths)(x)[..., 0]
 
 
 def layer_names(config: ModelConfig) -> tuple[str, ...]:
@@ -89,8 +125,8 @@ def layer_names(config: ModelConfig) -> tuple[str, ...]:
     return tuple(f"hidden_{i}" for i in range(config.depth)) + ("output",)
 
 
-def build_model(config: ModelConfig) -> MLP:
-    """The Flax module of `config` (a ModelConfig is valid by construction)."""
+def build_model(config: ModelConfig, input: str = "features", vocabulary: int = 0) -> MLP:
+    """The Flax module of `config` (a ModelConfig is valid by construction) reading `input`."""
     return MLP(tuple(config.widths), ACTIVATIONS[config.activation], KERNEL_INITS[config.kernel_init],
                BIAS_INITS[config.bias_init], config.dropout, config.residual,
-               NORMALIZATIONS[config.normalization])
+               NORMALIZATIONS[config.normalization], input, vocabulary)

@@ -8,107 +8,40 @@ batches, so they are gathered once per seed and XLA fuses the points' layers int
 mini-batch steps in an inner `lax.scan`; the test split is evaluated after every epoch, as the
 lesson's `validation_data` does. No Python loop ever wraps a step.
 
+What is trained is the workload's (`optax_lab.workloads`): its model, its per-example loss and
+metrics, and the probes it declares (layer gradient norms, the symmetry probe, the parameters'
+trajectory). The program reads those declarations and never a workload's name.
+
 Batches: with N training examples and batch B there are ceil(N / B) steps per epoch; when B does
 not divide N the last batch is the smaller remainder, as in Keras (it is padded to B and masked,
 so every step has one static shape). Full batch (B = N) is one step on the unshuffled set.
-The epoch's train loss/accuracy is the mean over its batches weighted by batch size (what Keras
+The epoch's train loss/metrics are the means over its batches weighted by batch size (what Keras
 logs as `loss`), i.e. measured on the moving parameters during the epoch.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from optax_lab import optimizers
-from optax_lab.config import ModelConfig, Order, RunSpec
-from optax_lab.errors import UsageError
-from optax_lab.model import build_model, layer_names
-from optax_lab.program_ops import (_kernels, _loss_and_correct, _per_example_grads, distinct_units, layer_grad_norms,
-                                   shuffled_indices)
+from optax_lab import optimizers, workloads
+from optax_lab.config import DEFAULT_WORKLOAD, ModelConfig, Order, RunSpec
+from optax_lab.program_inputs import Arrays, ProgramSettings, program_key, program_settings, split_hyperparams
+from optax_lab.program_ops import _loss_and_correct  # noqa: F401  (the lesson's loss, which tests compare with)
+from optax_lab.program_ops import (_kernels, _per_example_grads, distinct_units, flat_params, layer_grad_norms,
+                                   loss_and_metrics, shuffled_indices)
 
 __all__ = ["Arrays", "Program", "ProgramSettings", "SeedState", "distinct_units", "layer_grad_norms", "make_program",
            "program_key", "program_settings", "shuffled_indices", "split_hyperparams"]
 
 
-class Arrays(NamedTuple):
-    """The dataset on the device: float32 features and {0, 1} labels."""
-
-    x_train: jax.Array
-    y_train: jax.Array
-    x_test: jax.Array
-    y_test: jax.Array
-
-    @classmethod
-    def from_numpy(cls, x_train, y_train, x_test, y_test) -> "Arrays":
-        return cls(*(jax.device_put(np.asarray(a, np.float32)) for a in (x_train, y_train, x_test, y_test)))
-
-
-@dataclasses.dataclass(frozen=True)
-class ProgramSettings:
-    """Everything a compiled program is specialised on besides the optimizer and model: the
-    data's shapes, the batch size, the epochs, the replica count, and what it computes."""
-
-    n_train: int
-    n_test: int
-    num_features: int
-    batch_size: int
-    epochs: int
-    num_seeds: int
-    num_points: int = 1  # hyperparameter points of one call: the replicas are seeds x points
-    order: Order = Order.PER_SEED
-    eval_train: bool = False  # also evaluate the whole training set after each epoch
-    validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
-
-    @property
-    def num_replicas(self) -> int:
-        return self.num_seeds * self.num_points
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.n_train / self.batch_size)
-
-    @property
-    def full_batch(self) -> bool:
-        return self.batch_size == self.n_train
-
-
-def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
-                     eval_train: bool = False, num_points: int = 1) -> ProgramSettings:
-    """The settings `spec` compiles to on `data`; a batch size the data cannot fill is a UsageError."""
-    n_train = data.x_train.shape[0]
-    batch = n_train if spec.batch_size is None else spec.batch_size
-    if not 0 < batch <= n_train:
-        raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
-                         f"{n_train} training examples: lower it or use 'full'")
-    return ProgramSettings(n_train, data.x_test.shape[0], data.x_train.shape[1], batch, epochs, num_seeds,
-                           num_points, Order(order), eval_train)
-
-
 def _seed_keys(seed):
     """A seed's independent streams: init, shuffling, optimizer noise, dropout."""
     return jax.random.split(jax.random.key(seed), 4)
-
-
-def split_hyperparams(spec: RunSpec) -> tuple[dict[str, Any], dict[str, float]]:
-    """(static, traced): the spec's hyperparameters (registry defaults + its own) that the program
-    is compiled on, and those it takes as per-replica inputs."""
-    return optimizers.split(spec.optimizer, optimizers.hyperparams(spec.optimizer, spec.hyperparams))
-
-
-def program_key(spec: RunSpec) -> tuple:
-    """Specs with equal keys (on equal data, model and settings) share one compiled program:
-    everything but the traced hyperparameters' values."""
-    static, traced = split_hyperparams(spec)
-    return (spec.optimizer, tuple(sorted(static.items(), key=lambda item: item[0])), tuple(sorted(traced)),
-            spec.batch_size, tuple(sorted(spec.model_changes.items())))
 
 
 class PointState(NamedTuple):
@@ -135,10 +68,10 @@ class Program(NamedTuple):
     noise and dropout keys, so its batches are gathered once and XLA fuses the points' layers.
 
     init(seeds [S] int32, hyperparams {name: [P] float32}, order_seed int32, data)
-        -> (state, {"init_grad_norms": [S, P, L], "init_distinct_units": [S, P]})
+        -> (state, {"init_grad_norms": [S, P, L], "init_distinct_units": [S, P], "init_params": [S, P, D]})
     epoch(state, epoch_index int32, data) -> (state, {key: [S, P] or [S, P, L]}) — one epoch, then
         `evaluate` unless the settings say `validate=False` (the benchmarks' unit of work)
-    evaluate(state, data) -> {"val_loss", "val_acc", "distinct_units", ...: [S, P]}
+    evaluate(state, data) -> {"val_loss", "val_<metric>", "distinct_units", ...: [S, P]}
     train(seeds, hyperparams, order_seed, data) -> {key: [S, P, E] or [S, P, E, L]} — init, then every epoch
     """
 
@@ -164,12 +97,15 @@ def _over_points(num_points: int) -> Callable:
     return over_points
 
 
-def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings) -> Program:
-    """The programs of `spec` on the model `model_config` (already resolved: the spec's model
-    changes applied), specialised on `settings`. Only the spec's program key matters: the traced
-    hyperparameters' values are the programs' inputs."""
-    model = build_model(model_config)
-    layers = layer_names(model_config)
+def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings,
+                 workload: workloads.Workload | None = None) -> Program:
+    """The programs of `spec` on `workload` (default imdb-mlp) with the model `model_config`
+    (already resolved: the spec's model changes applied), specialised on `settings`. Only the
+    spec's program key matters: the traced hyperparameters' values are the programs' inputs."""
+    workload = workload or workloads.get(DEFAULT_WORKLOAD)
+    model = workload.build(model_config)
+    declared_layers = workload.layers(model_config)
+    symmetry = workload.symmetry_layer
     entry = optimizers.get(spec.optimizer)
     static, _ = split_hyperparams(spec)
     over_points = _over_points(settings.num_points)
@@ -180,15 +116,26 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
     ragged = n % batch != 0
     dropout = model_config.dropout > 0
 
+    def layers(params) -> tuple[str, ...]:  # declared, else every top-level parameter subtree
+        return declared_layers if declared_layers is not None else tuple(params)
+
     def logits_of(params, x, dropout_key=None):
         if dropout_key is None:  # evaluation: dropout off
             return model.apply({"params": params}, x)
         return model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
 
+    def measured(params, x, y, weights, dropout_key=None):
+        """(mean loss, {metric: mean}) of the batch; weights mask a ragged batch's padding."""
+        return loss_and_metrics(workload, logits_of(params, x, dropout_key), y, weights)
+
     def penalty(params):
         if not model_config.l2:
             return 0.0
-        return model_config.l2 * sum(jnp.sum(jnp.square(k)) for k in _kernels(params, layers))
+        return model_config.l2 * sum(jnp.sum(jnp.square(k)) for k in _kernels(params, layers(params)))
+
+    def probes(params) -> dict:
+        """The symmetry probe where the workload's model has the layer it names."""
+        return {"distinct_units": distinct_units(params, symmetry)} if symmetry in params else {}
 
     def batch_indices(key):
         """[steps, B] example indices of one shuffled epoch, and a [steps, B] mask (or None)."""
@@ -210,10 +157,13 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
         # The init, and the gradient there on the whole training set (dropout off), are the
         # seed's: its points differ only in hyperparameters, so they are computed once.
         params = model.init(init_key, data.x_train[:1])["params"]
-        init_grads = jax.grad(lambda p: _loss_and_correct(logits_of(p, data.x_train), data.y_train, None)[0])(params)
+        init_grads = jax.grad(lambda p: measured(p, data.x_train, data.y_train, None)[0])(params)
         points = over_points(point_init, (None, None, None, 0))(params, optimizer_key, dropout_key, hyperparams)
         num_points = jax.tree.leaves(points.params)[0].shape[0]
-        metrics = {"init_grad_norms": layer_grad_norms(init_grads, layers), "init_distinct_units": distinct_units(params)}
+        metrics = {"init_grad_norms": layer_grad_norms(init_grads, layers(params)),
+                   **{f"init_{key}": value for key, value in probes(params).items()}}
+        if workload.trace_params:
+            metrics["init_params"] = flat_params(params)
         return SeedState(order_key, points), jax.tree.map(lambda m: jnp.broadcast_to(m, (num_points, *m.shape)), metrics)
 
     def epoch_batches(order_key, epoch_index, data: Arrays):
@@ -234,28 +184,34 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
             step_key = jax.random.fold_in(epoch_dropout_key, step_index) if dropout else None
 
             def loss_fn(p):
-                data_loss, accuracy = _loss_and_correct(logits_of(p, x, step_key), y, weights)
-                return data_loss + penalty(p), (data_loss, accuracy)
+                data_loss, values = measured(p, x, y, weights, step_key)
+                return data_loss + penalty(p), (data_loss, values)
 
             def value_fn(p):
                 return loss_fn(p)[0]
 
-            (objective, (loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            grad_norms = layer_grad_norms(grads, layers)
+            (objective, (loss, values)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            grad_norms = layer_grad_norms(grads, layers(params))
             extra = {"value": objective, "grad": grads, "value_fn": value_fn, "obj_fn": value_fn,
                      "grad_fn": lambda p, _: jax.grad(value_fn)(p)}
             if "per_example_grads" in entry.needs:  # DP-SGD clips each example's gradient itself
-                grads = _per_example_grads(logits_of, penalty, params, x, y, weights, step_key)
+                grads = _per_example_grads(logits_of, penalty, params, x, y, weights, step_key,
+                                           lambda outputs, targets: loss_and_metrics(workload, outputs, targets, None)[0])
             updates, opt_state = tx.update(grads, opt_state, params,
                                            **{k: extra[k] for k in entry.needs if k in extra})
+            params = optax.apply_updates(params, updates)
             size = jnp.float32(batch) if weights is None else weights.sum()
-            return (optax.apply_updates(params, updates), opt_state), (loss * size, accuracy * size, grad_norms)
+            sums = {"loss": loss * size, **{key: value * size for key, value in values.items()}}
+            traced = flat_params(params) if workload.trace_params else None
+            return (params, opt_state), (sums, grad_norms, traced)
 
-        (params, opt_state), (loss_sums, correct_sums, grad_norms) = jax.lax.scan(
+        (params, opt_state), (sums, grad_norms, trajectory) = jax.lax.scan(
             step, (state.params, state.opt_state), batches)
         state = state._replace(params=params, opt_state=opt_state)
-        metrics = {"train_loss": loss_sums.sum() / n, "train_acc": correct_sums.sum() / n,
+        metrics = {**{f"train_{key}": total.sum() / n for key, total in sums.items()},
                    "grad_norms": grad_norms.mean(axis=0)}
+        if workload.trace_params:
+            metrics["trajectory"] = trajectory  # [steps, D]: the parameters after each step
         if settings.validate:
             metrics.update(point_evaluate(state, data))
         return state, metrics
@@ -263,11 +219,11 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
     def point_evaluate(state: PointState, data: Arrays):
         # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
         answer = entry.eval_params(state.opt_state, state.params)
-        val_loss, val_acc = _loss_and_correct(logits_of(answer, data.x_test), data.y_test, None)
-        metrics = {"val_loss": val_loss, "val_acc": val_acc, "distinct_units": distinct_units(answer)}
+        val_loss, values = measured(answer, data.x_test, data.y_test, None)
+        metrics = {"val_loss": val_loss, **{f"val_{key}": value for key, value in values.items()}, **probes(answer)}
         if settings.eval_train:
-            metrics["train_eval_loss"], metrics["train_eval_acc"] = _loss_and_correct(
-                logits_of(answer, data.x_train), data.y_train, None)
+            train_loss, values = measured(answer, data.x_train, data.y_train, None)
+            metrics.update({"train_eval_loss": train_loss, **{f"train_eval_{k}": v for k, v in values.items()}})
         return metrics
 
     def seed_epoch(state: SeedState, epoch_index, data: Arrays, batches=None):

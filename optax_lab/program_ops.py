@@ -1,5 +1,6 @@
-"""The operations programs are made of, each a pure JAX function of arrays: the loss and accuracy
-of a batch, per-example gradients, layer gradient norms, the symmetry probe, and a fast shuffle.
+"""The operations programs are made of, each a pure JAX function of arrays: a batch's loss and
+metrics (the workload's), per-example gradients, layer gradient norms, the symmetry probe, the
+flattened parameters of a trajectory, and a fast shuffle.
 """
 
 from __future__ import annotations
@@ -10,7 +11,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["distinct_units", "layer_grad_norms", "shuffled_indices"]
+__all__ = ["distinct_units", "flat_params", "layer_grad_norms", "loss_and_metrics", "shuffled_indices"]
+
+
+def loss_and_metrics(workload, outputs, y, weights):
+    """(mean loss, {metric: mean}) of a batch under `workload`'s per-example loss and metrics;
+    `weights` (or None) weigh the examples: a ragged batch's padding has weight 0."""
+    losses = workload.loss(outputs, y)
+    values = {name: metric(outputs, y) for name, metric in workload.metrics.items()}
+    if weights is None:
+        return losses.mean(), {name: value.mean() for name, value in values.items()}
+    total = weights.sum()
+    return (losses * weights).sum() / total, {name: (value * weights).sum() / total for name, value in values.items()}
 
 
 def _loss_and_correct(logits, y, weights):
@@ -22,12 +34,14 @@ def _loss_and_correct(logits, y, weights):
     return (losses * weights).sum() / total, (correct * weights).sum() / total
 
 
-def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key):
-    """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are zero."""
+def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key, batch_loss=None):
+    """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are
+    zero. `batch_loss(outputs, y)` is the mean loss (default: the lesson's sigmoid cross-entropy)."""
+    batch_loss = batch_loss or (lambda outputs, targets: _loss_and_correct(outputs, targets, None)[0])
 
     def example_loss(p, xi, yi, i):
         key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-        return _loss_and_correct(logits_of(p, xi[None], key), yi[None], None)[0] + penalty(p)
+        return batch_loss(logits_of(p, xi[None], key), yi[None]) + penalty(p)
 
     grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0, 0))(params, x, y, jnp.arange(x.shape[0]))
     if weights is None:
@@ -36,12 +50,23 @@ def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key):
 
 
 def _kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
-    return [params[name]["kernel"] for name in layers]
+    """The kernels of `layers` (what an L2 penalty weighs); layers without one have none."""
+    return [params[name]["kernel"] for name in layers if isinstance(params[name], dict) and "kernel" in params[name]]
 
 
 def layer_grad_norms(grads, layers: tuple[str, ...]) -> jax.Array:
-    """[L] the L2 norm of each Dense kernel's gradient, input layer first."""
-    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(k))) for k in _kernels(grads, layers)])
+    """[L] the L2 norm of each layer's gradient, in `layers`' order: its kernel's where it has
+    one (a Dense layer's weights, not its bias), else all of its parameters'."""
+    def norm(tree):
+        weights = tree["kernel"] if isinstance(tree, dict) and "kernel" in tree else tree
+        return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(weights)))
+
+    return jnp.stack([norm(grads[name]) for name in layers])
+
+
+def flat_params(params) -> jax.Array:
+    """[D] every parameter in one vector (leaves in JAX's tree order): a trajectory's point."""
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(params)])
 
 
 def distinct_units(params, layer: str = "hidden_0", rtol: float = 1e-5) -> jax.Array:

@@ -24,8 +24,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optax_lab import optimizers
-from optax_lab.config import MAX_REPLICAS, ModelConfig, Order, RunSpec
+from optax_lab import optimizers, workloads
+from optax_lab.config import DEFAULT_WORKLOAD, MAX_REPLICAS, ModelConfig, Order, RunSpec
 from optax_lab.devices import memory_per_device
 from optax_lab.files import cache_dir
 from optax_lab.memory import estimate_memory, replicas_per_call
@@ -55,6 +55,7 @@ class RunResult:
     replicas_per_call: int = 1  # seeds x points one call held (padding included)
     memory_per_device: int = 0  # estimated bytes of one call on each device (`optax_lab.memory`)
     memory_bound: bool = False  # whether memory, not --max-replicas, set the replicas per call
+    workload: workloads.Workload | None = None  # what it trained (None: the default workload)
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
 # in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
@@ -181,26 +182,30 @@ def _input_specs(settings: ProgramSettings, traced: tuple[str, ...], data: Array
             jax.ShapeDtypeStruct((), jnp.int32), jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data))
 
 
-def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout) -> tuple:
-    return (model_config, program_key(spec), settings, layout)
+def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout,
+               workload: workloads.Workload | None = None) -> tuple:
+    # The default workload adds nothing: its programs keep the ids they had before workloads.
+    extra = () if workload is None or workload.key == workloads.get(DEFAULT_WORKLOAD).key else (workload.key,)
+    return (model_config, program_key(spec), settings, layout, *extra)
 
 
-def program_id(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout = Layout()) -> str:
+def program_id(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout = Layout(),
+               workload: workloads.Workload | None = None) -> str:
     """A short stable id of one compiled program (the same in every process)."""
-    return hashlib.sha1(repr(_cache_key(model_config, spec, settings, layout)).encode()).hexdigest()[:10]
+    return hashlib.sha1(repr(_cache_key(model_config, spec, settings, layout, workload)).encode()).hexdigest()[:10]
 
 
 def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, data: Arrays,
-                    layout: Layout = Layout()):
+                    layout: Layout = Layout(), workload: workloads.Workload | None = None):
     """The compiled whole-training program for this configuration (`model_config` resolved) and
     its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
     (a repeat returns the cached executable and its original compile time). Any traced
     hyperparameter's value, e.g. another learning rate, is the same program."""
-    cache_key = _cache_key(model_config, spec, settings, layout)
+    cache_key = _cache_key(model_config, spec, settings, layout, workload)
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
     else:
-        program = make_program(model_config, spec, settings)
+        program = make_program(model_config, spec, settings, workload)
         traced = tuple(split_hyperparams(spec)[1])
         function = jax.jit(program.train, in_shardings=layout.shardings(traced)) if layout.devices > 1 else program.train
         _COMPILED[cache_key] = _aot_compile(function, *_input_specs(settings, traced, data))
@@ -252,13 +257,15 @@ def _chunks(items: Sequence, size: int) -> list[list]:
 def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ...], epochs: int,
                  order: Order = Order.PER_SEED, model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
                  max_replicas: int = MAX_REPLICAS, devices: int | None = None,
-                 on_compiled: Callable[[float], None] | None = None) -> list[RunResult]:
+                 on_compiled: Callable[[float], None] | None = None,
+                 workload: workloads.Workload | None = None) -> list[RunResult]:
     """Train every spec (hyperparameter points of one program: equal `program_key`) for every seed,
     seeds x points on the replica axes of one compiled program, split over up to `devices` local
     devices (default: all; see `replica_layout`). One call holds at most `max_replicas` replicas
     and what fits in memory (`optax_lab.memory`; one replica that cannot fit is a UsageError);
     more run as further calls of the same executable, the last padded by repeating its last point
-    or seed. Each point gets its own RunResult; history as in `train`."""
+    or seed. Each point gets its own RunResult; history as in `train`. `workload` is what is
+    trained (default imdb-mlp: the lesson's MLP on `data`)."""
     keys = {program_key(spec) for spec in specs}
     if len(keys) != 1:
         raise ValueError(f"train_points needs the points of one program, got {len(keys)} programs")
@@ -269,7 +276,7 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
     call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
     layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)
     settings = program_settings(specs[0], data, epochs, padded_seeds, order, eval_train, padded_points)
-    compiled, compile_s = compile_program(model, specs[0], settings, data, layout)
+    compiled, compile_s = compile_program(model, specs[0], settings, data, layout, workload)
     if on_compiled is not None:
         on_compiled(compile_s)
     if layout.devices > 1:  # replicated on every device of the mesh
@@ -293,14 +300,14 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
                 parts[i].append({k: v[:real_seeds, i - first] for k, v in history.items()})
     histories = [{k: np.concatenate([part[k] for part in point_parts]) for k in point_parts[0]}
                  for point_parts in parts]
-    program = program_id(model, specs[0], settings, layout)
+    program = program_id(model, specs[0], settings, layout, workload)
     memory_bound = (call_seeds, call_points) != call_shape(len(seeds), len(specs), max_replicas,
                                                            (len(seeds), len(specs)))
     per_device = estimate.bytes_for(math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
                                     padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices))
     return [RunResult(spec, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings, tuple(seeds),
                       history, compile_s, run_s / len(specs), model, program, run_s, calls, layout.devices,
-                      settings.num_replicas, per_device, memory_bound)
+                      settings.num_replicas, per_device, memory_bound, workload)
             for spec, history in zip(specs, histories)]
 
 

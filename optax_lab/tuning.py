@@ -20,11 +20,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from optax_lab import optimizers
-from optax_lab.config import Config, Criterion, Lesson, batch_label
+from optax_lab import optimizers, workloads
+from optax_lab.config import DEFAULT_WORKLOAD, Config, Criterion, Lesson, batch_label
 from optax_lab.errors import UsageError
-from optax_lab.experiment import Progress, check_host_memory, distinct_jobs, load_arrays, plan, run_jobs
-from optax_lab.metrics import TARGET_VAL_LOSS, results_dict
+from optax_lab.experiment import (Progress, check_host_memory, distinct_jobs, load_arrays, plan, run_jobs,
+                                  selected_workloads)
+from optax_lab.metrics import results_dict
+from optax_lab.planning import target_loss
 from optax_lab.schema import SCHEMA
 from optax_lab.selection import best_index, on_edge
 from optax_lab.sweep import MAIN, Protocol, Sweep, around_value
@@ -44,9 +46,10 @@ def _extension(default: float, protocol: Protocol, indices: list[int], side: str
 
 
 def _search(config: Config, protocol: Protocol, lessons: tuple[Lesson, ...], arrays, seeds,
-            progress: Progress | None) -> tuple[tuple[Lesson, ...], list[RunResult]]:
+            progress: Progress | None, workload: workloads.Workload) -> tuple[tuple[Lesson, ...], list[RunResult]]:
     """Stage 1: each sweep lesson's grids, extended on winning edges; the lessons with their
     extension runs added and where they were extended, and every run."""
+    target = target_loss(workload, protocol.criterion)
     results = run_jobs(config, distinct_jobs(config, lessons), arrays, seeds, progress)
     done = []
     for lesson in lessons:
@@ -57,12 +60,13 @@ def _search(config: Config, protocol: Protocol, lessons: tuple[Lesson, ...], arr
             if not optimizers.get(name).main:
                 continue
             main = optimizers.get(name).main
-            default = {**optimizers.get(name).all_defaults, **config.overrides.get(name, {})}[main]
+            default = {**optimizers.get(name).all_defaults, **workload.defaults_for(name),
+                       **config.overrides.get(name, {})}[main]
             grid = {around_value(default, protocol.decades, protocol.points, i): i for i in range(protocol.points)}
             while True:
                 mine = sorted((r for r in results if r.spec.optimizer == name and r.spec in runs),
                               key=lambda r: r.spec.point[main])
-                index = best_index([r.history for r in mine], protocol.criterion, TARGET_VAL_LOSS)
+                index = best_index([r.history for r in mine], protocol.criterion, target)
                 side = on_edge(index, len(mine)) if index is not None else ""
                 if not side:
                     break
@@ -85,7 +89,7 @@ def _search(config: Config, protocol: Protocol, lessons: tuple[Lesson, ...], arr
     return tuple(done), results
 
 
-def _winners(lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion
+def _winners(lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion, target: float
              ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """optimizer -> batch label -> the best point; and a note per optimizer whose grid all diverged."""
     points: dict[str, dict[str, dict[str, Any]]] = {}
@@ -94,7 +98,7 @@ def _winners(lessons: tuple[Lesson, ...], results: list[RunResult], criterion: C
         batch = batch_label(lesson.runs[0].batch_size)
         for name in dict.fromkeys(run.optimizer for run in lesson.runs):
             mine = [r for r in results if r.spec.optimizer == name and r.spec in lesson.runs]
-            index = best_index([r.history for r in mine], criterion, TARGET_VAL_LOSS)
+            index = best_index([r.history for r in mine], criterion, target)
             if index is None:
                 notes[name] = "every grid point diverged: registry default kept"
             points.setdefault(name, {})[batch] = dict(mine[index].spec.point) if index is not None else {}
@@ -107,6 +111,11 @@ def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", 
     then the stage-2 ranking at the tuned points), and what tuned.json holds."""
     config.validate()
     protocol.validate()
+    chosen = selected_workloads(config)
+    if len(chosen) != 1:
+        raise UsageError(f"tune works on one workload at a time (tuned.json holds one's points), not "
+                         f"{', '.join(w.name for w in chosen)}: give one --workloads NAME")
+    workload = chosen[0]
     search_config = dataclasses.replace(
         config, sweeps=(Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN,
                               around=(protocol.decades, protocol.points)),), criterion=protocol.criterion)
@@ -120,12 +129,12 @@ def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", 
         progress("loaded", dataset_info["name"], time.perf_counter() - start)
     # The search seeds follow the ranking's: disjoint, so the ranking does not reuse the seeds it was chosen on.
     search_seeds = tuple(range(config.seed + config.seeds, config.seed + config.seeds + protocol.search_seeds))
-    stage1, results = _search(search_config, protocol, stage1, arrays, search_seeds, progress)
-    points, notes = _winners(stage1, results, protocol.criterion)
+    stage1, results = _search(search_config, protocol, stage1, arrays, search_seeds, progress, workload)
+    points, notes = _winners(stage1, results, protocol.criterion, target_loss(workload, protocol.criterion))
     for name in dict.fromkeys(run.optimizer for lesson in plan(config) for run in lesson.runs):
         if not optimizers.get(name).main:
             notes[name] = f"registry defaults: {optimizers.get(name).no_main}"
-            points[name] = {batch_label(batch): {} for batch in config.batches}
+            points[name] = {batch_label(batch): {} for batch in config.batches or workload.batches}
     stage2 = tuple(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
                    for lesson in plan(dataclasses.replace(config, tuned=points, tuned_source="this tune")))
     seeds = tuple(range(config.seed, config.seed + config.seeds))
@@ -142,15 +151,17 @@ def tuned_record(results: Mapping[str, Any], points: Mapping, notes: Mapping[str
     return {"schema": SCHEMA, "kind": TUNED_KIND,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": results["command"], "dataset": {k: results["dataset"][k] for k in ("name", "source")},
+            "workload": results["lessons"][0].get("workload", DEFAULT_WORKLOAD),
             "criterion": tuning["criterion"], "epochs": results["lessons"][0]["epochs"],
             "grid": {"points": tuning["points"], "decades": tuning["decades"],
                      "max_extensions": tuning["max_extensions"], "search_seeds": tuning["search_seeds"]},
             "points": points, "notes": dict(notes)}
 
 
-def read_tuned(path: str | Path) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:
-    """(optimizer -> batch label -> point, "NAME (sha256 ...)") from a tuned.json; a missing or
-    foreign file is a UsageError saying how to make one."""
+def read_tuned(path: str | Path, workload: str = DEFAULT_WORKLOAD) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:
+    """(optimizer -> batch label -> point, "NAME (sha256 ...)") from a tuned.json of `workload`;
+    a missing or foreign file, or one tuned on another workload, is a UsageError saying how to
+    make one."""
     fix = "pass the tuned.json that `optax-lab tune` wrote, e.g. --tuned reports/tune/tuned.json"
     try:
         raw = Path(path).read_bytes()
@@ -164,6 +175,10 @@ def read_tuned(path: str | Path) -> tuple[dict[str, dict[str, dict[str, Any]]], 
         raise UsageError(f"--tuned {path} is not a tuned.json (its kind is not {TUNED_KIND!r}); {fix}")
     if record.get("schema") != SCHEMA or not isinstance(record.get("points"), dict):
         raise UsageError(f"--tuned {path} has schema {record.get('schema')!r}, not {SCHEMA}; tune again")
+    tuned_on = record.get("workload", DEFAULT_WORKLOAD)  # files from before workloads: the lesson's
+    if tuned_on != workload:
+        raise UsageError(f"--tuned {path} holds points tuned on workload {tuned_on}, not {workload}: tune "
+                         f"{workload} (optax-lab tune --workloads {workload} --optimizers ...) or rank on {tuned_on}")
     for name, modes in record["points"].items():
         if not isinstance(modes, dict) or not all(isinstance(p, dict) for p in modes.values()):
             raise UsageError(f"--tuned {path}: the points of {name!r} are not batch -> {{hyperparameter: value}}")

@@ -19,6 +19,8 @@ are ranked by their number of occurrences in the *training* reviews (ties by the
 rank r (1-based) gets index r + 3; index 1 marks the start of every review, index 2 an
 out-of-vocabulary word (index >= N, or never seen in training); 0 and 3 are never set. A review
 becomes a multi-hot row of width N. Rows are sorted by label (neg, then pos), then review id.
+
+The same indices in compact forms (word-id lists, sequences) are in `words.py`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file, cache_dir
 
 __all__ = ["ARCHIVE_NAME", "ENV_ARCHIVE", "ENV_URL", "IMDB_SHA256", "IMDB_URL", "Encoded", "Reviews", "download_archive",
-           "encode", "file_sha256", "load_imdb", "local_archive", "read_reviews", "tokenize"]
+           "encode", "file_sha256", "load_imdb", "local_archive", "read_reviews", "tokenize", "word_index"]
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -189,8 +191,9 @@ def read_reviews(archive: Path) -> Reviews:
     return Reviews(list(word_id), ids, labels)
 
 
-def encode(reviews: Reviews, num_words: int) -> Encoded:
-    """Keras-style indices from training-set word counts, then multi-hot rows of width N."""
+def word_index(reviews: Reviews, num_words: int) -> np.ndarray:
+    """Keras' index of every word id (from training-set word counts): rank + 3, or N for a word
+    outside the N-word vocabulary."""
     train_ids = np.concatenate(reviews.ids["train"])
     counts = np.bincount(train_ids, minlength=len(reviews.words))
     seen = np.flatnonzero(counts)
@@ -199,6 +202,12 @@ def encode(reviews: Reviews, num_words: int) -> Encoded:
     top = heapq.nsmallest(vocab_size, seen.tolist(), key=lambda i: (-by_count[i], reviews.words[i]))
     index = np.full(len(reviews.words), num_words, np.int64)  # anything >= N is out of vocabulary
     index[np.array(top, np.int64)] = np.arange(1, len(top) + 1) + INDEX_FROM
+    return index
+
+
+def encode(reviews: Reviews, num_words: int) -> Encoded:
+    """Keras-style indices from training-set word counts, then multi-hot rows of width N."""
+    index = word_index(reviews, num_words)
     arrays = []
     for split in SPLITS:
         docs = reviews.ids[split]

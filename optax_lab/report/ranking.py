@@ -16,11 +16,10 @@ from optax_lab.report.formatting import (DASH, cell, count_text, fmt, hyperparam
 from optax_lab.report.plotting import BAND
 from optax_lab.report.ranking_ties import Neighbours, neighbours, neighbours_caption, neighbours_table, ties_sentence
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
+from optax_lab.report.workloads import DEFAULT_WORKLOAD, RANKING_CURVES, curves_png, workload_lines, workload_of
 
-__all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "mode_neighbours", "mode_prose", "ranking_rows",
+__all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "curves_png", "mode_neighbours", "mode_prose", "ranking_rows",
            "ranking_section", "summarize_ranking", "target_text", "target_value"]
-
-RANKING_CURVES = "ranking-curves.png"
 
 Mode = tuple[str, list[Mapping]]  # a batch mode's label (`full` or the batch size) and its runs
 Row = tuple[str, list[Mapping | None]]  # an optimizer and its run per batch mode (None: not run there)
@@ -74,7 +73,11 @@ def mode_neighbours(modes: list[Mode]) -> list[Neighbours]:
 
 
 def target_value(lessons: Sequence[LessonRuns], results: Mapping) -> float | None:
-    """The time-to-target threshold: the results' own, else the first one a run recorded."""
+    """The val-loss time-to-target threshold: the workload's (on its lessons), else the results'
+    own, else the first one a run recorded; None for a target on another metric."""
+    target = next((lesson["target"] for lesson, _ in lessons if isinstance(lesson.get("target"), Mapping)), None)
+    if target is not None:
+        return target.get("value") if target.get("metric") == "val_loss" and finite(target.get("value")) else None
     target = (results.get("ranking") or {}).get("target_val_loss")
     if finite(target):
         return target
@@ -107,7 +110,10 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
     modes = batch_modes(lessons)
     rows = ranking_rows(modes)
     target = target_value(lessons, results)
-    lines = [f"## Ranking: {len(rows)} optimizers × {', '.join(mode_prose(label) for label, _ in modes)}", ""]
+    workload = workload_of(lessons)
+    title = f"Ranking: {len(rows)} optimizers × {', '.join(mode_prose(label) for label, _ in modes)}"
+    lines = [f"## {title}" if workload == DEFAULT_WORKLOAD else f"## {workload}: {title}", ""]
+    lines += workload_lines(results, workload)
     question = next((lesson.get("question") for lesson, _ in lessons if lesson.get("question")), "")
     if question:
         lines += [f"*{question}*", ""]
@@ -119,7 +125,7 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
     if pairs:
         lines += ["### Neighbours: tied or different?", "", *neighbours_table(pairs), "", neighbours_caption(), ""]
     lines += ["### Hyperparameters", "", *_hyperparams_table(modes, rows, tuned_source)]
-    lines += ["", f"![Validation loss per epoch of every optimizer, in ranking order]({RANKING_CURVES})", "",
+    lines += ["", f"![Validation loss per epoch of every optimizer, in ranking order]({curves_png(lessons)})", "",
               (f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
                f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
                f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
@@ -153,8 +159,9 @@ def _ranking_caption(modes: list[Mode], target: float | None, seeds: int, tuned_
     return (f"*{tuned}Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
             f"not diverge; **bold**: lowest per batch mode); runs where a seed diverged rank after the others, "
             f"runs without a finite loss last. \"{_to_target_head(target).capitalize()}\": epochs / optimizer "
-            f"steps / seconds until the validation loss first reaches "
-            f"{f'{target:g}' if target is not None else 'the target'} (checked once per epoch), mean over the "
+            f"steps / seconds until the validation "
+            f"{f'loss first reaches {target:g}' if target is not None else 'metric first reaches the target'} "
+            f"(checked once per epoch), mean over the "
             f"seeds that reach it, with (k/S seeds) when not all do; {DASH}: no seed reaches it. "
             f"Seconds are the run time per epoch × epochs needed. Compile s: the compiled program's, on the "
             f"first run that used it, 0 on the runs that share it.*")

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optax_lab.report.plotting import BAND, corner_notes, draw_seeds, epoch_axis, figure, png_bytes
-from optax_lab.report.ranking import RANKING_CURVES, Mode, batch_modes, mode_prose, ranking_rows, target_value
+from optax_lab.report.ranking import Mode, batch_modes, curves_png, mode_prose, ranking_rows, target_value
 from optax_lab.report.records import LessonRuns, finite, seed_matrix
 
 CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always guessing 0.5
@@ -15,7 +15,7 @@ CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always gu
 
 def ranking_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
     """One PNG for all the ranking's lessons (its batch modes)."""
-    return {RANKING_CURVES: plot_ranking_curves(batch_modes(lessons), target_value(lessons, results))}
+    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons, results))}
 
 
 def plot_ranking_curves(modes: list[Mode], target: float | None) -> bytes:

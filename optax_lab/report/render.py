@@ -52,9 +52,11 @@ def _header(results: Mapping) -> list[str]:
     if device.get("process_count", 1) > 1:
         hardware += f" over {device['process_count']} processes"
     hardware += f"; {versions}"
-    widths = ", ".join(map(str, model.get("widths", []))) or "?"
+    widths = ", ".join(map(str, model.get("widths", []))) or "none"
     mlp = (f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
            f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
+    if "widths" not in model and model.get("describe"):  # a workload's own model, not the MLP
+        mlp = str(model["describe"])
     if len({str(run.get("model")) for run in results["runs"]}) > 1:  # the lessons vary the model
         mlp = f"varies by run (each section says how); the base: {mlp}"
     lesson_data = [f"{lesson['name']}: {lesson['num_words']} words"

@@ -71,11 +71,13 @@ def section_for(lesson: Mapping, results: Mapping) -> Section:
 
 
 def section_groups(results: Mapping) -> list[tuple[Section, list[LessonRuns]]]:
-    """Each section of the report and the lessons it covers, in the lessons' order."""
+    """Each section of the report and the lessons it covers, in the lessons' order; a section
+    never spans two workloads."""
     groups: list[tuple[Section, list[LessonRuns]]] = []
     for entry in lesson_runs(results):
         section = section_for(entry.lesson, results)
-        if groups and section.together and groups[-1][0] is section:
+        if (groups and section.together and groups[-1][0] is section
+                and groups[-1][1][-1].lesson.get("workload") == entry.lesson.get("workload")):
             groups[-1][1].append(entry)
         else:
             groups.append((section, [entry]))
