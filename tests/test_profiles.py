@@ -53,3 +53,45 @@ def test_markdown_and_plot():
     assert "| adam | 0.889 | 1.00× (10 s) | 2.00× (30 s) | 1.00× (5 s) |" in text
     assert "| lbfgs | 0.333 | never | 1.00× (15 s) | never |" in text
     assert profiles.profile_plot(TIMES).startswith(b"\x89PNG")
+
+
+def _ranking_run(workload: str, optimizer: str, epochs_per_seed: list, run_s: float = 10.0, steps: int = 30) -> dict:
+    return {"name": f"{workload}: {optimizer}", "optimizer": optimizer, "epochs": 10, "steps_per_epoch": steps,
+            "full_batch": False, "batch_size": 500, "timing": {"run_s": run_s},
+            "target": {"epochs_per_seed": epochs_per_seed}}
+
+
+def _ranking_results(*workload_runs: tuple[str, list[dict]], tuned_source: str | None = None) -> dict:
+    lessons = [{"name": f"{workload} ranking", "kind": "ranking", "workload": workload,
+                "runs": [run["name"] for run in runs], **({"tuned_source": tuned_source} if tuned_source else {})}
+               for workload, runs in workload_runs]
+    return {"lessons": lessons, "runs": [run for _, runs in workload_runs for run in runs]}
+
+
+def test_across_workloads_times_each_optimizer_by_its_median_seed():
+    from optax_lab.report import across
+
+    results = _ranking_results(
+        ("w1", [_ranking_run("w1", "adam", [2.0, 3.0, 4.0]), _ranking_run("w1", "sgd", [1.0, None, None])]),
+        ("w2", [_ranking_run("w2", "adam", [None, None, None], run_s=20.0),
+                _ranking_run("w2", "sgd", [5.0, 5.0, 6.0], run_s=20.0, steps=10)]))
+    seconds, steps = across.workload_times(results)
+    # adam on w1: median 3 epochs x 1 s an epoch; sgd reached it with 1 seed of 3: never.
+    assert seconds == {"w1": {"adam": 3.0, "sgd": INF}, "w2": {"adam": INF, "sgd": 10.0}}
+    assert steps == {"w1": {"adam": 90.0, "sgd": INF}, "w2": {"adam": INF, "sgd": 50.0}}
+    text = "\n".join(across.across_section(results))
+    assert "## Across 2 workloads: performance profiles" in text and "at each optimizer's defaults" in text
+    assert "| adam | 0.500 | 1.00× (3 s) | never |" in text
+    assert set(across.across_plots(results)) == {across.PROFILE_PNG, across.PROFILE_STEPS_PNG}
+
+
+def test_across_workloads_needs_two_and_says_which_points():
+    from optax_lab.report import across
+
+    one = _ranking_results(("w1", [_ranking_run("w1", "adam", [1.0])]))
+    assert across.across_section(one) == [] and across.across_plots(one) == {}
+    tuned = _ranking_results(("w1", [_ranking_run("w1", "adam", [1.0])]),
+                             ("w2", [_ranking_run("w2", "adam", [INF])]), tuned_source="tuned.json")
+    text = "\n".join(across.across_section(tuned))
+    assert "at each optimizer's tuned points from tuned.json" in text
+    assert "No optimizer reached the target on w2" in text

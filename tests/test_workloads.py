@@ -260,7 +260,7 @@ def _ranking_run(name: str, workload: str, trajectory: np.ndarray | None = None)
             "history": history, "final": {"val_loss_mean": 0.4}, "status": "ok", "hyperparams": {}}
 
 
-def test_the_report_has_a_section_per_workload_and_draws_2d_paths():
+def test_the_report_has_a_section_per_workload_draws_2d_paths_and_profiles_them():
     from optax_lab.report.render import render_markdown, render_plots
     from optax_lab.report.trajectories import trajectories_png
 
@@ -272,5 +272,9 @@ def test_the_report_has_a_section_per_workload_and_draws_2d_paths():
                "workloads": {"rosenbrock": workloads.get("rosenbrock").record()}}
     markdown = render_markdown(results)
     assert "## rosenbrock: Ranking: 1 optimizers × batch 128" in markdown and "## Ranking: 1 optimizers" in markdown
-    assert set(render_plots(results)) == {"ranking-curves-rosenbrock.png", "ranking-curves.png"}
+    assert "![Every optimizer's path on the loss surface](trajectories-rosenbrock.png)" in markdown
+    assert "## Across 2 workloads: performance profiles" in markdown  # no target recorded: all never
+    assert set(render_plots(results)) == {"ranking-curves-rosenbrock.png", "ranking-curves.png",
+                                          "trajectories-rosenbrock.png", "performance-profiles.png",
+                                          "performance-profiles-steps.png"}
     assert trajectories_png(runs[:1], "rosenbrock", minimum=(1.0, 1.0)).startswith(b"\x89PNG")

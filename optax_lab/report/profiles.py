@@ -69,7 +69,7 @@ def _ratio_text(value: float) -> str:
     return "never" if not math.isfinite(value) else f"{value:.2f}×"
 
 
-def profile_markdown(times: Times, unit: str = "s", plot: str | None = None) -> str:
+def profile_markdown(times: Times, unit: str = "s", plot: str | None = None, measure: str = "time") -> str:
     """The score per optimizer, then the per-workload table behind it (time and ratio)."""
     ratio = ratios(times)
     score = scores(ratio)
@@ -85,14 +85,19 @@ def profile_markdown(times: Times, unit: str = "s", plot: str | None = None) -> 
         lines.append(f"| {name} | {score[name]:.3f} | " + " | ".join(cells) + " |")
     text = (f"Score: the area under each optimizer's performance profile ρ(τ) for τ from 1 to {TAU_MAX:g}, over "
             f"{TAU_MAX - 1:g} (1: fastest to the target on every workload; 0: never within {TAU_MAX:g}× the "
-            "fastest). Each cell: time to the workload's target over the fastest optimizer's, and the time (median "
-            "over seeds; a seed that misses the target counts as never).")
+            f"fastest). Each cell: {measure} to the workload's target over the fastest optimizer's, and the {measure} "
+            "(median over seeds; a seed that misses the target counts as never).")
+    missed = [workload for workload, by_optimizer in times.items()
+              if not any(math.isfinite(t) for t in by_optimizer.values())]
+    if missed:
+        text += (f" No optimizer reached the target on {', '.join(missed)}: "
+                 f"{'that workload counts' if len(missed) == 1 else 'those workloads count'} as missed for all.")
     figure_line = [f"![performance profiles]({plot})", ""] if plot else []
     return "\n".join([text, "", *figure_line, *lines]) + "\n"
 
 
-def profile_plot(times: Times) -> bytes:
-    """ρ(τ) of every optimizer, τ from 1 to TAU_MAX, as PNG bytes."""
+def profile_plot(times: Times, unit: str = "time") -> bytes:
+    """ρ(τ) of every optimizer, τ from 1 to TAU_MAX, as PNG bytes; `unit` names what was counted."""
     ratio = ratios(times)
     fig = figure(7.0, 4.2)
     ax = fig.add_subplot()
@@ -100,7 +105,7 @@ def profile_plot(times: Times) -> bytes:
         ax.step(TAUS, profile(ratio, name), where="post", label=f"{name} ({score:.2f})", linewidth=1.3)
     ax.set_xlim(1.0, TAU_MAX)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("τ: time to target within τ× the fastest")
+    ax.set_xlabel(f"τ: {unit} to target within τ× the fastest")
     ax.set_ylabel("ρ(τ): share of workloads")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncols=2)

@@ -16,7 +16,8 @@ from optax_lab.report.formatting import (DASH, cell, count_text, fmt, hyperparam
 from optax_lab.report.plotting import BAND
 from optax_lab.report.ranking_ties import Neighbours, neighbours, neighbours_caption, neighbours_table, ties_sentence
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
-from optax_lab.report.workloads import DEFAULT_WORKLOAD, RANKING_CURVES, curves_png, workload_lines, workload_of
+from optax_lab.report.workloads import (DEFAULT_WORKLOAD, RANKING_CURVES, curves_png, trajectory_lines, workload_lines,
+                                        workload_of)
 
 __all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "curves_png", "mode_neighbours", "mode_prose", "ranking_rows",
            "ranking_section", "summarize_ranking", "target_text", "target_value"]
@@ -129,8 +130,8 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
               (f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
                f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
                f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
-               f"chance level leaves its panel.*")]
-    return lines
+               f"chance level leaves its panel.*"), ""]
+    return lines + trajectory_lines(lessons)
 
 
 def _to_target_head(target: float | None) -> str:

@@ -9,18 +9,23 @@ from collections.abc import Mapping, Sequence
 from optax_lab.report.plotting import BAND, corner_notes, draw_seeds, epoch_axis, figure, png_bytes
 from optax_lab.report.ranking import Mode, batch_modes, curves_png, mode_prose, ranking_rows, target_value
 from optax_lab.report.records import LessonRuns, finite, seed_matrix
+from optax_lab.report.workloads import trajectory_plots, workload_of
 
 CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always guessing 0.5
 
 
 def ranking_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
     """One PNG for all the ranking's lessons (its batch modes)."""
-    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons, results))}
+    record = (results.get("workloads") or {}).get(workload_of(lessons)) or {}
+    binary = "acc" in record.get("metrics", ["acc"])  # results from before workloads: the lesson's task
+    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons, results), binary),
+            **trajectory_plots(lessons, results)}
 
 
-def plot_ranking_curves(modes: list[Mode], target: float | None) -> bytes:
+def plot_ranking_curves(modes: list[Mode], target: float | None, binary: bool = True) -> bytes:
     """Validation loss per epoch, one panel per optimizer in ranking order, one line per batch
-    mode, the target dashed."""
+    mode, the target dashed. A binary classifier's axis is clipped a bit above chance level; any
+    other loss (the test functions') is drawn whole, on a log axis when it stays positive."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -44,9 +49,12 @@ def plot_ranking_curves(modes: list[Mode], target: float | None) -> bytes:
         ax.set_title(f"{rank}. {optimizer}", fontsize=7.5, pad=2)
         ax.tick_params(labelsize=6, length=2, pad=1)
         ax.grid(alpha=0.3, linewidth=0.5)
-    low, high = _ranking_ylim(bounds, target)
+    low, high = _ranking_ylim(bounds, target) if binary else _whole_ylim(bounds)
     for index, (ax, (_, runs)) in enumerate(zip(axes, rows)):
         epoch_axis(ax, epochs, nbins=4)
+        if not binary and low > 0:
+            ax.set_yscale("log")
+            ax.tick_params(axis="y", which="both", labelsize=6)
         ax.set_ylim(low, high)
         # tick labels on the outer panels only: the left column, and the lowest panel of each column
         ax.tick_params(labelleft=index % ncols == 0, labelbottom=index + ncols >= len(rows))
@@ -54,7 +62,7 @@ def plot_ranking_curves(modes: list[Mode], target: float | None) -> bytes:
     for ax in axes[len(rows):]:
         ax.remove()
     fig.supxlabel("epoch", fontsize=8)
-    fig.supylabel("validation loss (binary cross-entropy)", fontsize=8)
+    fig.supylabel("validation loss (binary cross-entropy)" if binary else "validation loss", fontsize=8)
     handles = [Line2D([], [], color=f"C{i % 10}", label=mode_prose(label)) for i, (label, _) in enumerate(modes)]
     handles += [Patch(color="0.3", alpha=0.2, label=BAND), Line2D([], [], color="0.3", linestyle=":",
                                                                  label="every seed diverged")]
@@ -81,6 +89,17 @@ def _panel_notes(modes: list[Mode], runs: list[Mapping | None], top: float) -> l
         elif finite(loss) and loss > top:
             notes.append((f"{label}: ends at {loss:.3g} ↑", index))
     return notes
+
+
+def _whole_ylim(bounds: list[float]) -> tuple[float, float]:
+    """Every kept value: a margin of 10 % of the range, or a factor 1.3 on a positive (log) axis."""
+    if not bounds:
+        return (0.0, 1.0)
+    low, high = min(bounds), max(bounds)
+    if low > 0:
+        return (low / 1.3, high * 1.3)
+    pad = (high - low) * 0.1 or 0.05
+    return (low - pad, high + pad)
 
 
 def _ranking_ylim(bounds: list[float], target: float | None) -> tuple[float, float]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optax_lab.config import LessonKind, Order
+from optax_lab.report.across import across_plots, across_section
 from optax_lab.report.formatting import DASH, cell, seeds_text
 from optax_lab.report.records import runs_by_name
 from optax_lab.report.sections import SECTIONS, Section, section_groups
@@ -21,6 +22,7 @@ def render_markdown(results: Mapping) -> str:
     parts = [f"# optax-lab report: {_title(results, sections)}", "", *_header(results), ""]
     for section, lessons in groups:
         parts += section.markdown(lessons, results) + [""]
+    parts += across_section(results)
     parts += _footer(results, sections)
     return "\n".join(parts) + "\n"
 
@@ -30,6 +32,7 @@ def render_plots(results: Mapping) -> dict[str, bytes]:
     pngs: dict[str, bytes] = {}
     for section, lessons in section_groups(results):
         pngs.update(section.plots(lessons, results))
+    pngs.update(across_plots(results))
     return pngs
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from optax_lab.report.records import LessonRuns
 
-__all__ = ["DEFAULT_WORKLOAD", "RANKING_CURVES", "curves_png", "workload_lines", "workload_of"]
+__all__ = ["DEFAULT_WORKLOAD", "RANKING_CURVES", "curves_png", "trajectory_lines", "trajectory_plots",
+           "workload_lines", "workload_of"]
 
 RANKING_CURVES = "ranking-curves.png"
 DEFAULT_WORKLOAD = "imdb-mlp"  # results from before workloads ran on it; its sections keep their old names
@@ -21,6 +22,37 @@ def curves_png(lessons: Sequence[LessonRuns]) -> str:
     """The ranking plot's file: one per workload."""
     workload = workload_of(lessons)
     return RANKING_CURVES if workload == DEFAULT_WORKLOAD else f"ranking-curves-{workload}.png"
+
+
+def _traced(lessons: Sequence[LessonRuns]) -> list[Mapping]:
+    """The first lesson's runs that recorded their 2-D path (the first batch mode: one picture)."""
+    runs = lessons[0].runs if lessons else []
+    return [run for run in runs if "trajectory" in (run.get("history") or {})]
+
+
+def _trajectories_png(lessons: Sequence[LessonRuns]) -> str:
+    return f"trajectories-{workload_of(lessons)}.png"
+
+
+def trajectory_lines(lessons: Sequence[LessonRuns]) -> list[str]:
+    """The link to the trajectories' plot, for a workload whose runs recorded their paths."""
+    if not _traced(lessons):
+        return []
+    return [f"![Every optimizer's path on the loss surface]({_trajectories_png(lessons)})", "",
+            "*Each optimizer's path from the common start (square) on the contours of the noise-free loss, one "
+            "thin line per seed, a dot where it ended; the star is the minimum. The seeds differ only in the "
+            "order of the noise draws.*", ""]
+
+
+def trajectory_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
+    from optax_lab.report.trajectories import trajectories_png
+
+    runs = _traced(lessons)
+    if not runs:
+        return {}
+    workload = workload_of(lessons)
+    optimum = ((results.get("workloads") or {}).get(workload) or {}).get("optimum")
+    return {_trajectories_png(lessons): trajectories_png(runs, workload, tuple(optimum) if optimum else None)}
 
 
 

@@ -98,7 +98,8 @@ class Workload:
       `defaults_source` where they came from.
     probe_layers: the parameter subtrees whose gradient norms are recorded (None: every top-level
       one); symmetry_layer: the layer whose distinct units are counted (None: not recorded);
-      trace_params: record the parameters after every step (the 2-D functions' trajectories).
+      trace_params: record the parameters after every step (the 2-D functions' trajectories);
+      optimum: where the noise-free loss is least, when known (starred on the trajectories' plot).
     """
 
     name: str
@@ -119,6 +120,7 @@ class Workload:
     probe_layers: Callable[[ModelConfig], tuple[str, ...]] | None = None
     symmetry_layer: str | None = None
     trace_params: bool = False
+    optimum: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
@@ -165,7 +167,8 @@ class Workload:
                 "num_words": self.num_words, "reference": self.reference,
                 "optimizer_defaults": {k: dict(v) for k, v in self.optimizer_defaults.items()},
                 "defaults_source": self.defaults_source, "metrics": list(self.metrics),
-                "model": self.model_text if self.mlp is None else self.mlp.describe()}
+                "model": self.model_text if self.mlp is None else self.mlp.describe(),
+                "optimum": None if self.optimum is None else list(self.optimum)}
 
 
 def arrays_data(x_train, y_train, x_test, y_test, name: str = "arrays", source: str = "in memory"
