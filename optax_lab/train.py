@@ -7,14 +7,12 @@ Executables are kept in-process per configuration (the last COMPILED_KEPT) and, 
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -26,12 +24,13 @@ from jax.sharding import PartitionSpec as P
 
 from optax_lab import optimizers, workloads
 from optax_lab.config import DEFAULT_WORKLOAD, MAX_REPLICAS, ModelConfig, Order, RunSpec
+from optax_lab.compiling import (BACKEND_COMPILE_EVENT, COMPILED_KEPT, aot_compile, compiled_programs, compiler_options,
+                                  counting_compiles, enable_compile_cache, forget_compiled)
 from optax_lab.devices import memory_per_device
-from optax_lab.files import cache_dir
 from optax_lab.memory import estimate_memory, replicas_per_call
 from optax_lab.program import Arrays, ProgramSettings, make_program, program_key, program_settings, split_hyperparams
 
-__all__ = ["COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "call_shape", "compile_program", "compiler_options", "counting_compiles",
+__all__ = ["BACKEND_COMPILE_EVENT", "COMPILED_KEPT", "Layout", "RunResult", "replica_layout", "call_shape", "compile_program", "compiler_options", "counting_compiles",
            "enable_compile_cache", "forget_compiled", "points_per_call", "program_id", "replica_devices", "replica_inputs",
            "seed_epochs_per_second", "train", "train_points"]
 
@@ -56,61 +55,6 @@ class RunResult:
     memory_per_device: int = 0  # estimated bytes of one call on each device (`optax_lab.memory`)
     memory_bound: bool = False  # whether memory, not --max-replicas, set the replicas per call
     workload: workloads.Workload | None = None  # what it trained (None: the default workload)
-
-# The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
-# in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
-# into the kernel's mapping limit ("LLVM compilation error: Cannot allocate memory").
-_COMPILED: collections.OrderedDict[tuple, tuple[Any, float]] = collections.OrderedDict()
-COMPILED_KEPT = 8
-
-
-def compiler_options() -> dict[str, Any]:
-    """XLA options for our programs. On CPU, LLVM at -O1 instead of the default: this engine's
-    kernels are small, and measured here it halves compile time with no loss of speed."""
-    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
-
-
-def enable_compile_cache() -> None:
-    """JAX's persistent compilation cache in our user cache: a second process skips XLA compiles."""
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
-@contextlib.contextmanager
-def counting_compiles() -> Iterator[list[float]]:
-    """`with counting_compiles() as compiles:` collects the seconds of every XLA backend compile
-    in the block (persistent-cache hits are not compiles): how tests and benchmarks prove that
-    a program compiled once."""
-    compiles: list[float] = []
-
-    def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE_EVENT:
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield compiles
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-
-
-def forget_compiled() -> None:
-    """Drop every executable this process keeps, ours and JAX's: the next program compiles cold
-    (unless the persistent cache is on)."""
-    _COMPILED.clear()
-    jax.clear_caches()
-
-
-def _aot_compile(function: Callable, *args) -> tuple[Any, float]:
-    """Trace, lower and XLA-compile `function` for `args` (arrays or ShapeDtypeStructs); seconds."""
-    start = time.perf_counter()
-    compiled = jax.jit(function).lower(*args).compile(compiler_options())
-    return compiled, time.perf_counter() - start
-
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -202,16 +146,16 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     (a repeat returns the cached executable and its original compile time). Any traced
     hyperparameter's value, e.g. another learning rate, is the same program."""
     cache_key = _cache_key(model_config, spec, settings, layout, workload)
-    if cache_key in _COMPILED:
-        _COMPILED.move_to_end(cache_key)
+    if cache_key in compiled_programs:
+        compiled_programs.move_to_end(cache_key)
     else:
         program = make_program(model_config, spec, settings, workload)
         traced = tuple(split_hyperparams(spec)[1])
         function = jax.jit(program.train, in_shardings=layout.shardings(traced)) if layout.devices > 1 else program.train
-        _COMPILED[cache_key] = _aot_compile(function, *_input_specs(settings, traced, data))
-        while len(_COMPILED) > COMPILED_KEPT:
-            _COMPILED.popitem(last=False)
-    return _COMPILED[cache_key]
+        compiled_programs[cache_key] = aot_compile(function, *_input_specs(settings, traced, data))
+        while len(compiled_programs) > COMPILED_KEPT:
+            compiled_programs.popitem(last=False)
+    return compiled_programs[cache_key]
 
 
 def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},), layout: Layout = Layout(),

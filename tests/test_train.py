@@ -205,7 +205,7 @@ def test_only_the_latest_executables_are_kept(small_data, count_compiles, monkey
     train(first, small_data, seeds=(0,), epochs=1)
     assert len(count_compiles) == 1
     train(second, small_data, seeds=(0,), epochs=1)
-    assert len(engine._COMPILED) == 1
+    assert len(engine.compiled_programs) == 1
     train(first, small_data, seeds=(0,), epochs=1)
     assert len(count_compiles) == 3, "the first program was evicted, so it compiles again"
 

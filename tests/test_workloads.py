@@ -215,6 +215,23 @@ def test_your_own_workload_runs_from_module_function(own_module, tmp_path, capsy
     assert "## toy: Ranking: 1 optimizers × batch 50" in (out / "report.md").read_text()
 
 
+def test_the_readme_example_is_a_workload_that_fits(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    code = readme.split("```python\n# my_task.py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_task.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    workloads.forget_loaded()
+    try:
+        workload = workloads.get("my_task:workload")
+        dataset, _ = workload.data(workloads.DataRequest(workload.name))
+        workloads.check_fits(workload, workload.base_model(None), dataset.x_train, dataset.y_train)
+    finally:
+        workloads.forget_loaded()
+    assert workload.name == "my-task" and dataset.x_train.shape == (5000, 20)
+
+
 def test_an_entry_point_registers_a_workload(own_module, monkeypatch):
     point = importlib.metadata.EntryPoint("toy", f"{own_module}:workload", workloads.ENTRY_POINTS)
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [point] if group else [])

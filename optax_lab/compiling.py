@@ -1,0 +1,72 @@
+"""Compiling our programs: XLA options, JAX's persistent cache, the in-process executables kept,
+and counting compiles (how tests and benchmarks prove that a program compiled once). A
+foundation of the engine (`train`), which re-exports it."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+
+from optax_lab.files import cache_dir
+
+__all__ = ["BACKEND_COMPILE_EVENT", "COMPILED_KEPT", "aot_compile", "compiled_programs", "compiler_options",
+           "counting_compiles", "enable_compile_cache", "forget_compiled"]
+
+# The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
+# in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
+# into the kernel's mapping limit ("LLVM compilation error: Cannot allocate memory").
+compiled_programs: collections.OrderedDict[tuple, tuple[Any, float]] = collections.OrderedDict()
+COMPILED_KEPT = 8
+
+
+def compiler_options() -> dict[str, Any]:
+    """XLA options for our programs. On CPU, LLVM at -O1 instead of the default: this engine's
+    kernels are small, and measured here it halves compile time with no loss of speed."""
+    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+
+
+def enable_compile_cache() -> None:
+    """JAX's persistent compilation cache in our user cache: a second process skips XLA compiles."""
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-compilation-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def counting_compiles() -> Iterator[list[float]]:
+    """`with counting_compiles() as compiles:` collects the seconds of every XLA backend compile
+    in the block (persistent-cache hits are not compiles): how tests and benchmarks prove that
+    a program compiled once."""
+    compiles: list[float] = []
+
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE_EVENT:
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def forget_compiled() -> None:
+    """Drop every executable this process keeps, ours and JAX's: the next program compiles cold
+    (unless the persistent cache is on)."""
+    compiled_programs.clear()
+    jax.clear_caches()
+
+
+def aot_compile(function: Callable, *args) -> tuple[Any, float]:
+    """Trace, lower and XLA-compile `function` for `args` (arrays or ShapeDtypeStructs); seconds."""
+    start = time.perf_counter()
+    compiled = jax.jit(function).lower(*args).compile(compiler_options())
+    return compiled, time.perf_counter() - start
