@@ -4,11 +4,11 @@
                   --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
                   [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
                   [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
-                  --bias-init/--dropout/--residual/--norm/--l2] [--out DIR]
+                  --bias-init/--dropout/--residual/--norm/--l2] [--out DIR [--resume]]
     optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
     optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
                    [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
-    optax-lab list [optimizers|workloads]
+    optax-lab list [optimizers|workloads] [--json]
     optax-lab report RESULTS_JSON [--out DIR]
     optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
 """
@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, DEFAULT_WORKLOAD,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
-from optax_lab._console import ProgressBar, summary_table
-from optax_lab.devices import DISTRIBUTED_TIMEOUT_S, configure_devices, is_main_process
+from optax_lab.devices import DISTRIBUTED_TIMEOUT_S
 from optax_lab.errors import UsageError
-from optax_lab.files import shareable_command
 from optax_lab.sweep import Criterion, Protocol, parse_sweep
 
 __all__ = ["EXIT_USAGE", "main"]
@@ -72,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                                                "or the workloads (data, model, target, defaults)")
     listing.add_argument("what", nargs="?", choices=("optimizers", "workloads"), default="optimizers",
                          help="which registry (optimizers)")
+    listing.add_argument("--json", action="store_true",
+                         help="print it as JSON for scripts (hyperparameters with defaults and domains; targets...)")
 
     report = commands.add_parser("report", help="re-render report.md and plots from a saved results.json")
     report.add_argument("results", metavar="RESULTS_JSON")
@@ -100,9 +101,9 @@ def _criterion(text: str) -> Criterion:
 
 def _training_options(run) -> None:
     """What `run` and `tune` share: the optimizers, data, length, seeds, model and output."""
-    run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names, default=(),
+    run.add_argument("--optimizers", metavar="all|NAME[,NAME...]", type=_names("adam,sgd"), default=(),
                      help="rank these registry optimizers (see `optax-lab list`) instead of a preset")
-    run.add_argument("--workloads", metavar="all|NAME[,NAME...]", type=_names, default=None,
+    run.add_argument("--workloads", metavar="all|NAME[,NAME...]", type=_names("imdb-mlp,rosenbrock"), default=None,
                      help=f"what --optimizers trains on (see `optax-lab list workloads`; default {DEFAULT_WORKLOAD}); "
                           "without --optimizers, each workload's reference optimizer")
     run.add_argument("--workload", metavar="MODULE:FUNCTION", action="append", default=[],
@@ -151,12 +152,21 @@ def _training_options(run) -> None:
     run.add_argument("--shared-order", action="store_true",
                      help="all seeds share one shuffling per epoch (faster on CPU; default: each seed its own)")
     run.add_argument("--out", metavar="DIR", default=None, help="output folder (default: reports/<preset>/)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out: the same options, only the programs not yet finished")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache (to measure cold compile times)")
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+def _names(example: str) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of names; none at all is an error (argparse names the option)."""
+    def names(text: str) -> tuple[str, ...]:
+        found = tuple(name.strip() for name in text.split(",") if name.strip())
+        if not found:
+            raise argparse.ArgumentTypeError(f"{text!r} names none: give all or names, e.g. {example}")
+        return found
+
+    return names
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -231,78 +241,43 @@ def _config(args) -> Config:
                   max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
 
 
-def _prepare(args, config: Config, lessons) -> tuple[Path, ProgressBar | None, str]:
-    from optax_lab.experiment import distinct_jobs, program_groups
-    from optax_lab.report import check_writable
-    from optax_lab.train import enable_compile_cache
+def _run(args, console) -> int:
+    from optax_lab._cli_run import run_command
 
-    # Unknown optimizers, hyperparameters, values and model settings fail here, before any work.
-    groups = program_groups(distinct_jobs(config, lessons))
-    out = config.out or Path("reports") / (args.command if args.command == "tune" else config.name)
-    writer = is_main_process()  # of a multi-process run, only process 0 writes and shows progress
-    out = check_writable(out) if writer else None
-    if not args.no_compile_cache:
-        enable_compile_cache()
-    return out, ProgressBar(args.console, len(groups)) if writer else None, shareable_command("optax-lab", args.argv)
+    return run_command(args, console, _config(args))
 
 
-def _warn(console):
-    return lambda text: console.print(f"[yellow]warning:[/] {text}")
-
-
-def _run(args, console) -> None:
-    from optax_lab.experiment import plan, train_and_evaluate
-    from optax_lab.report import write_report
-
-    config = _config(args)
-    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
-    out, progress, command = _prepare(args, config, plan(config))
-    try:
-        results = train_and_evaluate(config, command=command, progress=progress, warn=_warn(console),
-                                     compile_cache=not args.no_compile_cache)
-    finally:
-        if progress:
-            progress.stop()
-    if out is None:  # another process of a multi-process run: process 0 writes
-        return
-    path = write_report(results, out)
-    summary_table(console, results, config.seeds)
-    console.print(f"report: {path}")
-
-
-def _tune(args, console) -> None:
-    import dataclasses
-
-    from optax_lab.experiment import plan
-    from optax_lab.report import write_report
-    from optax_lab.sweep import MAIN, Sweep
-    from optax_lab.tuning import tune
+def _tune(args, console) -> int:
+    from optax_lab._cli_run import tune_command
 
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
     config = _config(args)
-    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
     protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
-    grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
-    out, progress, command = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))
-    try:
-        results, tuned = tune(config, protocol, command=command, progress=progress, warn=_warn(console),
-                              compile_cache=not args.no_compile_cache)
-    finally:
-        if progress:
-            progress.stop()
-    if out is None:
-        return
-    path = write_report(results, out, extra_files={"tuned.json": tuned})
-    workloads = "" if config.workloads == (DEFAULT_WORKLOAD,) else f" --workloads {','.join(config.workloads)}"
-    console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run{workloads} "
-                  f"--optimizers {','.join(args.optimizers)} --tuned {out / 'tuned.json'})")
+    return tune_command(args, console, config, protocol)
 
 
 def _list(args, console) -> None:
-    from optax_lab._console import optimizers_table, workloads_table
+    """The registry on stdout (the console is stderr's): a table on a terminal, one entry per
+    tab-separated line in a pipe (`optax-lab list | grep adam` gets whole names), or JSON."""
+    import json
+    import os
 
-    console.print(workloads_table() if args.what == "workloads" else optimizers_table())
+    from rich.console import Console
+
+    from optax_lab._console import registry_json, registry_lines, registry_table
+
+    try:
+        if args.json:
+            print(json.dumps(registry_json(args.what), indent=1))
+        elif sys.stdout.isatty():
+            terminal = Console()
+            terminal.print(registry_table(args.what, terminal.width))
+        else:
+            print("\n".join(registry_lines(args.what)))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `optax-lab list | head`: the reader has what it wanted; no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _report(args, console) -> None:
@@ -327,14 +302,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         args.argv = argv  # for the report's "reproduce" line
         args.console = console
-        {"run": _run, "tune": _tune, "list": _list, "report": _report, "compare": _compare}[args.command](args, console)
+        command = {"run": _run, "tune": _tune, "list": _list, "report": _report, "compare": _compare}[args.command]
+        return command(args, console) or 0
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # run and tune handle their own (finished programs are kept); this is the rest
         print("optax-lab: interrupted; nothing was written", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -125,8 +126,8 @@ class ModelConfig:
                 raise UsageError(f"unknown {field.replace('_', ' ')} {value!r}: choose one of {', '.join(choices)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout rate {self.dropout!r} must be in [0, 1): the fraction of units dropped, e.g. 0.5")
-        if not self.l2 >= 0.0:
-            raise UsageError(f"l2 penalty {self.l2!r} must be a non-negative number, e.g. 0.001")
+        if not 0.0 <= self.l2 < math.inf:  # nan and inf too: an infinite penalty makes every loss inf
+            raise UsageError(f"l2 penalty {self.l2!r} must be a finite non-negative number, e.g. --l2 0.001")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +268,10 @@ class Config:
         for batch in self.batches or ():
             if batch is not None and batch <= 0:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
+        if self.batches and len(set(self.batches)) < len(self.batches):  # else one lesson twice, and a report saying so
+            given = ",".join(map(batch_label, self.batches))
+            raise UsageError(f"--batch {given} names a batch mode twice: give each once, e.g. --batch "
+                             f"{','.join(map(batch_label, dict.fromkeys(self.batches)))}")
         if (self.sweeps or self.tuned is not None) and not self.optimizers:
             flag = "--sweep" if self.sweeps else "--tuned"
             raise UsageError(f"{flag} works on an optimizer ranking: add --optimizers, e.g. --optimizers adam,sgd")

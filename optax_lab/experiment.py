@@ -5,7 +5,8 @@ and batch mode, or a sweep of their hyperparameters, with the user's overrides) 
 workload's data -> one compiled program per group of runs that differ only in traced
 hyperparameters -> metrics.
 Writing the report is the caller's (the CLI's) last step, so tests can check results without
-touching the disk.
+touching the disk. Given a `RunStore`, each finished program is saved as it finishes and a
+resumed run restores the programs that finished before (`run_store`).
 """
 
 from __future__ import annotations
@@ -15,22 +16,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+
 from optax_lab import workloads
-from optax_lab.config import DEFAULT_WORKLOAD, Config, Lesson, ModelConfig, RunSpec
+from optax_lab.config import DEFAULT_WORKLOAD, Config, Lesson, ModelConfig, RunSpec, batch_label
 from optax_lab.data import Dataset
 from optax_lab.devices import host_available_bytes
 from optax_lab.memory import check_results_fit
 from optax_lab.metrics import results_dict
 from optax_lab.planning import plan, point_text, ranking_lessons, selected_workloads, sweep_lessons, sweep_points
 from optax_lab.program import Arrays, program_key, program_settings
-from optax_lab.train import RunResult, train_points
+from optax_lab.run_store import PLAN_LABEL, RunStore, Unfinished, fingerprint, package_versions, program_digest
+from optax_lab.train import RunResult, replica_devices, train_points
 
-__all__ = ["Job", "Progress", "check_host_memory", "distinct_jobs", "group_label", "load_arrays", "plan", "point_text",
-           "program_groups", "ranking_lessons", "run_jobs", "selected_workloads", "sweep_lessons", "sweep_points",
-           "train_and_evaluate"]
+__all__ = ["Job", "Progress", "check_host_memory", "distinct_jobs", "group_label", "load_arrays", "partial_results",
+           "plan", "point_text", "program_groups", "ranking_lessons", "resume_inputs", "run_jobs", "selected_workloads",
+           "sweep_lessons", "sweep_points", "train_and_evaluate"]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per program
-# "compiled" after it compiles and "trained" after it ran (name: its first run, +k points).
+# "compiled" after it compiles and "trained" after it ran (name: its first run, +k points), or
+# "restored" when a resumed run found it finished (seconds: its original run time).
 Progress = Callable[[str, str, float], None]
 
 
@@ -133,11 +138,20 @@ def check_host_memory(config: Config, jobs: Sequence[Job]) -> None:
 
 
 def run_jobs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, Arrays], seeds: tuple[int, ...],
-             progress: Progress | None = None) -> list[RunResult]:
-    """Every job's runs, one compiled program per group of points (`program_groups`)."""
+             progress: Progress | None = None, store: RunStore | None = None) -> list[RunResult]:
+    """Every job's runs, one compiled program per group of points (`program_groups`); with a
+    `store`, each program saved as soon as it finishes, and one that finished before restored."""
     results = []
     for group in program_groups(jobs):
         label, first = group_label(group), group[0]
+        model = first.spec.model_config(first.workload.base_model(config.model))
+        digest = program_digest((job.key for job in group), seeds)
+        restored = store.restore(digest, [job.spec for job in group], model, first.workload) if store else None
+        if restored is not None:
+            if progress:
+                progress("restored", label, restored[0].program_run_s)
+            results += restored
+            continue
 
         def compiled(seconds, label=label):
             if progress:
@@ -147,22 +161,95 @@ def run_jobs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, Arrays]
                                order=config.order, model_config=first.workload.base_model(config.model),
                                eval_train=first.eval_train, max_replicas=config.max_replicas, devices=config.devices,
                                on_compiled=compiled, workload=first.workload)
+        if store:
+            store.add(digest, label, trained)
         if progress:
             progress("trained", label, trained[0].program_run_s)
         results += trained
     return results
 
 
+def _one_or_all(values) -> Any:
+    distinct = sorted(set(values), key=lambda value: (value is None, value or 0))
+    return distinct[0] if len(distinct) == 1 else distinct
+
+
+def resume_inputs(config: Config, jobs: Sequence[Job], dataset_info: Mapping[str, Any], seeds: tuple[int, ...],
+                  command: str = "run") -> dict[str, Any]:
+    """What changes this run's results, by the labels a user knows (hashed by `run_store.fingerprint`):
+    the options as they took effect, the data by name and checksum, the devices, the package
+    versions, and a digest of every planned program (what the presets and the registry make of them)."""
+    device = jax.devices()[0]
+    inputs = {
+        "subcommand": command,
+        "--preset": None if config.optimizers else config.preset,
+        "--optimizers": list(config.optimizers) or None,
+        "--workloads": list(config.workloads),
+        "--batch": None if config.batches is None else [batch_label(batch) for batch in config.batches],
+        "--set": {name: dict(sorted(values.items())) for name, values in sorted(config.overrides.items())} or None,
+        "--sweep": [sweep.text for sweep in config.sweeps] or None,
+        "--tuned": config.tuned_source or None,
+        "--criterion": str(config.criterion),
+        "--seeds": config.seeds,
+        "--seed": config.seed,
+        "--epochs": _one_or_all(job.epochs for job in jobs),
+        "--num-words": _one_or_all(job.num_words for job in jobs),
+        "--train-examples": _one_or_all(job.train_examples for job in jobs),
+        "shuffling order": str(config.order),
+        "model options": config.model.describe() if config.model else None,
+        "--max-replicas": config.max_replicas,
+        "devices": f"{replica_devices(config.devices)} x {device.platform} ({device.device_kind})",
+    }
+    for name, data in (dataset_info.get("workloads") or {"": dataset_info}).items():
+        inputs[f"data {name}".strip()] = (f"{data['name']} from {data['source']}: {data['n_train']} train / "
+                                          f"{data['n_test']} test, {data['num_words']} words")
+    inputs.update(package_versions())
+    groups = program_groups(jobs)
+    inputs[PLAN_LABEL] = (f"{len(groups)} programs of {len(jobs)} runs, seeds {seeds[0]}..{seeds[-1]} "
+                          f"(digest {program_digest((job.key for job in jobs), seeds)})")
+    return inputs
+
+
+def partial_results(config: Config, lessons: Sequence[Lesson], dataset_info: dict[str, Any],
+                    finished: Sequence[RunResult], command: str, compile_cache: bool,
+                    not_started: str = "") -> dict[str, Any]:
+    """The results of the runs that finished, marked incomplete: each lesson keeps its finished
+    runs (a lesson with none is dropped), and "incomplete" names every planned run that is
+    missing and how to resume."""
+    done = {result.spec.name for result in finished}
+    kept = [dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.name in done))
+            for lesson in lessons]
+    results = results_dict(config, [lesson for lesson in kept if lesson.runs], dataset_info, finished, command,
+                           compile_cache)
+    missing = [run.name for lesson in lessons for run in lesson.runs if run.name not in done]
+    results["incomplete"] = {"missing_runs": list(dict.fromkeys(missing)), "finished_runs": len(finished),
+                             "not_started": not_started, "resume": f"{command} --resume"}
+    return results
+
+
 def train_and_evaluate(config: Config, *, command: str = "", progress: Progress | None = None,
-                       warn: Callable[[str], None] | None = None, compile_cache: bool = False) -> dict:
+                       warn: Callable[[str], None] | None = None, compile_cache: bool = False,
+                       store: RunStore | None = None) -> dict:
+    """The results dict of `config`'s runs. With a `store`, a stop during training (Ctrl-C,
+    SIGTERM, an error) raises `Unfinished` with the finished runs' results, marked incomplete."""
     config.validate()
     lessons = plan(config)
     jobs = distinct_jobs(config, lessons)
     check_host_memory(config, jobs)
     start = time.perf_counter()
     arrays, dataset_info = load_arrays(config, jobs, warn)
+    seeds = tuple(range(config.seed, config.seed + config.seeds))
+    if store is not None:  # a resumed run whose options differ stops here, before any training
+        store.begin(fingerprint(resume_inputs(config, jobs, dataset_info, seeds)))
     if progress:
         progress("loaded", dataset_info["name"], time.perf_counter() - start)
-    seeds = tuple(range(config.seed, config.seed + config.seeds))
-    results = run_jobs(config, jobs, arrays, seeds, progress)
+    if store is None:
+        return results_dict(config, lessons, dataset_info, run_jobs(config, jobs, arrays, seeds, progress),
+                            command, compile_cache)
+    try:
+        results = run_jobs(config, jobs, arrays, seeds, progress, store)
+    except BaseException as cause:
+        partial = (partial_results(config, lessons, dataset_info, store.finished, command, compile_cache)
+                   if store.finished else None)
+        raise Unfinished(partial, cause) from cause
     return results_dict(config, lessons, dataset_info, results, command, compile_cache)

@@ -21,7 +21,18 @@ __all__ = ["plan", "point_text", "ranking_lessons", "selected_workloads", "sweep
 
 
 def _selected(names: tuple[str, ...]) -> list[str]:
-    return sorted(optimizers.REGISTRY) if names == ("all",) else [optimizers.get(n).name for n in names]
+    """The registry names `names` stands for; a name given twice, or `all` beside names, is a
+    UsageError (a typo more often than a wish: a run would silently happen once)."""
+    if names == ("all",):
+        return sorted(optimizers.REGISTRY)
+    if "all" in names:
+        raise UsageError(f"--optimizers {','.join(names)}: all already names every optimizer; give all or names, "
+                         "e.g. --optimizers all or --optimizers adam,sgd")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"--optimizers {','.join(names)} names {twice[0]} twice: give each once, "
+                         f"e.g. --optimizers {','.join(dict.fromkeys(names))}")
+    return [optimizers.get(n).name for n in names]
 
 
 def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...] | None,
@@ -42,9 +53,7 @@ def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...] | No
             raise UsageError(f"--tuned {tuned_source}: no tuned point for {name} at batch {batch_label(batch)}: "
                              f"tune it (optax-lab tune --optimizers {name} --batch {batch_label(batch)}) "
                              "or leave it out of --optimizers")
-        for hyperparam, value in found.items():
-            optimizers.check_value(name, hyperparam, value)
-        return dict(found)
+        return {hyperparam: optimizers.check_value(name, hyperparam, value) for hyperparam, value in found.items()}
 
     extra = {"target": workload.target.record()} | ({} if tuned is None else {"tuned_source": tuned_source})
     return tuple(
@@ -53,10 +62,19 @@ def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...] | No
                                 + (", at tuned points" if tuned is not None else ""), ": "),
                "Which optimizer reaches the lowest validation loss, and which gets to the target first?",
                tuple(RunSpec(_named(workload, f"{name} @{batch_label(batch)}", ": "), name,
-                             {**workload.defaults_for(name), **values}, batch, point=values)
+                             {**_defaults(workload, name), **values}, batch, point=values)
                      for name in selected for values in [point(name, batch)]),
                kind=LessonKind.RANKING, extra=extra, **_lesson_data(workload))
         for batch in batches or workload.batches)
+
+
+def _defaults(workload: workloads.Workload, name: str) -> dict[str, Any]:
+    """The workload's own defaults for optimizer `name`, checked like --set: a workload of your own
+    (--workload module:function) with a bad one fails here, in one line, before any work."""
+    try:
+        return {k: optimizers.check_value(name, k, v) for k, v in workload.defaults_for(name).items()}
+    except UsageError as error:
+        raise UsageError(f"workload {workload.name}'s optimizer_defaults: {error}") from None
 
 
 def _named(workload: workloads.Workload, name: str, separator: str = " ") -> str:
@@ -88,12 +106,11 @@ def sweep_points(name: str, sweeps: Sequence[Sweep], base: Mapping[str, Any]) ->
         if hyperparam in axes:
             raise UsageError(f"--sweep {sweep.text}: {name}.{hyperparam} is swept twice; give one --sweep for it")
         default = {**entry.all_defaults, **base}.get(hyperparam)
-        axes[hyperparam] = values = sweep.values_for(default)
-        for value in values:
-            try:
-                optimizers.check_value(name, hyperparam, value)
-            except UsageError as error:
-                raise UsageError(f"--sweep {sweep.text}: {error}") from None
+        try:  # normalised: a swept integer (lookahead's sync_period) reaches optax as an int
+            axes[hyperparam] = tuple(optimizers.check_value(name, hyperparam, value)
+                                     for value in sweep.values_for(default))
+        except UsageError as error:
+            raise UsageError(f"--sweep {sweep.text}: {error}") from None
     return [dict(zip(axes, combination)) for combination in itertools.product(*axes.values())]
 
 
@@ -109,11 +126,13 @@ def sweep_lessons(config: Config, workload: workloads.Workload | None = None) ->
     for sweep in config.sweeps:
         if sweep.optimizer is not None and optimizers.get(sweep.optimizer).name not in selected:
             raise UsageError(f"--sweep {sweep.text}: {sweep.optimizer} is not among --optimizers; add it")
-    grids = {name: sweep_points(name, config.sweeps, {**workload.defaults_for(name), **config.overrides.get(name, {})})
+    grids = {name: sweep_points(name, config.sweeps, {**_defaults(workload, name), **config.overrides.get(name, {})})
              for name in selected}
     for sweep in config.sweeps:
         if sweep.optimizer is None and not any(sweep.hyperparam == MAIN and optimizers.get(n).main
                                                or sweep.hyperparam in optimizers.get(n).accepted for n in selected):
+            if sweep.hyperparam == MAIN:  # say why (cocob, lbfgs), not that nobody takes "main"
+                optimizers.main_scale(selected[0])
             raise UsageError(f"--sweep {sweep.text}: none of the optimizers takes {sweep.hyperparam!r}; "
                              "see `optax-lab list` for their hyperparameters")
     extra = {"criterion": config.criterion, "target_val_loss": target_loss(workload, config.criterion),
@@ -124,7 +143,7 @@ def sweep_lessons(config: Config, workload: workloads.Workload | None = None) ->
                "How sensitive is each optimizer to its hyperparameters, and where is its best point?",
                tuple(RunSpec(_named(workload, f"{name} @{batch_label(batch)}", ": ")
                              + (f" {point_text(point)}" if point else ""),
-                             name, {**workload.defaults_for(name), **point}, batch, point=point)
+                             name, {**_defaults(workload, name), **point}, batch, point=point)
                      for name in selected for point in grids[name]),
                kind=LessonKind.SWEEP, extra=extra, **_lesson_data(workload))
         for batch in config.batches or workload.batches)
@@ -143,11 +162,13 @@ def target_loss(workload: workloads.Workload, criterion: Criterion) -> float:
 
 def _with_overrides(lessons: tuple[Lesson, ...], overrides) -> tuple[Lesson, ...]:
     used = {run.optimizer for lesson in lessons for run in lesson.runs}
-    for name, values in overrides.items():
+    for name in overrides:
         if optimizers.get(name).name not in used:
             raise UsageError(f"--set {name}.…: no run uses optimizer {name!r}; "
                              f"the runs use {', '.join(sorted(used))}")
-        optimizers.hyperparams(name, values)  # names every hyperparameter it does not take, checks every value
+    # every name and value checked, and normalised (--set lookahead_adam.sync_period=6.0 reaches optax as 6)
+    overrides = {name: {k: optimizers.check_value(name, k, v) for k, v in values.items()}
+                 for name, values in overrides.items()}
 
     def override(run: RunSpec) -> RunSpec:  # --set wins over a preset's values; a swept or tuned point wins over --set
         extra = overrides.get(run.optimizer)

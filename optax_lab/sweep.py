@@ -20,9 +20,12 @@ import math
 
 from optax_lab.errors import UsageError
 
-__all__ = ["MAIN", "Criterion", "Protocol", "Sweep", "around_value", "parse_sweep"]
+__all__ = ["MAIN", "MAX_DECADES", "Criterion", "Protocol", "Sweep", "around_value", "parse_sweep"]
 
 MAIN = "main"  # the hyperparameter name that stands for each optimizer's main scale
+# The widest around: grid. Wider ones reach values no float32 program can use (and past ~600
+# decades Python's float overflows); a tune's grid may still grow past it by --extend decades.
+MAX_DECADES = 30.0
 _EXAMPLE = "e.g. --sweep learning_rate=log:1e-4:1e-1:16 or --sweep adam.b1=0.8,0.9,0.95"
 
 
@@ -50,7 +53,10 @@ class Sweep:
 def around_value(default: float, decades: float, points: int, index: int) -> float:
     """Point `index` of an around: grid (0 .. points-1; beyond either end extends it at the same
     spacing), to 4 significant digits."""
-    return float(f"{default * 10 ** (decades * (index / (points - 1) - 0.5)):.4g}")
+    try:
+        return float(f"{default * 10 ** (decades * (index / (points - 1) - 0.5)):.4g}")
+    except OverflowError:  # a grid extended far past float range: the domain check refuses inf in one line
+        return math.inf
 
 
 def _number(text: str, item: str) -> float:
@@ -98,8 +104,9 @@ def parse_sweep(item: str) -> Sweep:
         if len(parts) != 2:
             raise UsageError(f"--sweep {item}: around: takes DECADES:N, e.g. --sweep main=around:4:17")
         decades = _number(parts[0], item)
-        if decades <= 0:
-            raise UsageError(f"--sweep {item}: around: spans a positive number of decades, e.g. main=around:4:17")
+        if not 0 < decades <= MAX_DECADES:
+            raise UsageError(f"--sweep {item}: around: spans a positive number of decades, at most {MAX_DECADES:g}, "
+                             "e.g. main=around:4:17")
         return Sweep(item, hyperparam, optimizer or None, around=(decades, _count(parts[1], item)))
     if colon:
         raise UsageError(f"--sweep {item}: unknown spacing {kind!r}: use log:, lin:, around: or a list; {_EXAMPLE}")
@@ -130,10 +137,14 @@ class Protocol:
     def validate(self) -> "Protocol":
         if self.points < 2:
             raise UsageError(f"--points {self.points}: a grid needs at least 2 points, e.g. --points 17")
-        if not self.decades > 0:
-            raise UsageError(f"--decades {self.decades}: the grid spans a positive number of decades, e.g. 4")
-        if self.search_seeds < 1 or self.max_extensions < 0:
-            raise UsageError("--search-seeds must be at least 1 and --extend at least 0, e.g. --search-seeds 2 --extend 2")
+        if not 0 < self.decades <= MAX_DECADES:  # also refuses nan and inf
+            raise UsageError(f"--decades {self.decades:g}: the grid spans a positive number of decades, at most "
+                             f"{MAX_DECADES:g}, e.g. --decades 4")
+        if self.search_seeds < 1:
+            raise UsageError(f"--search-seeds {self.search_seeds}: stage 1 needs at least 1 seed per point, "
+                             "e.g. --search-seeds 2")
+        if self.max_extensions < 0:
+            raise UsageError(f"--extend {self.max_extensions}: a grid grows by 0 or more decades, e.g. --extend 2")
         return self
 
     @property

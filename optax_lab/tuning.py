@@ -7,6 +7,10 @@ one compiled program. The best point by the stated criterion wins; a winner on t
 extends the grid by a decade on that side, up to `max_extensions` times. Stage 2: the winner
 rerun on the full seed count, with seeds disjoint from the search seeds (no winner's curse in the
 ranking). The tuned points go to tuned.json, which `optax-lab run --tuned` ranks at.
+
+Given a `RunStore`, every program of both stages is saved as it finishes; a resumed tune
+restores them, and since the choices (grid extensions, winners) are made from the same
+histories, it plans and restores the same programs before training the missing ones.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from typing import Any
 from optax_lab import optimizers, workloads
 from optax_lab.config import DEFAULT_WORKLOAD, Config, Criterion, Lesson, batch_label
 from optax_lab.errors import UsageError
-from optax_lab.experiment import (Progress, check_host_memory, distinct_jobs, load_arrays, plan, run_jobs,
-                                  selected_workloads)
+from optax_lab.experiment import (Progress, check_host_memory, distinct_jobs, load_arrays, partial_results, plan,
+                                  resume_inputs, run_jobs, selected_workloads)
 from optax_lab.metrics import results_dict
 from optax_lab.planning import target_loss
+from optax_lab.run_store import RunStore, Unfinished, fingerprint
 from optax_lab.schema import SCHEMA
 from optax_lab.selection import best_index, on_edge
 from optax_lab.sweep import MAIN, Protocol, Sweep, around_value
@@ -46,11 +51,12 @@ def _extension(default: float, protocol: Protocol, indices: list[int], side: str
 
 
 def _search(config: Config, protocol: Protocol, lessons: tuple[Lesson, ...], arrays, seeds,
-            progress: Progress | None, workload: workloads.Workload) -> tuple[tuple[Lesson, ...], list[RunResult]]:
+            progress: Progress | None, workload: workloads.Workload,
+            store: RunStore | None = None) -> tuple[tuple[Lesson, ...], list[RunResult]]:
     """Stage 1: each sweep lesson's grids, extended on winning edges; the lessons with their
     extension runs added and where they were extended, and every run."""
     target = target_loss(workload, protocol.criterion)
-    results = run_jobs(config, distinct_jobs(config, lessons), arrays, seeds, progress)
+    results = run_jobs(config, distinct_jobs(config, lessons), arrays, seeds, progress, store)
     done = []
     for lesson in lessons:
         extended: dict[str, list[str]] = {}
@@ -83,7 +89,7 @@ def _search(config: Config, protocol: Protocol, lessons: tuple[Lesson, ...], arr
                                                    point={main: value}))
                 runs += new
                 results += run_jobs(config, distinct_jobs(config, (dataclasses.replace(lesson, runs=tuple(new)),)),
-                                    arrays, seeds, progress)
+                                    arrays, seeds, progress, store)
         done.append(dataclasses.replace(lesson, runs=tuple(runs), extra={
             **lesson.extra, "stage": 1, "extended": extended, "limit_reached": limit}))
     return tuple(done), results
@@ -106,9 +112,11 @@ def _winners(lessons: tuple[Lesson, ...], results: list[RunResult], criterion: C
 
 
 def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", progress: Progress | None = None,
-         warn: Callable[[str], None] | None = None, compile_cache: bool = False) -> tuple[dict, dict]:
+         warn: Callable[[str], None] | None = None, compile_cache: bool = False,
+         store: RunStore | None = None) -> tuple[dict, dict]:
     """(results, tuned record): both stages' runs in one results dict (stage-1 sweep lessons,
-    then the stage-2 ranking at the tuned points), and what tuned.json holds."""
+    then the stage-2 ranking at the tuned points), and what tuned.json holds. With a `store`, a
+    stop during training raises `Unfinished` with the finished runs' results, marked incomplete."""
     config.validate()
     protocol.validate()
     chosen = selected_workloads(config)
@@ -125,20 +133,35 @@ def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", 
     check_host_memory(config, distinct_jobs(config, plan(config)))
     start = time.perf_counter()
     arrays, dataset_info = load_arrays(config, distinct_jobs(config, stage1), warn)
-    if progress:
-        progress("loaded", dataset_info["name"], time.perf_counter() - start)
     # The search seeds follow the ranking's: disjoint, so the ranking does not reuse the seeds it was chosen on.
     search_seeds = tuple(range(config.seed + config.seeds, config.seed + config.seeds + protocol.search_seeds))
-    stage1, results = _search(search_config, protocol, stage1, arrays, search_seeds, progress, workload)
-    points, notes = _winners(stage1, results, protocol.criterion, target_loss(workload, protocol.criterion))
-    for name in dict.fromkeys(run.optimizer for lesson in plan(config) for run in lesson.runs):
-        if not optimizers.get(name).main:
-            notes[name] = f"registry defaults: {optimizers.get(name).no_main}"
-            points[name] = {batch_label(batch): {} for batch in config.batches or workload.batches}
-    stage2 = tuple(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
-                   for lesson in plan(dataclasses.replace(config, tuned=points, tuned_source="this tune")))
     seeds = tuple(range(config.seed, config.seed + config.seeds))
-    results += run_jobs(config, distinct_jobs(config, stage2), arrays, seeds, progress)
+    if store is not None:
+        inputs = resume_inputs(search_config, distinct_jobs(config, stage1), dataset_info, search_seeds, "tune")
+        inputs.update({"--seeds": config.seeds, "--points": protocol.points, "--decades": protocol.decades,
+                       "--search-seeds": protocol.search_seeds, "--extend": protocol.max_extensions})
+        store.begin(fingerprint(inputs))  # a resumed tune whose options differ stops here
+    if progress:
+        progress("loaded", dataset_info["name"], time.perf_counter() - start)
+    planned, not_started = stage1, "stage 2 (each optimizer's tuned point on the ranking seeds)"
+    try:
+        stage1, results = _search(search_config, protocol, stage1, arrays, search_seeds, progress, workload, store)
+        planned = stage1
+        points, notes = _winners(stage1, results, protocol.criterion, target_loss(workload, protocol.criterion))
+        for name in dict.fromkeys(run.optimizer for lesson in plan(config) for run in lesson.runs):
+            if not optimizers.get(name).main:
+                notes[name] = f"registry defaults: {optimizers.get(name).no_main}"
+                points[name] = {batch_label(batch): {} for batch in config.batches or workload.batches}
+        stage2 = tuple(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
+                       for lesson in plan(dataclasses.replace(config, tuned=points, tuned_source="this tune")))
+        planned, not_started = stage1 + stage2, ""
+        results += run_jobs(config, distinct_jobs(config, stage2), arrays, seeds, progress, store)
+    except BaseException as cause:
+        if store is None:
+            raise
+        partial = (partial_results(search_config, planned, dataset_info, store.finished, command, compile_cache,
+                                   not_started) if store.finished else None)
+        raise Unfinished(partial, cause) from cause
     record = results_dict(search_config, stage1 + stage2, dataset_info, results, command, compile_cache)
     record["tuning"] = {**dataclasses.asdict(protocol), "search_seeds": list(search_seeds), "seeds": list(seeds),
                         "notes": notes}

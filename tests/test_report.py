@@ -379,8 +379,8 @@ def test_compile_cache_line_in_both_modes(ranked):
 def test_ranking_failure_after_the_plot_leaves_no_partial_report(tmp_path, monkeypatch):
     real, plotted = ranking_plot.plot_ranking_curves, []
 
-    def plot_then_remember(modes, target):
-        plotted.append(real(modes, target))
+    def plot_then_remember(*args):
+        plotted.append(real(*args))
         return plotted[-1]
 
     def markdown_fails(results):

@@ -13,6 +13,8 @@ import enum
 import math
 from typing import Any, NamedTuple
 
+from optax_lab.errors import UsageError
+
 __all__ = ["DOMAINS", "Domain", "Kind"]
 
 
@@ -58,22 +60,62 @@ class Domain(NamedTuple):
         return int(base) + 1 if self.kind is Kind.INTEGER else (base * 10 if base > 0 else base + 0.1)
 
     def reason(self, value: Any) -> str | None:
-        """Why `value` is outside the domain, or None when it is inside."""
+        """Why `value` is outside the domain, or None when it is inside. Phrased to follow "is"."""
         if value is None:
-            return None if self.optional else "None is not allowed"
+            return None if self.optional else "not allowed"
         if self.kind is Kind.BOOLEAN:
             return None if isinstance(value, bool) else "not True or False"
         if self.kind is Kind.OTHER:
             return None if not self.choices or value in self.choices else "not one of the choices"
+        if isinstance(value, str):  # the CLI keeps what is no Python literal as text: nan, inf, abc
+            number = _text_number(value)
+            if number is None or math.isnan(number):
+                return "not a number"
+            return "not finite" if math.isinf(number) else "text, not a number (write it without quotes)"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "not a number"
-        if self.kind is Kind.INTEGER and not (isinstance(value, int) or float(value).is_integer()):
-            return "not an integer"
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range: no rate or count means that
             return "not finite"
+        if not math.isfinite(number):
+            return "not finite"
+        if self.kind is Kind.INTEGER and not number.is_integer():
+            return "not an integer"
         below = value < self.low or (self.low_open and value == self.low)
         above = value > self.high or (self.high_open and value == self.high)
         return "outside the domain" if below or above else None
+
+    def normalise(self, value: Any) -> Any:
+        """`value` as optax wants it: a whole float of an integer domain as an int (a sweep's
+        values are floats, and optax checks `rank` or `sync_period` with isinstance int)."""
+        numeric = isinstance(value, float) and math.isfinite(value) and value.is_integer()
+        return int(value) if self.kind is Kind.INTEGER and numeric else value
+
+    def check(self, label: str, value: Any, default: Any = None) -> Any:
+        """`value` normalised, or a UsageError in one line: `label`=value, why, the domain and an
+        example (`default` when it is inside the domain). `label` is e.g. "adam.b1"."""
+        reason = self.reason(value)
+        if reason is None:
+            return self.normalise(value)
+        example = default if default is not None and self.reason(default) is None else self.example()
+        raise UsageError(f"{label}={value!r} is {reason}: {label.rpartition('.')[2]} takes {self.describe()}, "
+                         f"e.g. {label}={example!r}")
+
+    def record(self) -> dict[str, Any]:
+        """The domain for JSON readers (`optax-lab list --json`): infinite bounds are null."""
+        low, high = (x if math.isfinite(x) else None for x in (self.low, self.high))
+        return {"kind": self.kind.value, "text": self.describe(), "low": low, "high": high,
+                "low_open": self.low_open, "high_open": self.high_open, "optional": self.optional,
+                "choices": [c if isinstance(c, (str, int, float, bool)) else repr(c) for c in self.choices]}
+
+
+def _text_number(text: str) -> float | None:
+    """The float a text spells (nan and inf included), or None."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 _POSITIVE = Domain(Kind.REAL, 0.0, low_open=True)

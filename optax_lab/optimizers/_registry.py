@@ -254,31 +254,23 @@ def get(name: str) -> OptimizerEntry:
     return REGISTRY[name]
 
 
-def check_value(name: str, hyperparam: str, value: Any) -> None:
-    """A UsageError naming the optimizer, the hyperparameter, the value, its domain and an example
-    when `value` is outside the hyperparameter's domain (text, NaN, infinity, a wrong sign...)."""
+def check_value(name: str, hyperparam: str, value: Any) -> Any:
+    """`value` as the constructor wants it (a whole float of an integer domain as an int), or a
+    UsageError naming the optimizer, the hyperparameter, the value, its domain and an example
+    (text, NaN, infinity, a wrong sign...; an unknown hyperparameter says which ones it takes)."""
     entry = get(name)
-    domain = entry.domain(hyperparam)
-    reason = domain.reason(value)
-    if reason is None:
-        return
-    default = entry.all_defaults.get(hyperparam)
-    example = default if domain.reason(default) is None and default is not None else domain.example()
-    raise UsageError(f"{name}.{hyperparam}={value!r} is {reason}: {hyperparam} takes {domain.describe()}, "
-                     f"e.g. {name}.{hyperparam}={example!r}")
+    if hyperparam not in entry.accepted:
+        raise UsageError(f"optimizer {name!r} takes no hyperparameter {hyperparam!r}: "
+                         f"it accepts {', '.join(entry.accepted)}")
+    return entry.domain(hyperparam).check(f"{name}.{hyperparam}", value, entry.all_defaults.get(hyperparam))
 
 
 def hyperparams(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The registry defaults of `name` with `overrides` on top, every name and value checked."""
     entry = get(name)
-    unknown = sorted(set(overrides) - set(entry.accepted))
-    if unknown:
-        raise UsageError(f"optimizer {name!r} takes no hyperparameter {unknown[0]!r}: "
-                         f"it accepts {', '.join(entry.accepted)}")
-    for hyperparam, value in overrides.items():
-        if not isinstance(value, jax.Array):  # traced values were checked before they were traced
-            check_value(name, hyperparam, value)
-    return {**entry.defaults, **overrides}
+    # traced values (jax arrays) were checked before they were traced
+    checked = {k: v if isinstance(v, jax.Array) else check_value(name, k, v) for k, v in overrides.items()}
+    return {**entry.defaults, **checked}
 
 
 def is_traced(name: str, hyperparam: str, value: Any) -> bool:
@@ -298,7 +290,8 @@ def main_scale(name: str) -> str:
     """The hyperparameter a tuner sweeps: the entry's main scale, or a UsageError saying why there is none."""
     entry = get(name)
     if not entry.main:
-        raise UsageError(f"optimizer {name!r} has no main scale to sweep: {entry.no_main}")
+        raise UsageError(f"optimizer {name!r} has no main scale to sweep: {entry.no_main}; leave it out of "
+                         "--optimizers, or sweep a hyperparameter by name")
     return entry.main
 
 

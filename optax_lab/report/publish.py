@@ -1,4 +1,5 @@
-"""Files on disk: check the output folder early, read a saved results.json, and write a report.
+"""Files on disk: check the output folder early, read a saved results.json, and write a report
+(complete, or an interrupted run's, marked INCOMPLETE).
 
 Nothing half-written: the PNGs and report.md are rendered in memory first, then `files.write_files`
 stages every file beside its destination and renames them into place, report.md last, so that
@@ -61,11 +62,12 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path,
     results = to_jsonable(results)  # one view for all outputs: every NaN/inf is now None
     check_results(results)
     out = check_writable(out_dir)
-    files: dict[Path, bytes | str] = {out / name: png for name, png in render_plots(results).items()}
+    files: dict[Path, bytes | str] = {out / name: png for name, png in _plots(results).items()}
     files[out / "results.json"] = json.dumps(results, indent=1, allow_nan=False) + "\n"
     for name, record in (extra_files or {}).items():
         files[out / name] = json.dumps(to_jsonable(record), indent=1, allow_nan=False) + "\n"
-    files[out / "report.md"] = render_markdown(results)  # last: it links to the others
+    markdown = _incomplete_markdown(results) if results.get("incomplete") else render_markdown(results)
+    files[out / "report.md"] = markdown  # last: it links to the others
     created = not out.exists()
     try:
         write_files(files, fix=FIX_OUT)
@@ -81,3 +83,42 @@ def _remove_if_empty(out: Path) -> None:
         out.rmdir()
     except OSError:
         pass  # not empty (or gone): it is not ours to clean further
+
+
+def _plots(results: Mapping[str, Any]) -> dict[str, bytes]:
+    if not results.get("incomplete"):
+        return render_plots(results)
+    try:  # the sections expect whole lessons: an interrupted run's may not draw, and that must not lose it
+        return render_plots(results)
+    except Exception:
+        return {}
+
+
+def incomplete_banner(results: Mapping[str, Any]) -> str:
+    """One paragraph: what finished, what is missing, and the command that resumes."""
+    incomplete = results["incomplete"]
+    missing = incomplete.get("missing_runs") or []
+    shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+    parts = [f"**INCOMPLETE**: the run stopped after {incomplete.get('finished_runs', '?')} runs had finished"]
+    if missing:
+        parts.append(f"{len(missing)} planned run{' is' if len(missing) == 1 else 's are'} missing: {shown}")
+    if incomplete.get("not_started"):
+        parts.append(f"not started: {incomplete['not_started']}")
+    return "> " + "; ".join(parts) + f". Resume with `{incomplete.get('resume', '--resume')}`."
+
+
+def _incomplete_markdown(results: Mapping[str, Any]) -> str:
+    """The report of the finished runs under an INCOMPLETE title and banner; when the sections
+    cannot render partial lessons, a table of the finished runs instead."""
+    try:
+        title, _, rest = render_markdown(results).partition("\n")
+    except Exception:
+        rows = [f"| {run['name']} | {_number(run['final'].get('val_loss_mean'))} | {run.get('status', '?')} |"
+                for run in results["runs"]]
+        title = f"# optax-lab report: preset `{results.get('preset', '?')}`"
+        rest = "\n".join(["", "| run | final val loss (mean over seeds) | status |", "|---|---|---|", *rows, ""])
+    return "\n".join([title.replace("# ", "# INCOMPLETE: ", 1), "", incomplete_banner(results), rest])
+
+
+def _number(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"

@@ -243,7 +243,7 @@ def _target_sentence(modes: list[Mode], target: float | None) -> str:
     if not any(run.get("target") for run in runs):
         return ""  # results from before time-to-target was recorded
     reached = [run for run in runs if target_text(run) != DASH and finite(run["target"].get("seconds_mean"))]
-    goal = f"val loss {target:g}" if target is not None else "the target"
+    goal = f"val loss {target:g}" if target is not None else _goal(runs)
     if not reached:
         return f"No run reaches {goal} on any seed."
     every_seed = [run for run in reached if run["target"]["reached_seeds"] >= len(run.get("seeds") or ())]
@@ -257,6 +257,15 @@ def _target_sentence(modes: list[Mode], target: float | None) -> str:
         text += ", though no run gets there on every seed"
     never = len(runs) - len(reached)
     return text + (f"; {never} of {len(runs)} runs never reach it." if never else "; every run reaches it.")
+
+
+def _goal(runs: list[Mapping]) -> str:
+    """The target in words, from the runs' records (e.g. "val acc ≥ 0.884")."""
+    record = next((run["target"] for run in runs if (run.get("target") or {}).get("metric")), None)
+    if record is None or not finite(record.get("value")):
+        return "the target"
+    sign = "≥" if record.get("direction") == "max" else "≤"
+    return f"{record['metric'].replace('_', ' ')} {sign} {record['value']:g}"
 
 
 def _diverged_sentence(modes: list[Mode], rows: list[Row]) -> str:
