@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="a grid of one hyperparameter for --optimizers: log:LOW:HIGH:N, lin:LOW:HIGH:N, "
                           "around:DECADES:N (around each default) or V1,V2,...; `main` is each optimizer's main "
                           "scale; several give their product, e.g. --sweep learning_rate=log:1e-4:1e-1:16")
-    run.add_argument("--tuned", metavar="TUNED_JSON", default=None,
-                     help="rank --optimizers at the points of a tuned.json written by `optax-lab tune`")
+    run.add_argument("--tuned", metavar="TUNED_JSON", action="append", default=None,
+                     help="rank --optimizers at the points of a tuned.json written by `optax-lab tune`; "
+                          "one per workload of --workloads (repeat it)")
     _criterion_option(run, "how a sweep's best point is chosen")
 
     tune = commands.add_parser("tune", help="tune every optimizer's main scale the same way, then rank them "
@@ -226,18 +227,18 @@ def _config(args) -> Config:
     if getattr(args, "preset", None) and chosen != (DEFAULT_WORKLOAD,):
         raise UsageError(f"--preset {args.preset} runs on {DEFAULT_WORKLOAD}, not on {','.join(chosen)}: drop "
                          "--preset, or --workloads (to rank optimizers there, give --optimizers)")
-    tuned, tuned_source = None, ""
+    tuned = None
     if getattr(args, "tuned", None):
-        from optax_lab.tuning import read_tuned
+        from optax_lab.tuning import read_tuned_files
 
-        tuned, tuned_source = read_tuned(args.tuned, chosen[0] if len(chosen) == 1 else DEFAULT_WORKLOAD)
+        tuned = read_tuned_files(args.tuned)
     return Config(preset=getattr(args, "preset", None) or "lesson", optimizers=args.optimizers, workloads=chosen,
                   batches=args.batch,
                   overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
                   num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
                   seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
                   model=_model(args), out=args.out, sweeps=tuple(getattr(args, "sweep", ())), tuned=tuned,
-                  tuned_source=tuned_source, criterion=args.criterion, devices=args.devices,
+                  criterion=args.criterion, devices=args.devices,
                   max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
 
 

@@ -12,14 +12,14 @@ import enum
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from optax_lab.errors import UsageError, closest
 from optax_lab.sweep import Criterion, Sweep
 
 __all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "Criterion", "LESSON_ADAM", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS",
            "DEFAULT_WORKLOAD", "FULL_BATCH", "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig",
-           "NORMALIZATIONS", "Order", "RunSpec",
+           "NORMALIZATIONS", "Order", "RunSpec", "Tuned",
            "batch_label", "parse_batches"]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
@@ -197,6 +197,14 @@ class Lesson:
 LESSON_ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
 
 
+class Tuned(NamedTuple):
+    """One workload's tuned points, as `optax-lab tune` wrote them to a tuned.json, and where they
+    came from (its file name and checksum)."""
+
+    points: Mapping[str, Mapping[str, Mapping[str, Any]]]  # optimizer -> batch label -> point
+    source: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one `optax-lab run` needs.
@@ -224,8 +232,7 @@ class Config:
     model: ModelConfig | None = None  # replaces the MLP of every MLP workload (None: each workload's own)
     out: str | None = None
     sweeps: tuple[Sweep, ...] = ()  # hyperparameter grids of an --optimizers run
-    tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None  # optimizer -> batch label -> point
-    tuned_source: str = ""  # where `tuned` came from: file name and checksum
+    tuned: Mapping[str, Tuned] | None = None  # workload name -> its tuned points (one tuned.json each)
     criterion: Criterion = Criterion.FINAL_VAL_LOSS  # how a sweep's best point is chosen
     max_replicas: int = MAX_REPLICAS
     devices: int | None = None  # devices the replicas are split over (None: every local device)
@@ -253,8 +260,6 @@ class Config:
         if not self.optimizers and self.preset != "lesson" and self.workloads != (DEFAULT_WORKLOAD,):
             raise UsageError(f"preset {self.preset} runs on {DEFAULT_WORKLOAD}, not on --workloads "
                              f"{','.join(self.workloads)}: drop one of them, or rank optimizers there with --optimizers")
-        if self.tuned is not None and (len(self.workloads) > 1 or self.workloads == ("all",)):
-            raise UsageError("--tuned holds the points of one workload: give one --workloads NAME")
         if self.dataset is not None and self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
         for field in ("seeds", "epochs", "num_words", "train_examples"):

@@ -188,7 +188,7 @@ def resume_inputs(config: Config, jobs: Sequence[Job], dataset_info: Mapping[str
         "--batch": None if config.batches is None else [batch_label(batch) for batch in config.batches],
         "--set": {name: dict(sorted(values.items())) for name, values in sorted(config.overrides.items())} or None,
         "--sweep": [sweep.text for sweep in config.sweeps] or None,
-        "--tuned": config.tuned_source or None,
+        "--tuned": {name: tuned.source for name, tuned in sorted(config.tuned.items())} if config.tuned else None,
         "--criterion": str(config.criterion),
         "--seeds": config.seeds,
         "--seed": config.seed,

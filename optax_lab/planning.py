@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optax_lab import optimizers, workloads
-from optax_lab.config import DEFAULT_WORKLOAD, PRESETS, Config, Lesson, LessonKind, RunSpec, batch_label
+from optax_lab.config import DEFAULT_WORKLOAD, PRESETS, Config, Lesson, LessonKind, RunSpec, Tuned, batch_label
 from optax_lab.errors import UsageError
 from optax_lab.metrics import TARGET_VAL_LOSS
 from optax_lab.sweep import MAIN, Criterion, Sweep
@@ -182,6 +182,24 @@ def selected_workloads(config: Config) -> tuple[workloads.Workload, ...]:
     return tuple(workloads.get(name) for name in workloads.names(config.workloads))
 
 
+def _tuned_per_workload(config: Config, chosen: tuple[workloads.Workload, ...]) -> Mapping[str, Tuned]:
+    """With --tuned, every ranked workload at its own tuned points: a workload without a tuned.json,
+    or a tuned.json of a workload the run does not train, is one line."""
+    if config.tuned is None:
+        return {}
+    names = [workload.name for workload in chosen]
+    for name, tuned in config.tuned.items():
+        if name not in names:
+            raise UsageError(f"--tuned {tuned.source} holds points tuned on workload {name}, which this run does not "
+                             f"train ({', '.join(names)}): add --workloads {name}, or leave that file out")
+    missing = [name for name in names if name not in config.tuned]
+    if missing:
+        raise UsageError(f"--tuned: no tuned.json for workload {', '.join(missing)}: rank every workload at tuned "
+                         f"points (optax-lab tune --workloads {missing[0]} --optimizers ..., then add --tuned its "
+                         "tuned.json) or leave it out of --workloads")
+    return config.tuned
+
+
 def plan(config: Config) -> tuple[Lesson, ...]:
     """The lessons to run: a sweep or a ranking of --optimizers on every workload, each workload's
     reference optimizer when only --workloads is given, else the preset's (on imdb-mlp)."""
@@ -189,8 +207,9 @@ def plan(config: Config) -> tuple[Lesson, ...]:
     if config.sweeps:
         lessons = tuple(lesson for workload in chosen for lesson in sweep_lessons(config, workload))
     elif config.optimizers:
+        tuned = _tuned_per_workload(config, chosen)
         lessons = tuple(lesson for workload in chosen for lesson in ranking_lessons(
-            config.optimizers, config.batches, config.tuned, config.tuned_source, workload))
+            config.optimizers, config.batches, *tuned.get(workload.name, (None, "")), workload))
     elif config.workloads != (DEFAULT_WORKLOAD,):
         lessons = tuple(lesson for workload in chosen
                         for lesson in ranking_lessons((workload.reference,), config.batches, workload=workload))

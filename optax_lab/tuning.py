@@ -20,12 +20,12 @@ import datetime
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from optax_lab import optimizers, workloads
-from optax_lab.config import DEFAULT_WORKLOAD, Config, Criterion, Lesson, batch_label
+from optax_lab.config import DEFAULT_WORKLOAD, Config, Criterion, Lesson, Tuned, batch_label
 from optax_lab.errors import UsageError
 from optax_lab.experiment import (Progress, check_host_memory, distinct_jobs, load_arrays, partial_results, plan,
                                   resume_inputs, run_jobs, selected_workloads)
@@ -153,7 +153,7 @@ def tune(config: Config, protocol: Protocol = Protocol(), *, command: str = "", 
                 notes[name] = f"registry defaults: {optimizers.get(name).no_main}"
                 points[name] = {batch_label(batch): {} for batch in config.batches or workload.batches}
         stage2 = tuple(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
-                       for lesson in plan(dataclasses.replace(config, tuned=points, tuned_source="this tune")))
+                       for lesson in plan(dataclasses.replace(config, tuned={workload.name: Tuned(points, "this tune")})))
         planned, not_started = stage1 + stage2, ""
         results += run_jobs(config, distinct_jobs(config, stage2), arrays, seeds, progress, store)
     except BaseException as cause:
@@ -179,6 +179,23 @@ def tuned_record(results: Mapping[str, Any], points: Mapping, notes: Mapping[str
             "grid": {"points": tuning["points"], "decades": tuning["decades"],
                      "max_extensions": tuning["max_extensions"], "search_seeds": tuning["search_seeds"]},
             "points": points, "notes": dict(notes)}
+
+
+def read_tuned_files(paths: Sequence[str | Path]) -> dict[str, Tuned]:
+    """Each --tuned file's points by the workload it was tuned on (`read_tuned`); two files of
+    one workload are one line."""
+    tuned: dict[str, Tuned] = {}
+    for path in paths:
+        try:
+            workload = json.loads(Path(path).read_bytes()).get("workload", DEFAULT_WORKLOAD)
+        except (OSError, ValueError, AttributeError):
+            workload = DEFAULT_WORKLOAD  # read_tuned says what is wrong with the file
+        points, source = read_tuned(path, workload)
+        if workload in tuned:
+            raise UsageError(f"--tuned {path} and {tuned[workload].source} both hold points of workload {workload}: "
+                             "give one tuned.json per workload")
+        tuned[workload] = Tuned(points, source)
+    return tuned
 
 
 def read_tuned(path: str | Path, workload: str = DEFAULT_WORKLOAD) -> tuple[dict[str, dict[str, dict[str, Any]]], str]:

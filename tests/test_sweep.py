@@ -11,7 +11,7 @@ import pytest
 
 from optax_lab import train
 from optax_lab.cli import main
-from optax_lab.config import Config, RunSpec
+from optax_lab.config import Config, RunSpec, Tuned
 from optax_lab.errors import UsageError
 from optax_lab.experiment import plan, train_and_evaluate
 from optax_lab.sweep import Criterion, parse_sweep
@@ -144,10 +144,10 @@ def test_tuned_json_round_trips_into_a_ranking(tuned_run, tmp_path):
     config, (_, tuned), out = tuned_run
     points, source = read_tuned(out / "tuned.json")
     assert source.startswith("tuned.json (sha256 ")
-    lessons = plan(dataclasses.replace(config, tuned=points, tuned_source=source))
+    lessons = plan(dataclasses.replace(config, tuned={"imdb-mlp": Tuned(points, source)}))
     assert {run.optimizer: dict(run.hyperparams) for run in lessons[0].runs}["sgd"] == tuned["points"]["sgd"]["500"]
     with pytest.raises(UsageError, match="no tuned point for sgd at batch full"):
-        plan(dataclasses.replace(config, batches=(None,), tuned=points, tuned_source=source))
+        plan(dataclasses.replace(config, batches=(None,), tuned={"imdb-mlp": Tuned(points, source)}))
 
 
 def test_a_foreign_tuned_file_is_refused(tmp_path, capsys):

@@ -295,3 +295,40 @@ def test_the_report_has_a_section_per_workload_draws_2d_paths_and_profiles_them(
                                           "trajectories-rosenbrock.png", "performance-profiles.png",
                                           "performance-profiles-steps.png"}
     assert trajectories_png(runs[:1], "rosenbrock", minimum=(1.0, 1.0)).startswith(b"\x89PNG")
+
+
+def _tuned_file(tmp_path, workload: str, rate: float) -> str:
+    from optax_lab.schema import SCHEMA
+    from optax_lab.tuning import TUNED_KIND
+
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / f"tuned-{workload}.json"
+    path.write_text(json.dumps({"kind": TUNED_KIND, "schema": SCHEMA, "workload": workload,
+                                "points": {"adam": {"128": {"learning_rate": rate}}}}))
+    return str(path)
+
+
+def test_a_ranking_over_workloads_takes_each_workloads_tuned_points(tmp_path, capsys):
+    import dataclasses
+
+    from optax_lab.config import Config
+    from optax_lab.errors import UsageError
+    from optax_lab.planning import plan
+    from optax_lab.tuning import read_tuned_files
+
+    files = [_tuned_file(tmp_path, "rosenbrock", 0.05), _tuned_file(tmp_path, "beale", 0.2)]
+    config = Config(optimizers=("adam",), workloads=("rosenbrock", "beale"), tuned=read_tuned_files(files))
+    lessons = plan(config)
+    assert [(lesson.workload, lesson.runs[0].hyperparams["learning_rate"]) for lesson in lessons] == [
+        ("rosenbrock", 0.05), ("beale", 0.2)]
+    assert [lesson.extra["tuned_source"].split(" ")[0] for lesson in lessons] == ["tuned-rosenbrock.json",
+                                                                                   "tuned-beale.json"]
+    with pytest.raises(UsageError, match="no tuned.json for workload quadratic-deep"):
+        plan(dataclasses.replace(config, workloads=("rosenbrock", "beale", "quadratic-deep")))
+    with pytest.raises(UsageError, match="holds points tuned on workload beale, which this run does not train"):
+        plan(dataclasses.replace(config, workloads=("rosenbrock",)))
+    out = tmp_path / "out"
+    assert main(["run", "--optimizers", "adam", "--workloads", "rosenbrock", "--tuned", files[0], "--tuned",
+                 _tuned_file(tmp_path / "again", "rosenbrock", 0.1), "--out", str(out)]) == 2
+    assert "both hold points of workload rosenbrock: give one tuned.json per workload" in _error_line(capsys)
+    assert not out.exists()
