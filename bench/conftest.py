@@ -52,6 +52,8 @@ def pytest_addoption(parser):
     group.addoption("--optimizers", metavar="all|NAME[,NAME...]", default=None,
                     help=f"registry optimizers to benchmark (default: all; {','.join(SMOKE_OPTIMIZERS)} with --smoke)")
     group.addoption("--batch", metavar="full|B[,...]", default="full,500", help="batch modes (default: full,500)")
+    group.addoption("--workloads", metavar="all|NAME[,NAME...]", default=None,
+                    help="bench_workloads.py: the workloads to time (default: all)")
     group.addoption("--seeds", type=int, default=None,
                     help="seeds vmapped in each program (default: 8; 2 with --smoke)")
     group.addoption("--time-budget", type=float, default=None, metavar="SECONDS",

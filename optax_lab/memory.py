@@ -67,10 +67,10 @@ def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     param_count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     state_bytes = sum(_bytes(leaf) for leaf in jax.tree.leaves(state))
     units = sum(model_config.widths) + 1  # per example: every layer's outputs (the inputs are the shared data)
-    padded_epoch = settings.steps_per_epoch * settings.batch_size
     data = (settings.n_train + settings.n_test) * (features + 1) * FLOAT
-    # The gathered epoch of batches, and the transposed copy XLA makes of it for the backward pass.
-    epoch_batches = 0 if settings.full_batch else 2 * padded_epoch * (features + 1) * FLOAT
+    # A step's gathered batch (each step gathers its own: `program.epoch_batches`), and the
+    # transposed copy XLA makes of it for the backward pass.
+    epoch_batches = 0 if settings.full_batch else 2 * settings.batch_size * (features + 1) * FLOAT
     shared = settings.order is Order.SHARED or settings.full_batch
     # The init's gradient on the whole training set: each layer's outputs and their gradients.
     per_seed = (0 if shared else epoch_batches) + settings.n_train * units * 2 * FLOAT

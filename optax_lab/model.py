@@ -68,20 +68,24 @@ INPUTS = ("features", "bits", "words", "words-mean")
 
 
 class BagDense(nn.Module):
-    """Dense on the multi-hot row whose set columns are `ids` [B, L] (padding = vocabulary): the
-    same kernel [vocabulary, features] and bias, computed as an embedding bag."""
+    """Dense on the multi-hot row whose set columns are `ids` [B, L] (left-aligned, padding any
+    index >= vocabulary): the same kernel [vocabulary, features] and bias, computed as an
+    embedding bag. `budgets` bound the chunks a batch of each size holds (`embedding.chunk_budget`;
+    a size not listed keeps every chunk); `native` computes it in plain JAX ops (forward-mode)."""
 
     features: int
     vocabulary: int
     kernel_init: Callable
     bias_init: Callable
     mean: bool = False
+    budgets: tuple[tuple[int, int], ...] = ()  # (batch size, most chunks a batch of that size holds)
+    native: bool = False
 
     @nn.compact
     def __call__(self, ids: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (self.vocabulary, self.features))
         bias = self.param("bias", self.bias_init, (self.features,))
-        return embedding_bag(kernel, ids, self.mean) + bias
+        return embedding_bag(kernel, ids, self.mean, dict(self.budgets).get(ids.shape[0]), self.native) + bias
 
 
 class MLP(nn.Module):
@@ -97,11 +101,13 @@ class MLP(nn.Module):
     normalization: Callable[..., nn.Module] | None = None
     input: str = "features"  # one of INPUTS
     vocabulary: int = 0  # the embedding bag's rows, for word inputs
+    budgets: tuple[tuple[int, int], ...] = ()  # the embedding bag's chunk budgets by batch size (BagDense)
+    native: bool = False  # the embedding bag in plain JAX ops: forward-mode and per-example gradients
 
     def _layer(self, width: int, fan_in: int, name: str, first: bool) -> nn.Module:
         if first and self.input.startswith("words"):  # word indices: the Dense of their multi-hot row
             return BagDense(width, self.vocabulary, self.kernel_init, self.bias_init(self.vocabulary),
-                            self.input == "words-mean", name=name)
+                            self.input == "words-mean", self.budgets, self.native, name=name)
         return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init(fan_in), name=name)
 
     @nn.compact

@@ -14,15 +14,19 @@ import numpy as np
 
 from optax_lab import optimizers
 from optax_lab.config import Order, RunSpec
+from optax_lab.embedding import chunk_budget
 from optax_lab.errors import UsageError
 
-__all__ = ["Arrays", "ProgramSettings", "program_key", "program_settings", "split_hyperparams"]
+__all__ = ["WORD_PAD", "Arrays", "ProgramSettings", "program_key", "program_settings", "split_hyperparams",
+           "word_budgets"]
+
+WORD_PAD = 0xFFFF  # the empty slot of a uint16 word row (vocabularies below 65,535 words)
 
 
 class Arrays(NamedTuple):
     """The dataset on the device: inputs and targets of both splits. Float inputs (multi-hot
-    rows, noise draws) are float32; integer inputs stay integers: word indices int32, bytes
-    (packed bits) uint8."""
+    rows, noise draws) are float32; integer inputs stay integers: bytes (packed bits) uint8, word
+    rows uint16 (WORD_PAD in empty slots), other integers (word indices of large vocabularies) int32."""
 
     x_train: jax.Array
     y_train: jax.Array
@@ -30,10 +34,10 @@ class Arrays(NamedTuple):
     y_test: jax.Array
 
     @classmethod
-    def from_numpy(cls, x_train, y_train, x_test, y_test) -> "Arrays":
+    def from_numpy(cls, x_train, y_train, x_test, y_test) -> Arrays:
         def on_device(array):
             array = np.asarray(array)
-            kind = array.dtype if array.dtype == np.uint8 else np.int32 if array.dtype.kind in "iu" else np.float32
+            kind = array.dtype if array.dtype in (np.uint8, np.uint16) else np.int32 if array.dtype.kind in "iu" else np.float32
             return jax.device_put(array.astype(kind))
 
         return cls(*(on_device(a) for a in (x_train, y_train, x_test, y_test)))
@@ -54,6 +58,9 @@ class ProgramSettings:
     order: Order = Order.PER_SEED
     eval_train: bool = False  # also evaluate the whole training set after each epoch
     validate: bool = True  # evaluate the test split after each epoch (benchmarks time steps without it)
+    # Word rows (uint16 inputs): the most embedding-bag chunks a batch of each size the program
+    # runs can hold, so that the bag's static layout is a fraction of [B, L] (`word_budgets`).
+    bag_budgets: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_replicas(self) -> int:
@@ -78,7 +85,23 @@ def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, o
                          f"{n_train} training examples: lower it or use 'full'")
     features = math.prod(data.x_train.shape[1:])
     return ProgramSettings(n_train, data.x_test.shape[0], features, batch, epochs, num_seeds, num_points,
-                           Order(order), eval_train)
+                           Order(order), eval_train, bag_budgets=word_budgets(data, batch))
+
+
+def word_budgets(data: Arrays, batch: int) -> tuple[tuple[int, int], ...]:
+    """For word rows (uint16 [n, L], indices left-aligned, WORD_PAD after them; other inputs: none):
+    (batch size, chunks) for the training batches, which hold any `batch` distinct examples or an
+    epoch's ragged last batch padded with example 0 (`program.batch_indices`), and for the whole
+    training and test splits (the init's gradient, full batch, evaluation): upper bounds, never
+    estimates, and independent of the seeds, which are the program's inputs."""
+    if data.x_train.dtype != np.uint16 or data.x_train.ndim != 2:
+        return ()
+    train, test = ((np.asarray(x) != WORD_PAD).sum(axis=1) for x in (data.x_train, data.x_test))
+    budgets: dict[int, int] = {}
+    for size, chunks in ((batch, chunk_budget(train, batch, padded_with=0)), (len(train), chunk_budget(train, len(train))),
+                         (len(test), chunk_budget(test, len(test)))):
+        budgets[size] = max(budgets.get(size, 0), chunks)
+    return tuple(sorted(budgets.items()))
 
 
 def split_hyperparams(spec: RunSpec) -> tuple[dict[str, Any], dict[str, float]]:

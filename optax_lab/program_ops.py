@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["distinct_units", "flat_params", "layer_grad_norms", "loss_and_metrics", "shuffled_indices"]
+__all__ = ["distinct_units", "flat_params", "layer_grad_norms", "loss_and_metrics", "shuffled_indices", "take_examples"]
 
 
 def loss_and_metrics(workload, outputs, y, weights):
@@ -23,6 +23,16 @@ def loss_and_metrics(workload, outputs, y, weights):
         return losses.mean(), {name: value.mean() for name, value in values.items()}
     total = weights.sum()
     return (losses * weights).sum() / total, {name: (value * weights).sum() / total for name, value in values.items()}
+
+
+def take_examples(x: jax.Array, indices: jax.Array) -> jax.Array:
+    """x[indices] ([*indices.shape, *x.shape[1:]]) for int32 `indices` all in [0, len(x)). NumPy-style
+    indexing first maps negative indices, and XLA:CPU fuses that select into the gather's loop over
+    every output element: an epoch of 10,000-word rows (30 x 512 x 592) then took ~10x longer."""
+    rows = jax.lax.gather(x, indices.reshape(-1, 1), jax.lax.GatherDimensionNumbers(
+        offset_dims=tuple(range(1, x.ndim)), collapsed_slice_dims=(0,), start_index_map=(0,)), (1, *x.shape[1:]),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    return rows.reshape(*indices.shape, *x.shape[1:])
 
 
 def _loss_and_correct(logits, y, weights):

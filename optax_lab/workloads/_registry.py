@@ -14,7 +14,7 @@ from optax_lab.errors import UsageError, closest
 from optax_lab.model import layer_names
 from optax_lab.workloads._functions import (BEALE_START, ROSENBROCK_START, Noisy2D, NoisyQuadratic, beale,
                                             noisy_2d_data, quadratic_data, rosenbrock)
-from optax_lab.workloads._imdb import mlp, multi_hot, multi_hot_bits, sequences
+from optax_lab.workloads._imdb import mlp, multi_hot, sequences, word_ids
 from optax_lab.workloads._workload import (BINARY_ACCURACY, Target, Workload, binary_cross_entropy,
                                            model_output)
 
@@ -91,12 +91,12 @@ def _entries() -> list[Workload]:
                  optimizer_defaults={"lars": {"learning_rate": 0.9487}}, defaults_source=_DEFAULTS_SOURCES["imdb-deep"],
                  target=_target("imdb-deep", "val_loss", 0.612, "min")),
         Workload("imdb-logreg", "logistic regression on the 10,000-word multi-hot (convex)",
-                 functools.partial(multi_hot_bits, holdout=None), mlp("bits"), mlp=ModelConfig(widths=()),
+                 functools.partial(word_ids, holdout=None), mlp("words"), mlp=ModelConfig(widths=()),
                  epochs=20, batches=(500, FULL_BATCH), num_words=10_000, reference="lbfgs", **_BCE,
                  probe_layers=layer_names, target=_target("imdb-logreg", "val_loss", 0.303, "min")),
         Workload("imdb-10k-mlp", "the Keras book's IMDB example: 10,000-word multi-hot, Dense 16-16-1, "
                  "15,000 training / 10,000 validation reviews",
-                 functools.partial(multi_hot_bits, holdout=0.4), mlp("bits"), mlp=ModelConfig(widths=(16, 16)),
+                 functools.partial(word_ids, holdout=0.4), mlp("words"), mlp=ModelConfig(widths=(16, 16)),
                  epochs=20, batches=(512,), num_words=10_000, reference="rmsprop", **_BCE, **_MLP_PROBES,
                  optimizer_defaults={"rmsprop": _KERAS_RMSPROP},
                  defaults_source="rmsprop: Chollet, Deep Learning with Python (2017), §3.4, optimizer='rmsprop': "
