@@ -58,7 +58,8 @@ def test_the_recorded_init_gradient_is_the_full_training_set_gradient(small_data
     np.testing.assert_allclose(result.history["init_grad_norms"][0], expected, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kernel_init, distinct", [("zeros", 1), ("constant", 1), ("glorot_uniform", 32)])
+@pytest.mark.parametrize("kernel_init, distinct", [("zeros", 1), pytest.param("constant", 1, marks=pytest.mark.slow),
+                                                   ("glorot_uniform", 32)])
 def test_equal_initial_weights_keep_hidden_units_identical(small_data, kernel_init, distinct):
     spec = RunSpec(kernel_init, "adam", {"learning_rate": 1e-2}, 500, {"kernel_init": kernel_init})
     result = train(spec, small_data, seeds=(0, 1), epochs=3)

@@ -78,7 +78,7 @@ def _initial_loss(data: Arrays, seed: int) -> float:
     return float(optax.sigmoid_binary_cross_entropy(logits, data.y_train).mean())
 
 
-@pytest.mark.parametrize("batch_size, steps", [(500, 3), (FULL_BATCH, 1), (7, 150)])
+@pytest.mark.parametrize("batch_size, steps", [pytest.param(500, 3, marks=pytest.mark.slow), (FULL_BATCH, 1), (7, 150)])
 def test_every_example_counts_once_per_epoch_whatever_the_batch(small_data, batch_size, steps):
     """With a learning rate of 1e-30 (0 is outside a rate's domain; this one moves no float32
     weight) the epoch's train loss (the batch losses weighted by batch size,
