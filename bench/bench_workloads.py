@@ -29,7 +29,9 @@ RESULTS: dict[str, dict] = {}  # workload -> its row, for the report section
 
 def pytest_generate_tests(metafunc):
     if "workload_name" in metafunc.fixturenames:
-        text = metafunc.config.getoption("--workloads") or "all"
+        # --smoke checks the path on one MLP workload and one test function, not the eight
+        text = metafunc.config.getoption("--workloads") or ("imdb-mlp,rosenbrock" if metafunc.config.getoption("--smoke")
+                                                             else "all")
         try:
             names = [workloads.get(name).name for name in workloads.names(tuple(n.strip() for n in text.split(",")))]
         except UsageError as error:

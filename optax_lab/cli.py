@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from optax_lab._cli_run import EXIT_INTERRUPTED, EXIT_TERMINATED
 from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, DEFAULT_WORKLOAD,
                               KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, Config, ModelConfig, Order,
                               parse_batches)
@@ -310,8 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:  # run and tune handle their own (finished programs are kept); this is the rest
         print("optax-lab: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    """The `optax-lab` command. After a Ctrl-C or SIGTERM, everything finished is on disk (atomic
+    and fsynced), but the program that was running may still run on the device, and the runtime
+    waits for it before the interpreter exits (minutes, for a long program): leave at once."""
+    code = main()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -249,6 +249,7 @@ def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, b
     assert flops.exact
 
 
+@pytest.mark.slow  # the bench's smoke run in CI drives the same epoch benchmark
 def test_epoch_bench_carries_state_and_records_json_safe_extra_info(small_data):
     from optax_lab.benchmarking.epoch import EpochBench, extra_info
     from optax_lab.benchmarking.roofline import MatmulPeak

@@ -251,6 +251,7 @@ def test_real_imdb_second_load_comes_from_the_cache(real_imdb, real_archive, mon
     assert again.source == data.source and _sha256(real_archive)[:16] in again.source
 
 
+@pytest.mark.slow  # CI reads the real archive in the two real_imdb tests above; the CLI runs in test_cli
 def test_a_cli_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, monkeypatch, capsys):
     _, cache, _ = real_imdb
     monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))  # the tokenisation the data tests made

@@ -36,8 +36,11 @@ def _chunks(ids: np.ndarray) -> int:
     return int((-(-(ids < VOCABULARY).sum(axis=1) // CHUNK)).sum())
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["custom-vjp", "native"])
-@pytest.mark.parametrize("mean", [False, True], ids=["sum", "mean"])
+@pytest.mark.parametrize("native, mean", [
+    pytest.param(False, False, id="sum-custom-vjp"), pytest.param(True, True, id="mean-native"),
+    # CI checks each path and each reduction once; the other two pairs complete the square
+    pytest.param(True, False, id="sum-native", marks=pytest.mark.slow),
+    pytest.param(False, True, id="mean-custom-vjp", marks=pytest.mark.slow)])
 def test_the_bag_is_the_dense_layer_of_the_multi_hot_row(native, mean, monkeypatch):
     monkeypatch.setattr(embedding, "BLOCK", 3)  # several loop blocks, the last one partly padding
     rng = np.random.default_rng(0)
@@ -81,6 +84,7 @@ def test_the_native_bag_has_forward_over_reverse_and_per_example_gradients():
     np.testing.assert_allclose(per_example, dense_per_example, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # the bag is checked against the dense layer above; this adds the whole MLP
 def test_the_words_mlp_is_the_bits_mlp():
     """The model on word rows (budgets from the program) = the same parameters on packed bits."""
     rng = np.random.default_rng(2)

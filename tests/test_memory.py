@@ -14,9 +14,9 @@ from optax_lab.errors import UsageError
 from optax_lab.program import Arrays, program_settings
 
 # (optimizer, batch, seeds, points, order, widths): the shapes that move memory differently.
-# CI checks two; the slow ones complete the set.
+# CI checks the line search's (the largest temporaries); the slow ones complete the set.
 ESTIMATED = [
-    ("adam", 500, 8, 1, Order.PER_SEED, (32, 32)),  # per-seed gathers
+    pytest.param("adam", 500, 8, 1, Order.PER_SEED, (32, 32), marks=pytest.mark.slow),  # per-seed batches
     pytest.param("adam", 500, 4, 4, Order.SHARED, (32, 32), marks=pytest.mark.slow),  # points share batches
     pytest.param("adam", None, 8, 1, Order.PER_SEED, (32, 32), marks=pytest.mark.slow),  # full batch: no gather
     pytest.param("sgd", 100, 4, 1, Order.PER_SEED, (128, 128, 128), marks=pytest.mark.slow),  # wider, deeper

@@ -79,6 +79,7 @@ def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
     np.testing.assert_allclose(alone.history["val_loss"], results[3].history["val_loss"], rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a grid is one program: test_adam_at_five_learning_rates_compiles_once, in CI
 def test_a_grid_of_two_hyperparameters_is_one_program(small_data, count_compiles):
     specs = [RunSpec("p", "adamw", {"learning_rate": lr, "weight_decay": wd}, 500)
              for lr in (1e-3, 1e-2) for wd in (0.0, 0.1)]

@@ -104,6 +104,7 @@ def test_a_diverging_seed_is_reported_not_raised(small_data):
     assert healthy["status"] is Status.OK and np.isfinite(healthy["final"]["val_loss_mean"])
 
 
+@pytest.mark.slow  # CI's training tests learn too (the optimizers', the CLI's, the workloads')
 def test_training_learns(small_data):
     result = train(ADAM, small_data, seeds=(0, 1), epochs=12)
     assert (result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0]).all()
