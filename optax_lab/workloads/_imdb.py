@@ -102,7 +102,8 @@ def packed_bits(ids: np.ndarray, num_words: int, chunk: int = 2048) -> np.ndarra
 def multi_hot_bits(request: DataRequest, holdout: float | None = None) -> tuple[Dataset, None]:
     """`word_ids` as multi-hot rows packed into bits (1,250 bytes a review at 10,000 words, where
     float32 rows take 40,000), for a Dense layer on the unpacked rows: ~13 GFLOP a seed-epoch on
-    imdb-10k-mlp, where the embedding bag on the word rows gathers ~2 M rows (4-5x faster here)."""
+    imdb-10k-mlp, where the embedding bag on the word rows gathers ~2 M rows (2.2-4.5x faster here,
+    the more so the busier the box: the Dense layer needs both cores, the bag about one)."""
     dataset, _ = word_ids(request, holdout)
     return dataclasses.replace(dataset, x_train=packed_bits(dataset.x_train, request.num_words),
                                x_test=packed_bits(dataset.x_test, request.num_words)), None
