@@ -95,3 +95,12 @@ def test_across_workloads_needs_two_and_says_which_points():
     text = "\n".join(across.across_section(tuned))
     assert "at each optimizer's tuned points from tuned.json" in text
     assert "No optimizer reached the target on w2" in text
+
+
+def test_a_ranking_on_an_accuracy_target_names_it():
+    from optax_lab.report import ranking
+
+    target = {"metric": "val_acc", "value": 0.884, "direction": "max", "reached_seeds": 2, "epochs_mean": 2.5,
+              "steps_mean": 75.0, "seconds_mean": 1.5}
+    run = {"name": "rmsprop @512", "seeds": [0, 1], "target": target}
+    assert ranking._target_sentence([("512", [run])], None).startswith("Fastest to val acc ≥ 0.884: rmsprop @512")
