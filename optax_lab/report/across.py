@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from optax_lab.config import LessonKind
+from optax_lab.config import DEFAULT_WORKLOAD, LessonKind
 from optax_lab.report.profiles import Times, median_to_target, profile_markdown, profile_plot
-from optax_lab.report.records import lesson_runs
+from optax_lab.report.ranking import batch_modes, mode_prose
+from optax_lab.report.records import LessonRuns, lesson_runs
 from optax_lab.report.sections import lesson_kind
 
 __all__ = ["PROFILE_PNG", "PROFILE_STEPS_PNG", "across_plots", "across_section", "workload_times"]
@@ -23,12 +24,12 @@ __all__ = ["PROFILE_PNG", "PROFILE_STEPS_PNG", "across_plots", "across_section",
 PROFILE_PNG, PROFILE_STEPS_PNG = "performance-profiles.png", "performance-profiles-steps.png"
 
 
-def _first_rankings(results: Mapping) -> dict[str, list[Mapping]]:
-    """Each ranked workload's first ranking lesson's runs, in the lessons' order."""
-    first: dict[str, list[Mapping]] = {}
-    for lesson, runs in lesson_runs(results):
-        if lesson_kind(lesson, results) is LessonKind.RANKING:
-            first.setdefault(lesson.get("workload") or "imdb-mlp", runs)
+def _first_rankings(results: Mapping) -> dict[str, LessonRuns]:
+    """Each ranked workload's first ranking lesson and its runs, in the lessons' order."""
+    first: dict[str, LessonRuns] = {}
+    for entry in lesson_runs(results):
+        if lesson_kind(entry.lesson, results) is LessonKind.RANKING:
+            first.setdefault(entry.lesson.get("workload") or DEFAULT_WORKLOAD, entry)
     return first
 
 
@@ -47,7 +48,7 @@ def workload_times(results: Mapping) -> tuple[Times, Times]:
     """(seconds, steps) to the target: workload -> optimizer -> the median over seeds (inf: missed)."""
     seconds: dict[str, dict[str, float]] = {}
     steps: dict[str, dict[str, float]] = {}
-    for workload, runs in _first_rankings(results).items():
+    for workload, (_, runs) in _first_rankings(results).items():
         for run in runs:
             name, epochs = _entrant(run, runs), max(run.get("epochs") or 1, 1)
             seconds_per_epoch = ((run.get("timing") or {}).get("run_s") or math.nan) / epochs
@@ -74,7 +75,8 @@ def across_section(results: Mapping) -> list[str]:
     seconds, steps = workload_times(results)
     if len(seconds) < 2:
         return []
-    modes = ", ".join(f"{workload} {_mode(runs)}" for workload, runs in _first_rankings(results).items())
+    modes = ", ".join(f"{workload} {mode_prose(batch_modes([entry])[0][0])}"
+                      for workload, entry in _first_rankings(results).items())
     return [f"## Across {len(seconds)} workloads: performance profiles", "",
             f"Ranked as AlgoPerf does, {_points_text(results)}; each workload's first batch mode ({modes}), "
             "each workload's target as its section says.", "",
@@ -82,11 +84,6 @@ def across_section(results: Mapping) -> list[str]:
             "### By steps to the target", "",
             "Steps do not depend on the hardware or the load on it; time also counts what a step costs.", "",
             profile_markdown(steps, "steps", PROFILE_STEPS_PNG, "steps")]
-
-
-def _mode(runs: list[Mapping]) -> str:
-    run = runs[0] if runs else {}
-    return "full batch" if run.get("full_batch") else f"batch {run.get('batch_size', '?')}"
 
 
 def across_plots(results: Mapping) -> dict[str, bytes]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from optax_lab.config import DEFAULT_WORKLOAD  # results from before workloads ran on it; its sections keep their names
 from optax_lab.report.records import LessonRuns
 
 __all__ = ["DEFAULT_WORKLOAD", "RANKING_CURVES", "curves_png", "trajectory_lines", "trajectory_plots",
            "workload_lines", "workload_of"]
 
 RANKING_CURVES = "ranking-curves.png"
-DEFAULT_WORKLOAD = "imdb-mlp"  # results from before workloads ran on it; its sections keep their old names
 
 
 def workload_of(lessons: Sequence[LessonRuns]) -> str:
