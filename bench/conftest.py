@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -113,9 +114,23 @@ def _batches(text: str) -> tuple[int | None, ...]:
         raise pytest.UsageError(str(error)) from None
 
 
+def _quick_compiles_only_when_smoke(smoke: bool) -> None:
+    """A smoke run checks the benchmarks and measures nothing: it compiles quickly, like the tests.
+    A measuring run must compile with the engine's own options, not the tests' quick ones."""
+    from optax_lab.compiling import QUICK_COMPILE_FLAGS
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if smoke and QUICK_COMPILE_FLAGS not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {QUICK_COMPILE_FLAGS}".strip()
+    elif not smoke and QUICK_COMPILE_FLAGS in flags:
+        raise pytest.UsageError(f"XLA_FLAGS holds the tests' quick compile flags ({QUICK_COMPILE_FLAGS}): "
+                                "benchmarks would measure those; run `pytest bench` apart from `tests`, or add --smoke")
+
+
 def pytest_configure(config):
     from optax_lab.devices import configure_devices
 
+    _quick_compiles_only_when_smoke(config.getoption("--smoke"))
     try:  # before anything starts JAX: like `optax-lab run`, all cores by default
         configure_devices(config.getoption("--devices"), distributed=False)
     except UsageError as error:
@@ -141,20 +156,6 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(scope="session")
 def smoke(request) -> bool:
     return request.config.getoption("--smoke")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def quick_smoke_compiles(request):
-    """Under --smoke, LLVM at -O0 like the tests: a smoke run checks the benchmarks, it measures
-    nothing, and compiles faster. Real runs keep the engine's own options."""
-    if not request.config.getoption("--smoke"):
-        yield
-        return
-    from optax_lab import train
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, the real
 archive from ../shared/data when it is there, the small synthetic datasets the engine tests train
-on, the compile counter, and -O0 compiles for the whole session."""
+on, the compile counter, and quick compiles for the whole session and its subprocesses."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from pathlib import Path
 # One CPU device for every test and every CLI run a test makes (set before JAX starts; the CLI
 # otherwise splits the CPU into one device per core). Multi-device tests start their own process.
 os.environ["JAX_NUM_CPU_DEVICES"] = "1"
+# Programs are checked here, not timed: compile them quickly, here and in every subprocess (XLA
+# reads XLA_FLAGS when its CPU client starts, after this).
+from optax_lab.compiling import QUICK_COMPILE_FLAGS  # noqa: E402
+
+if QUICK_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_COMPILE_FLAGS}".strip()
 
 import pytest  # noqa: E402
 
-from optax_lab import train  # noqa: E402
 from optax_lab.data import load_dataset, synthetic  # noqa: E402
 from optax_lab.program import Arrays  # noqa: E402
 from optax_lab.train import counting_compiles  # noqa: E402
@@ -99,15 +104,6 @@ def real_imdb(real_archive, tmp_path_factory):
         seconds = time.perf_counter() - start
     print(f"\nfirst load of the real IMDB archive (tokenising): {seconds:.1f} s")
     return data, cache, seconds
-
-
-@pytest.fixture(scope="session", autouse=True)
-def quick_compiles():
-    """LLVM at -O0 for every program the tests compile: they are checked, not timed (the bench
-    keeps the engine's own options), and compile faster."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "compiler_options", lambda: {"xla_backend_optimization_level": 0})
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -185,8 +185,7 @@ def _first_steps(optimizer_data, every_real: bool):
                                    if optimizers.get(name).main else {})} for name, values in traced.items()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`optimistic_adam` is deprecated")
-        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(
-            {"xla_backend_optimization_level": 0})
+        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(train.compiler_options())
     return params, compiled(params, jax.random.key(1), traced), failed, compiled(params, jax.random.key(1), doubled)
 
 

@@ -22,10 +22,8 @@ from optax_lab.run_store import RUNS_FILE, RunStore
 
 RUN = ["run", "--optimizers", "sgd,adam,momentum", "--batch", "500", "--dataset", "synthetic-imdb",
        "--train-examples", "1000", "--seeds", "2", "--epochs", "2"]  # three programs
-# The CLI in a child process, compiling at -O0 as this session does (conftest's quick_compiles).
-CLI = [sys.executable, "-c", "import sys; from optax_lab import train; "
-       "train.compiler_options = lambda: {'xla_backend_optimization_level': 0}; "
-       "from optax_lab.cli import main; sys.exit(main())"]
+# The CLI in a child process (it inherits this session's quick compiles in XLA_FLAGS: conftest).
+CLI = [sys.executable, "-c", "import sys; from optax_lab.cli import main; sys.exit(main())"]
 
 
 def _lines(path: Path) -> list[dict]:

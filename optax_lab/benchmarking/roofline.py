@@ -45,7 +45,7 @@ def xla_flops(executable: Any) -> float:
 
 
 def _compiled_flops(function, *args) -> float:
-    return xla_flops(jax.jit(function).lower(*args).compile(train.compiler_options()))  # looked up late: tests patch it
+    return xla_flops(jax.jit(function).lower(*args).compile(train.compiler_options()))
 
 
 @functools.lru_cache(maxsize=None)
