@@ -69,19 +69,21 @@ def chunk_layout(ids: jax.Array, vocabulary: int, budget: int | None = None
     if length % CHUNK:  # word rows come a multiple of CHUNK wide (`workloads._imdb`): no copy then
         ids = jnp.pad(ids, ((0, 0), (0, per_row * CHUNK - length)), constant_values=vocabulary)
     # Rows are left-aligned: a chunk holds an index iff its first slot does (B x L / CHUNK reads).
-    held = ids[:, ::CHUNK] < vocabulary  # [B, K]
-    counts = held.sum(axis=1, dtype=jnp.int32)
-    starts = jnp.cumsum(counts) - counts
-    # Each held chunk is written to its slot, the others to a slot past the budget that is cut
-    # off: two scatters of B x K, where searching each slot's example cost more than the bag.
-    slots = jnp.where(held, starts[:, None] + jnp.arange(per_row, dtype=jnp.int32), budget)
-    slots = jnp.minimum(slots, budget).reshape(-1, 1)
-    chunks = lax.scatter(jnp.full((budget + 1, CHUNK), vocabulary, ids.dtype), slots,
-                         ids.reshape(examples * per_row, CHUNK), _ADD_ROWS, mode=_IN_BOUNDS)
-    example = jnp.broadcast_to(jnp.arange(examples, dtype=jnp.int32)[:, None], (examples, per_row)).reshape(-1)
-    segments = lax.scatter(jnp.full(budget + 1, examples, jnp.int32), slots, example,
-                           lax.ScatterDimensionNumbers((), (0,), (0,)), mode=_IN_BOUNDS)
-    return chunks[:budget], segments[:budget], jnp.minimum(counts.sum(), budget)
+    counts = (ids[:, ::CHUNK] < vocabulary).sum(axis=1, dtype=jnp.int32)
+    ends = jnp.cumsum(counts)
+    starts = ends - counts
+    # Each slot gathers its chunk: its example is the last one starting at or before it (a count of
+    # B marks, cumulated), the chunk its offset from that example's start. Scattering each of the
+    # B x K chunks to its slot instead cost 2.5x as much (a 10,000-review split: 9.7 ms -> 3.9 ms).
+    marks = jnp.zeros(budget + 1, jnp.int32).at[jnp.minimum(starts, budget)].add(1, mode="promise_in_bounds")
+    example = jnp.cumsum(marks[:budget]) - 1
+    slot = jnp.arange(budget, dtype=jnp.int32)
+    used = jnp.minimum(ends[-1], budget)
+    held = slot < used
+    source = jnp.where(held, example * per_row + slot - take_rows(starts[:, None], example)[:, 0], 0)
+    chunks = jnp.where(held[:, None], take_rows(ids.reshape(examples * per_row, CHUNK), source),
+                       jnp.asarray(vocabulary, ids.dtype))
+    return chunks, jnp.where(held, example, examples), used
 
 
 def _indices(chunks: jax.Array, vocabulary: int) -> jax.Array:

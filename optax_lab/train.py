@@ -67,12 +67,33 @@ class Layout:
     def mesh(self) -> jax.sharding.Mesh:
         return _replica_mesh(self.devices)
 
+    def specs(self, traced: tuple[str, ...]):
+        """PartitionSpecs of (seeds, hyperparams, order seed, data), and of the outputs."""
+        split = P("replicas")
+        return ((split if self.axis == 0 else P(), dict.fromkeys(traced, split if self.axis == 1 else P()), P(), P()),
+                split if self.axis == 0 else P(None, "replicas"))
+
     def shardings(self, traced: tuple[str, ...]):
         """NamedShardings of (seeds, hyperparams, order seed, data)."""
-        mesh = self.mesh()
-        split, whole = NamedSharding(mesh, P("replicas")), NamedSharding(mesh, P())
-        return (split if self.axis == 0 else whole, dict.fromkeys(traced, split if self.axis == 1 else whole),
-                whole, whole)
+        return jax.tree.map(lambda spec: NamedSharding(self.mesh(), spec), self.specs(traced)[0],
+                            is_leaf=lambda x: isinstance(x, P))
+
+    def local(self, settings: ProgramSettings) -> ProgramSettings:
+        """The settings of one device's share: its seeds or points."""
+        if self.devices == 1:
+            return settings
+        field = "num_seeds" if self.axis == 0 else "num_points"
+        return dataclasses.replace(settings, **{field: getattr(settings, field) // self.devices})
+
+    def shard(self, function: Callable, traced: tuple[str, ...]) -> Callable:
+        """`function` (a program's train, written for `local` settings) on each device's share of
+        the replicas (`jax.shard_map`): replicas never talk, so every device runs its own seeds
+        or points alone, and no partitioner has to see through the program's loops."""
+        inputs, outputs = self.specs(traced)
+        # No collectives and no gradient through the map: the varying-axes check (which would
+        # have every loop carry built from constants cast to varying) has nothing to protect.
+        mapped = jax.shard_map(function, mesh=self.mesh(), in_specs=inputs, out_specs=outputs, check_vma=False)
+        return jax.jit(mapped, in_shardings=self.shardings(traced))
 
 
 @functools.cache  # one mesh per device count: every call of a chunked program reuses it
@@ -120,10 +141,17 @@ def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layou
     return Layout(used, 1), num_seeds, points
 
 
-def _input_specs(settings: ProgramSettings, traced: tuple[str, ...], data: Arrays):
-    points = jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)
-    return (jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32), dict.fromkeys(traced, points),
-            jax.ShapeDtypeStruct((), jnp.int32), jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data))
+def _input_specs(settings: ProgramSettings, traced: tuple[str, ...], data: Arrays, layout: Layout):
+    """The program's abstract inputs, placed as the layout places them."""
+    shapes = (jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32),
+              dict.fromkeys(traced, jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)),
+              jax.ShapeDtypeStruct((), jnp.int32), jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data))
+    if layout.devices == 1:
+        return shapes
+    shardings = layout.shardings(traced)
+    shardings = (*shardings[:3], jax.tree.map(lambda _: shardings[3], data))
+    return jax.tree.map(lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+                        shapes, shardings)
 
 
 def _cache_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout,
@@ -149,10 +177,11 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     if cache_key in compiled_programs:
         compiled_programs.move_to_end(cache_key)
     else:
-        program = make_program(model_config, spec, settings, workload)
+        program = make_program(model_config, spec, layout.local(settings), workload)
         traced = tuple(split_hyperparams(spec)[1])
-        function = jax.jit(program.train, in_shardings=layout.shardings(traced)) if layout.devices > 1 else program.train
-        compiled_programs[cache_key] = aot_compile(function, *_input_specs(settings, traced, data))
+        function = layout.shard(program.train, traced) if layout.devices > 1 else program.train
+        compiled_programs[cache_key] = aot_compile(function, *_input_specs(settings, traced, data, layout),
+                                                   gathers_rows=bool(settings.bag_budgets))
         while len(compiled_programs) > COMPILED_KEPT:
             compiled_programs.popitem(last=False)
     return compiled_programs[cache_key]
