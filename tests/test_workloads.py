@@ -4,6 +4,7 @@ your own (module:function, entry points) load or fail in one line."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import textwrap
@@ -60,6 +61,20 @@ def test_every_workload_trains_two_epochs_of_two_seeds_from_one_compile(name, ti
     assert ("distinct_units" in result.history) == (workload.symmetry_layer is not None)
     if workload.trace_params:  # full batch: one step an epoch, two parameters
         assert result.history["trajectory"].shape == (2, 2, 1, 2) and result.history["init_params"].shape == (2, 2)
+
+
+def test_a_bag_programs_seeds_one_after_another_are_the_seeds_alone(tiny_archive):
+    """An embedding-bag program runs its seeds one after another (a loop, not a vmap): each seed's
+    history is the one it has when trained alone."""
+    workload = workloads.get("imdb-10k-mlp")
+    data = _small_data(workload, tiny_archive)
+    spec = RunSpec("rmsprop", "rmsprop", {"learning_rate": 0.01}, 1)  # per-seed shuffles of 1-review batches
+    train = functools.partial(train_points, [spec], data, epochs=2, model_config=workload.base_model(None),
+                              workload=workload)
+    [together], [alone] = train(seeds=(3, 4)), train(seeds=(4,))
+    assert not np.allclose(together.history["train_loss"][0], together.history["train_loss"][1])
+    for key in ("train_loss", "val_loss", "grad_norms"):
+        np.testing.assert_allclose(together.history[key][1], alone.history[key][0], rtol=1e-6, err_msg=key)
 
 
 def test_the_noisy_quadratic_has_deepobs_spectrum_and_start():
