@@ -64,6 +64,25 @@ def test_the_bag_is_the_dense_layer_of_the_multi_hot_row(native, mean, monkeypat
         np.testing.assert_allclose(grads, dense_grad, rtol=1e-5, atol=1e-5)
 
 
+def test_replicas_of_one_batch_read_their_tables_side_by_side(monkeypatch):
+    """Replicas that share the rows (every seed on the test split, the points of one seed's
+    batch) gather [V, replicas x D] rows at once; nested replica axes too; same sums and grads."""
+    monkeypatch.setattr(embedding, "BLOCK", 3)
+    ids, multi_hot = _rows(np.random.default_rng(2), 7, pad=WORD_PAD)
+    ids = jnp.asarray(ids.astype(np.uint16))
+    tables = jax.random.normal(jax.random.key(0), (2, 3, VOCABULARY, WIDTH))  # seeds x points
+
+    def bag(table):
+        return embedding_bag(table, ids, budget=_chunks(np.asarray(ids)))
+
+    values = jax.vmap(jax.vmap(bag))(tables)
+    grads = jax.vmap(jax.vmap(jax.grad(lambda t: jnp.tanh(bag(t)).sum())))(tables)
+    dense = np.einsum("bv,spvd->spbd", multi_hot, tables)
+    np.testing.assert_allclose(values, dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads, np.einsum("bv,spbd->spvd", multi_hot, 1 - np.tanh(dense) ** 2),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_the_native_bag_has_forward_over_reverse_and_per_example_gradients():
     rng = np.random.default_rng(1)
     ids, multi_hot = _rows(rng, 5)
