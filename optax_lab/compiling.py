@@ -38,8 +38,8 @@ def compiler_options(gathers_rows: bool = False) -> dict[str, Any]:
     kernels are small, and measured here it halves compile time with no loss of speed. Programs
     that gather and scatter rows (`gathers_rows`: an embedding bag) get -O3, whose vectorised
     scatter loops made imdb-10k-mlp's training steps 2.7x faster (3.6 -> 1.35 ms; a batch's
-    gradient scatter 2.9 -> 0.3 ms; -O2 was slower than -O1) for ~25 % more compile time. An optimisation
-    level in XLA_FLAGS wins over ours (see QUICK_COMPILE_FLAGS)."""
+    gradient scatter 2.9 -> 0.3 ms; -O2 was slower than -O1) for ~25 % more compile time.
+    An optimisation level in XLA_FLAGS wins over ours (see QUICK_COMPILE_FLAGS)."""
     if jax.default_backend() != "cpu" or "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
         return {}
     return {"xla_backend_optimization_level": 3 if gathers_rows else 1}
