@@ -304,3 +304,16 @@ def test_bench_json_carries_extra_and_machine_info_and_compares(tmp_path, capsys
     copy = write_json(tmp_path / "again.json", saved)
     assert main(["compare", str(data), str(copy), "--out", str(tmp_path / "cmp.md")]) == 0
     assert "1.00×" in (tmp_path / "cmp.md").read_text()
+
+
+def test_a_measuring_bench_refuses_the_tests_quick_compile_flags():
+    """The tests compile with QUICK_COMPILE_FLAGS in XLA_FLAGS (conftest), which a subprocess
+    inherits: a measuring `pytest bench` must refuse them in one line, a --smoke run takes them."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
+    command = [sys.executable, "-m", "pytest", "bench/bench_workloads.py", "--collect-only", "-q",
+               "-p", "no:cacheprovider"]
+    refused = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "XLA_FLAGS holds the tests' quick compile flags" in refused.stderr and "Traceback" not in refused.stderr
+    smoke = subprocess.run([*command, "--smoke"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]

@@ -216,3 +216,12 @@ def test_the_model_builds_every_name_the_config_accepts():
 
     assert set(model.ACTIVATIONS) == set(config.ACTIVATIONS)
     assert set(model.KERNEL_INITS) == set(config.KERNEL_INITS)
+
+
+def test_compile_options_yield_to_an_optimisation_level_in_xla_flags(monkeypatch):
+    """-O1 on CPU, -O3 where the program gathers rows (an embedding bag); XLA_FLAGS' level wins."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
+    assert engine.compiler_options() == {"xla_backend_optimization_level": 1}
+    assert engine.compiler_options(gathers_rows=True) == {"xla_backend_optimization_level": 3}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert engine.compiler_options() == engine.compiler_options(gathers_rows=True) == {}
