@@ -121,9 +121,8 @@ def _over_used_blocks(used: jax.Array, chunks: jax.Array, block, out: jax.Array)
     return lax.fori_loop(0, jnp.minimum((used + size - 1) // size, blocks), block, out)
 
 
-@jax.custom_batching.custom_vmap
-def _sum_chunks(table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array,
-                out: jax.Array) -> jax.Array:
+def _sum_chunks_alone(table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array,
+                      out: jax.Array) -> jax.Array:
     """out [B, D] plus each chunk's rows summed into its example's row; padding indices (>= V)
     add nothing. Column by column: XLA fuses the CHUNK gathers and their sum into one loop, where
     a [size, CHUNK, D] gather and its reduction went through memory."""
@@ -140,6 +139,9 @@ def _sum_chunks(table: jax.Array, chunks: jax.Array, segments: jax.Array, used: 
     return _over_used_blocks(used, chunks, block, out)
 
 
+_sum_chunks = jax.custom_batching.custom_vmap(_sum_chunks_alone)
+
+
 @_sum_chunks.def_vmap
 def _sum_chunks_of_replicas(axis_size, in_batched, table, chunks, segments, used, out):
     """Replicas of one bag layout (the test split every seed evaluates; the points of a seed's
@@ -147,24 +149,15 @@ def _sum_chunks_of_replicas(axis_size, in_batched, table, chunks, segments, used
     after another each re-read the layout; other replicas run one after another."""
     table_batched, *layout_batched, out_batched = in_batched
     if any(layout_batched) or not table_batched:
-        return _one_after_another(_sum_chunks, in_batched, (table, chunks, segments, used, out))
+        one_by_one = jax.custom_batching.sequential_vmap(_sum_chunks_alone)
+        axes = [0 if is_batched else None for is_batched in in_batched]
+        return jax.vmap(one_by_one, in_axes=axes)(table, chunks, segments, used, out), True
     vocabulary, width = table.shape[1:]
     examples = out.shape[-2]
     side_by_side = jnp.moveaxis(table, 0, 1).reshape(vocabulary, axis_size * width)
     out = jnp.moveaxis(out, 0, 1) if out_batched else jnp.broadcast_to(out[:, None], (examples, axis_size, width))
     total = _sum_chunks(side_by_side, chunks, segments, used, out.reshape(examples, axis_size * width))
     return jnp.moveaxis(total.reshape(examples, axis_size, width), 1, 0), True
-
-
-def _one_after_another(function, in_batched, args):
-    """`function` on each replica of the batched `args` in turn (a loop), the rest shared."""
-    batched = [arg for arg, is_batched in zip(args, in_batched) if is_batched]
-
-    def one(replica):
-        parts = iter(replica)
-        return function(*[next(parts) if is_batched else arg for arg, is_batched in zip(args, in_batched)])
-
-    return lax.map(one, batched), True
 
 
 @jax.custom_batching.sequential_vmap
