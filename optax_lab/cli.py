@@ -112,7 +112,8 @@ def _training_options(run) -> None:
     run.add_argument("--workload", metavar="MODULE:FUNCTION", action="append", default=[],
                      help="a workload of your own: a function returning an optax_lab.workloads.Workload (repeatable)")
     run.add_argument("--batch", metavar="full|B[,...]", type=parse_batches, default=None,
-                     help="batch modes of a ranking (default: each workload's own; imdb-mlp's are 500,full)")
+                     help="batch modes of a ranking (default: each workload's own, imdb-mlp's are 500,full; over "
+                          "several workloads, each one's first, the mode the performance profiles rank)")
     run.add_argument("--set", metavar="OPT.HP=VALUE", action="append", default=[], dest="overrides",
                      help="override a hyperparameter, e.g. --set adam.b1=0.95 (repeatable)")
     run.add_argument("--dataset", default=None,

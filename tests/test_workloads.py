@@ -170,6 +170,21 @@ def test_the_book_split_and_its_rmsprop_come_from_the_registry():
     assert lesson.workload == "imdb-10k-mlp" and lesson.extra["target"]["metric"] == "val_acc"
 
 
+def test_a_ranking_over_several_workloads_trains_the_batch_mode_its_profiles_rank():
+    from optax_lab.config import Config
+    from optax_lab.planning import plan
+
+    def modes(**config):
+        return [(lesson.workload, tuple(run.batch_size for run in lesson.runs)) for lesson in plan(Config(**config))]
+
+    alone = modes(optimizers=("adam", "sgd"), workloads=("imdb-logreg",))
+    assert alone == [("imdb-logreg", (500, 500)), ("imdb-logreg", (None, None))]  # a workload alone: every mode
+    several = modes(optimizers=("adam", "sgd"), workloads=("imdb-logreg", "imdb-mlp", "rosenbrock"))
+    assert several == [("imdb-logreg", (500, 500)), ("imdb-mlp", (500, 500)), ("rosenbrock", (128, 128))]
+    chosen = modes(optimizers=("adam",), workloads=("imdb-logreg", "rosenbrock"), batches=(None, 64))
+    assert chosen == [("imdb-logreg", (None,)), ("imdb-logreg", (64,)), ("rosenbrock", (None,)), ("rosenbrock", (64,))]
+
+
 _OWN_WORKLOAD = '''
 import flax.linen as nn
 import numpy as np
