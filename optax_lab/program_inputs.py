@@ -74,6 +74,12 @@ class ProgramSettings:
     def full_batch(self) -> bool:
         return self.batch_size == self.n_train
 
+    @property
+    def gathers_rows(self) -> bool:
+        """Whether the program gathers and scatters table rows (an embedding bag): what its XLA
+        options depend on (`compiling.compiler_options`)."""
+        return bool(self.bag_budgets)
+
 
 def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
                      eval_train: bool = False, num_points: int = 1) -> ProgramSettings:

@@ -181,7 +181,7 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
         traced = tuple(split_hyperparams(spec)[1])
         function = layout.shard(program.train, traced) if layout.devices > 1 else program.train
         compiled_programs[cache_key] = aot_compile(function, *_input_specs(settings, traced, data, layout),
-                                                   gathers_rows=bool(settings.bag_budgets))
+                                                   gathers_rows=settings.gathers_rows)
         while len(compiled_programs) > COMPILED_KEPT:
             compiled_programs.popitem(last=False)
     return compiled_programs[cache_key]

@@ -56,7 +56,7 @@ class EpochBench:
         start = time.perf_counter()
         # The epoch index is an int32 scalar on the device, like the order seed it is lowered with.
         self.epoch = jax.jit(program.epoch).lower(self.state, order_seed, data).compile(
-            train.compiler_options(gathers_rows=bool(self.settings.bag_budgets)))
+            train.compiler_options(self.settings.gathers_rows))
         self.compile_s = time.perf_counter() - start  # trace + lower + XLA compile, as the engine counts it
         self.history: list[dict[str, jax.Array]] = []  # each epoch's metrics, [S] per key
         self._epoch_indices: list[jax.Array] = []
