@@ -204,7 +204,7 @@ def _ranked_modes(workload: workloads.Workload, chosen: tuple[workloads.Workload
     """The batch modes a ranking trains on `workload` without --batch: every one of its own when it
     is the only workload; over several, the first alone, the one the performance profiles rank
     (its other modes would be trained and never ranked: imdb-mlp's and imdb-logreg's full batch
-    were 16 of the 80 programs and 2 of the 17.6 minutes of an 8-optimizer ranking)."""
+    were 16 of the 80 programs and 2 of the 15.7 minutes of an 8-optimizer ranking)."""
     return workload.batches[:1] if len(chosen) > 1 else None
 
 
