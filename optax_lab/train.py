@@ -244,7 +244,8 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, seeds: tuple[int, ..
         raise ValueError(f"train_points needs the points of one program, got {len(keys)} programs")
     model = specs[0].model_config(model_config)
     devices = replica_devices(devices)
-    estimate = estimate_memory(model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train))
+    estimate = estimate_memory(model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train),
+                               workload, data.x_train)
     fits = replicas_per_call(estimate, len(seeds), len(specs), memory_per_device(devices), devices)
     call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
     layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optax_lab import memory, train
+from optax_lab import memory, train, workloads
 from optax_lab.cli import main
 from optax_lab.config import ModelConfig, Order, RunSpec
 from optax_lab.data import synthetic
 from optax_lab.errors import UsageError
 from optax_lab.program import Arrays, program_settings
+from optax_lab.program_inputs import WORD_PAD
 
 # (optimizer, batch, seeds, points, order, widths): the shapes that move memory differently.
 # CI checks the line search's (the largest temporaries); the slow ones complete the set.
@@ -45,6 +46,29 @@ def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, bat
     analysis = compiled.memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
     estimate = memory.estimate_memory(model, spec, settings).bytes_for(seeds, points)
+    assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
+
+
+def _word_rows(rng: np.random.Generator, n: int, length: int = 64, vocabulary: int = 10_000) -> np.ndarray:
+    """uint16 word rows as the words workloads read them: distinct ids, left-aligned, WORD_PAD after."""
+    rows = np.full((n, length), WORD_PAD, np.uint16)
+    for row, count in zip(rows, rng.integers(1, length, n)):
+        row[:count] = np.sort(rng.choice(vocabulary, count, replace=False))
+    return rows
+
+
+def test_the_estimate_counts_the_workloads_own_model():
+    """A words model's [10,000, 16] table, not the MLP on the rows' 64 columns: DP-SGD's per-example
+    gradients of it are most of the program's memory (the estimate was 1 % of XLA's figure)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 800).astype(np.float32)
+    data = Arrays.from_numpy(_word_rows(rng, 600), labels[:600], _word_rows(rng, 200), labels[600:])
+    workload, spec = workloads.get("imdb-10k-mlp"), RunSpec("dpsgd", "dpsgd", batch_size=100)
+    model, settings = workload.base_model(None), program_settings(spec, data, 2, 2, Order.PER_SEED)
+    compiled, _ = train.compile_program(model, spec, settings, data, workload=workload)
+    analysis = compiled.memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+    estimate = memory.estimate_memory(model, spec, settings, workload, data.x_train).bytes_for(2, 1)
     assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
 
 
