@@ -67,7 +67,8 @@ def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     imdb-10k-mlp: 1 % of XLA's figure)."""
     model = (workload or workloads.get(DEFAULT_WORKLOAD)).build(model_config)
     features = settings.num_features
-    sample = jnp.zeros((1, features)) if example is None else jax.ShapeDtypeStruct((1, *example.shape[1:]), example.dtype)
+    sample = (jnp.zeros((1, features)) if example is None
+              else jax.ShapeDtypeStruct((1, *example.shape[1:]), example.dtype))
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
     static, traced = split_hyperparams(spec)
     state = jax.eval_shape(lambda p: optimizers.build(spec.optimizer, {**static, **traced},

@@ -200,7 +200,8 @@ def _tuned_per_workload(config: Config, chosen: tuple[workloads.Workload, ...]) 
     return config.tuned
 
 
-def _ranked_modes(workload: workloads.Workload, chosen: tuple[workloads.Workload, ...]) -> tuple[int | None, ...] | None:
+def _ranked_modes(workload: workloads.Workload,
+                  chosen: tuple[workloads.Workload, ...]) -> tuple[int | None, ...] | None:
     """The batch modes a ranking trains on `workload` without --batch: every one of its own when it
     is the only workload; over several, the first alone, the one the performance profiles rank
     (its other modes would be trained and never ranked: imdb-mlp's and imdb-logreg's full batch
