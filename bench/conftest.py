@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -117,12 +116,11 @@ def _batches(text: str) -> tuple[int | None, ...]:
 def _quick_compiles_only_when_smoke(smoke: bool) -> None:
     """A smoke run checks the benchmarks and measures nothing: it compiles quickly, like the tests.
     A measuring run must compile with the engine's own options, not the tests' quick ones."""
-    from optax_lab.compiling import QUICK_COMPILE_FLAGS
+    from optax_lab.compiling import QUICK_COMPILE_FLAGS, quick_compiles_in_env, use_quick_compiles
 
-    flags = os.environ.get("XLA_FLAGS", "")
-    if smoke and QUICK_COMPILE_FLAGS not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {QUICK_COMPILE_FLAGS}".strip()
-    elif not smoke and QUICK_COMPILE_FLAGS in flags:
+    if smoke:
+        use_quick_compiles()
+    elif quick_compiles_in_env():
         raise pytest.UsageError(f"XLA_FLAGS holds the tests' quick compile flags ({QUICK_COMPILE_FLAGS}): "
                                 "benchmarks would measure those; run `pytest bench` apart from `tests`, or add --smoke")
 

@@ -16,7 +16,8 @@ import jax
 from optax_lab.files import cache_dir
 
 __all__ = ["BACKEND_COMPILE_EVENT", "COMPILED_KEPT", "QUICK_COMPILE_FLAGS", "aot_compile", "compiled_programs",
-           "compiler_options", "counting_compiles", "enable_compile_cache", "forget_compiled"]
+           "compiler_options", "counting_compiles", "enable_compile_cache", "forget_compiled", "quick_compiles_in_env",
+           "use_quick_compiles"]
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
 # in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs
@@ -31,6 +32,17 @@ COMPILED_KEPT = 8
 # tests' engine program: 2.7 s -> 0.9 s to compile; programs then run about 10 % slower (imdb-deep
 # at half speed), so the engine keeps its own options.
 QUICK_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def quick_compiles_in_env() -> bool:
+    return QUICK_COMPILE_FLAGS in os.environ.get("XLA_FLAGS", "")
+
+
+def use_quick_compiles() -> None:
+    """Put QUICK_COMPILE_FLAGS in XLA_FLAGS, for this process (before JAX starts its CPU client)
+    and every subprocess it starts."""
+    if not quick_compiles_in_env():
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_COMPILE_FLAGS}".strip()
 
 
 def compiler_options(gathers_rows: bool = False) -> dict[str, Any]:

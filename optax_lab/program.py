@@ -255,7 +255,7 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
             # One shuffling for every seed: gathered once, and every replica's first layer is one matmul.
             batches = epoch_batches(state.order_key[0], epoch_index, data)
             return jax.vmap(seed_epoch, in_axes=(0, None, None, None))(state, epoch_index, data, batches)
-        if settings.bag_budgets:
+        if settings.gathers_rows:
             # Seeds one after another: each gathers its own batches' word rows, which a vmap only
             # batches into wider gathers and scatters that leave the cache (the bag runs its
             # replicas one by one anyway). imdb-10k-mlp, 8 seeds on 2 devices: 20 -> 26 seed-epochs/s.

@@ -15,10 +15,9 @@ from pathlib import Path
 os.environ["JAX_NUM_CPU_DEVICES"] = "1"
 # Programs are checked here, not timed: compile them quickly, here and in every subprocess (XLA
 # reads XLA_FLAGS when its CPU client starts, after this).
-from optax_lab.compiling import QUICK_COMPILE_FLAGS  # noqa: E402
+from optax_lab.compiling import use_quick_compiles  # noqa: E402
 
-if QUICK_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_COMPILE_FLAGS}".strip()
+use_quick_compiles()
 
 import pytest  # noqa: E402
 
