@@ -43,11 +43,16 @@ def _without_timings(results: dict) -> dict:
     return results
 
 
+# A child of a backgrounded shell job inherits SIGINT ignored, and Python then installs no
+# KeyboardInterrupt for it: the child puts back what Ctrl-C in a terminal gets. (A `preexec_fn`
+# would do it before exec, but forks this multithreaded process to run it.)
+INTERRUPTIBLE_CLI = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "from optax_lab.cli import main; sys.exit(main())"]
+
+
 def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
-    # SIG_DFL for SIGINT: a child of a backgrounded shell job inherits it ignored, and Python then
-    # installs no KeyboardInterrupt for it; Ctrl-C in a terminal has the default.
-    return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+    return subprocess.Popen([*INTERRUPTIBLE_CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
