@@ -222,6 +222,10 @@ def wide():
 
 def not_a_workload():
     return {"name": "toy"}
+
+
+def needs_a_size(size):
+    return _task(Net(), f"toy-{size}")
 '''
 
 
@@ -272,6 +276,7 @@ def test_an_entry_point_registers_a_workload(own_module, monkeypatch):
     (["--workload", "my_workloads:not_a_workload"], "returned a dict, not an optax_lab.workloads.Workload"),
     (["--workload", "my_workloads:wide"], "the loss gives shape (2, 2)"),
     (["--workload", "my_workloads:missing"], "cannot load it"),
+    (["--workload", "my_workloads:needs_a_size"], "cannot be called without arguments (missing a required argument"),
     (["--workloads", "imdb-10k-mpl"], "did you mean imdb-10k-mlp"),
     (["--workloads", "imdb-10k-mlp", "--dataset", "synthetic-imdb"], "synthetic-imdb does not have"),
     (["--workloads", "imdb-fasttext"], "needs the IMDB archive aclImdb_v1.tar.gz"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import inspect
 from types import MappingProxyType
 
 from optax_lab.config import DEFAULT_WORKLOAD, FULL_BATCH, ModelConfig
@@ -203,6 +204,13 @@ def _call(load, origin: str) -> object:
                          "--workload module:function with the module importable (on PYTHONPATH)") from None
     if not callable(function):
         raise UsageError(f"workload {origin} is a {type(function).__name__}, not a function returning a Workload")
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:  # its own errors, once called, keep their traceback: they are in its code
+        raise UsageError(f"workload {origin} cannot be called without arguments ({error}): give a function "
+                         "that takes none and returns a Workload") from None
+    except ValueError:  # no signature to read (some builtins): calling it will tell
+        pass
     return function()
 
 
