@@ -15,7 +15,7 @@ SMALL = ["--seeds", "2", "--epochs", "2"]
 
 
 def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().err.splitlines()
     assert len(err) == 1, f"expected one line, got: {err}"
     assert "Traceback" not in err[0]
     return err[0]
@@ -93,6 +93,9 @@ def _closed_port() -> int:
     (["tune", "--optimizers", "adam", "--criterion", "fastest"], "--criterion 'fastest'"),
     (["tune", "--optimizers", "adam", "--points", "1"], "--points 1"),
     (["tune", "--batch", "500"], "tune needs the optimizers"),
+    # known only once the data is: after the progress bar is made, which must not print
+    (["run", "--dataset", "synthetic-imdb", "--train-examples", "10", "--batch", "500"],
+     "batch size 500 of run 'SGD' must be between 1 and the 10 training examples"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     out = tmp_path / "out"

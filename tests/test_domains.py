@@ -110,7 +110,7 @@ def _tuned(path, point) -> str:
 
 
 def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "Traceback" not in err[0], err
     return err[0]
 

@@ -121,7 +121,7 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(in
 
     def error(args) -> str:
         assert main(args) == 2
-        err = capsys.readouterr().err.strip().splitlines()
+        err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and "Traceback" not in err[0], err
         return err[0]
 
@@ -157,7 +157,7 @@ def test_an_interruption_before_the_first_program_leaves_nothing(tmp_path, capsy
 
     monkeypatch.setattr(experiment, "train_points", interrupt)
     assert main([*RUN, "--out", str(tmp_path / "out"), "--no-compile-cache"]) == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+    assert capsys.readouterr().err.splitlines()[-1] == (
         "optax-lab: interrupted (Ctrl-C) before the first program finished; nothing was written")
     assert not (tmp_path / "out").exists()
 
@@ -206,7 +206,7 @@ def test_sigterm_takes_the_same_path_and_restores_the_handler(tmp_path, capsys, 
     monkeypatch.setattr(RunStore, "add", add_then_terminate)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["run", "--optimizers", "sgd,adam", *RUN[3:], "--out", str(out), "--no-compile-cache"]) == 143
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
         "optax-lab: terminated (SIGTERM) after 1 of 2 programs had finished")
     assert signal.getsignal(signal.SIGTERM) is before
     assert len(_lines(out / RUNS_FILE)) == 2

@@ -26,7 +26,7 @@ from optax_lab.workloads import _functions
 
 
 def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("optax-lab: error:") and "Traceback" not in err[0], err
     return err[0]
 
