@@ -16,7 +16,10 @@ class UsageError(Exception):
     """
 
 
-def closest(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    """'did you mean' text for an unknown name: the nearest choices, else all of them."""
+def closest(value: str, choices: tuple[str, ...] | list[str], all_up_to: int | None = None) -> str:
+    """'did you mean' text for an unknown name: the nearest choices, else all of them, or none
+    ("") where there are more than `all_up_to` (a line of 57 optimizers' names teaches nothing)."""
     near = difflib.get_close_matches(value, list(choices), n=3, cutoff=0.5)
+    if not near and all_up_to is not None and len(choices) > all_up_to:
+        return ""
     return ", ".join(near or choices)

@@ -67,6 +67,7 @@ def _closed_port() -> int:
     (["run", "--bogus"], "--bogus"),
     (["frobnicate"], "frobnicate"),
     (["run", "--optimizers", "adamm"], "did you mean adam"),
+    (["run", "--optimizers", "nope"], "unknown optimizer 'nope': none has a close name; `optax-lab list` shows all"),
     (["run", "--optimizers", "adam", "--set", "adam.b3=0.5"], "accepts learning_rate, b1, b2"),
     (["run", "--optimizers", "adam", "--set", "adam"], "'adam' is not OPTIMIZER.HYPERPARAMETER=VALUE"),
     (["run", "--optimizers", "adam", "--set", "sgd.momentum=0.9"], "no run uses optimizer 'sgd'"),

@@ -249,8 +249,10 @@ REGISTRY: dict[str, OptimizerEntry] = _complete(_entries())
 
 def get(name: str) -> OptimizerEntry:
     if name not in REGISTRY:
-        raise UsageError(f"unknown optimizer {name!r}: did you mean {closest(name, sorted(REGISTRY))}? "
-                         "(`optax-lab list` shows them all)")
+        near = closest(name, sorted(REGISTRY), all_up_to=12)
+        listed = f"`optax-lab list` shows all {len(REGISTRY)}"
+        raise UsageError(f"unknown optimizer {name!r}: " + (f"did you mean {near}? ({listed})" if near else
+                                                           f"none has a close name; {listed}"))
     return REGISTRY[name]
 
 
