@@ -70,8 +70,10 @@ def check_results(results: Any, source: str = "results") -> None:
     """Enough of the contract to render without a KeyError traceback; one-line UsageErrors."""
     if not isinstance(results, Mapping):
         raise UsageError(f"{source} is not a results object: {FIX_RESULTS}")
-    if results.get("schema") != SCHEMA:
-        raise UsageError(f"{source} has schema {results.get('schema')!r}, this optax-lab reads schema {SCHEMA}: "
+    if "schema" not in results:
+        raise UsageError(f"{source} has no 'schema': it is not a results.json of optax-lab; {FIX_RESULTS}")
+    if results["schema"] != SCHEMA:
+        raise UsageError(f"{source} has schema {results['schema']!r}, this optax-lab reads schema {SCHEMA}: "
                          f"{FIX_RESULTS}")
     for key in ("preset", "dataset", "device", "lessons", "runs"):
         if key not in results:

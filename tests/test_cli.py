@@ -94,9 +94,6 @@ def _closed_port() -> int:
     (["tune", "--optimizers", "adam", "--criterion", "fastest"], "--criterion 'fastest'"),
     (["tune", "--optimizers", "adam", "--points", "1"], "--points 1"),
     (["tune", "--batch", "500"], "tune needs the optimizers"),
-    # known only once the data is: after the progress bar is made, which must not print
-    (["run", "--dataset", "synthetic-imdb", "--train-examples", "10", "--batch", "500"],
-     "batch size 500 of run 'SGD' must be between 1 and the 10 training examples"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     out = tmp_path / "out"
@@ -136,6 +133,20 @@ def test_a_batch_larger_than_the_data_is_refused_before_training(tmp_path, capsy
     assert main(["run", "--preset", "huge", "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path / "o")]) == 2
     assert "batch size 30000" in _error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("[]", "is not a results object"),
+    ("{}", "has no 'schema': it is not a results.json of optax-lab"),
+    ('{"schema": 99}', "has schema 99, this optax-lab reads schema 1"),
+    ('{"schema": 1}', "lacks 'preset'"),
+])
+def test_report_refuses_what_is_not_a_results_json(content, needle, tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(content)
+    assert main(["report", str(results)]) == 2
+    assert needle in _error_line(capsys)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]
 
 
 def test_the_console_script_exits_2_without_a_traceback(tmp_path):
