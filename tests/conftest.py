@@ -43,6 +43,18 @@ TINY_REVIEWS = {
 }
 
 
+@pytest.fixture
+def error_line(capsys):
+    """`error_line()`: what the CLI wrote to stderr, checked to be one bad-input line (exactly one
+    line, no blank one, no traceback: what the project promises) and returned."""
+    def read() -> str:
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("optax-lab: error: ") and "Traceback" not in err[0], err
+        return err[0]
+
+    return read
+
+
 def _write_archive(path: Path, files: dict[str, str], mode: str = "w:gz") -> Path:
     """A tar archive at `path` holding `files` (name -> text), with their folders."""
     folders = sorted({str(folder) for name in files for folder in Path(name).parents if str(folder) != "."})

@@ -153,12 +153,6 @@ def test_compare_gives_speedups_and_flags_mismatched_runs(tmp_path, capsys):
     assert "comparison:" in capsys.readouterr().err
 
 
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("optax-lab: error: ") and "Traceback" not in err[0], err
-    return err[0]
-
-
 @pytest.mark.parametrize("content, message", [
     ("not json at all", "is not JSON"),
     ({"schema": 1, "preset": "lesson", "runs": []}, "is not pytest-benchmark JSON"),  # an optax-lab results.json
@@ -167,28 +161,28 @@ def _one_line_error(capsys) -> str:
     (output(CPU, [{"name": "test_lesson_end_to_end_seconds", "extra_info": {}, "stats": {"median": 1.0}}]),
      "holds no optimizer benchmarks"),
 ])
-def test_compare_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+def test_compare_bad_input_is_one_line_and_exit_2(tmp_path, error_line, content, message):
     good = write_json(tmp_path / "good.json", output(CPU, [entry("adam", "500", 0.1)]))
     bad = write_json(tmp_path / "bad.json", content)
     out = tmp_path / "out"
     out.mkdir()
     assert main(["compare", str(good), str(bad), "--out", str(out)]) == 2
-    line = _one_line_error(capsys)
+    line = error_line()
     assert message in line and "bad.json" in line
     assert list(out.iterdir()) == []
 
 
-def test_compare_needs_two_files_that_share_a_benchmark(tmp_path, capsys):
+def test_compare_needs_two_files_that_share_a_benchmark(tmp_path, error_line):
     a = write_json(tmp_path / "a.json", output(CPU, [entry("adam", "500", 0.1)]))
     b = write_json(tmp_path / "b.json", output(GPU, [entry("sgd", "500", 0.1)]))
     assert main(["compare", str(a), "--out", str(tmp_path / "x.md")]) == 2
-    assert "two or more" in _one_line_error(capsys)
+    assert "two or more" in error_line()
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "x.md")]) == 2
-    assert "share no optimizer × batch mode" in _one_line_error(capsys)
+    assert "share no optimizer × batch mode" in error_line()
     assert main(["compare", str(a), str(tmp_path / "missing.json")]) == 2
-    assert "cannot read" in _one_line_error(capsys)
+    assert "cannot read" in error_line()
     assert main(["compare"]) == 2
-    _one_line_error(capsys)
+    error_line()
     assert not (tmp_path / "x.md").exists()
 
 

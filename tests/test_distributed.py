@@ -74,12 +74,12 @@ def test_a_half_set_environment_is_one_line(monkeypatch, values, message):
         devices.initialize_distributed()
 
 
-def test_a_coordinator_that_never_answers_is_one_line_after_the_timeout(tmp_path, monkeypatch, capsys):
+def test_a_coordinator_that_never_answers_is_one_line_after_the_timeout(tmp_path, monkeypatch, error_line):
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
     for name, value in (("JAX_COORDINATOR_ADDRESS", address), ("JAX_NUM_PROCESSES", "2"), ("JAX_PROCESS_ID", "1")):
         monkeypatch.setenv(name, value)
     assert main([*RUN, "--coordinator-timeout", "0.5", "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.strip() == (
+    assert error_line() == (
         f"optax-lab: error: the coordinator JAX_COORDINATOR_ADDRESS={address} did not answer within 0.5 s: "
         "start process 0 there first, or fix the address")
     assert not (tmp_path / "out").exists()

@@ -109,12 +109,6 @@ def _tuned(path, point) -> str:
     return str(path)
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    return err[0]
-
-
 BAD_VALUES = [  # (options, what the one line must say): --set, --sweep and tuned files alike
     (["--set", "adam.learning_rate=nan"], "adam.learning_rate='nan' is not a number"),
     (["--set", "adam.learning_rate=inf"], "adam.learning_rate='inf' is not finite"),
@@ -138,7 +132,7 @@ BAD_VALUES = [  # (options, what the one line must say): --set, --sweep and tune
 
 
 @pytest.mark.parametrize("options, needle", BAD_VALUES)
-def test_a_bad_value_anywhere_is_one_line_exit_2_and_nothing_written(options, needle, tmp_path, capsys):
+def test_a_bad_value_anywhere_is_one_line_exit_2_and_nothing_written(options, needle, tmp_path, error_line):
     _tuned(tmp_path / "neg.json", {"learning_rate": -0.1})
     _tuned(tmp_path / "text.json", {"learning_rate": "fast"})
     _tuned(tmp_path / "lr.json", {"lr": 0.1})
@@ -146,7 +140,7 @@ def test_a_bad_value_anywhere_is_one_line_exit_2_and_nothing_written(options, ne
     chosen = [] if "--optimizers" in options else ["--optimizers", "adam", "--batch", "500"]
     out = tmp_path / "out"
     assert main(["run", *chosen, *options, "--dataset", "synthetic-imdb", "--out", str(out)]) == 2
-    assert needle in _one_error_line(capsys)
+    assert needle in error_line()
     assert not out.exists()
 
 
@@ -166,18 +160,18 @@ BAD_INPUT = [  # what a careful new user tries next (see the closing note of iss
 
 
 @pytest.mark.parametrize("args, needle", BAD_INPUT)
-def test_other_bad_input_is_one_line_exit_2_and_nothing_written(args, needle, tmp_path, capsys):
+def test_other_bad_input_is_one_line_exit_2_and_nothing_written(args, needle, tmp_path, error_line):
     out = tmp_path / "out"
     assert main([*args, "--dataset", "synthetic-imdb", "--out", str(out)]) == 2
-    assert needle in _one_error_line(capsys)
+    assert needle in error_line()
     assert not out.exists()
 
 
 @pytest.mark.parametrize("option, example", [("--optimizers", "adam,sgd"), ("--workloads", "imdb-mlp,rosenbrock")])
-def test_a_list_of_no_names_is_one_line(option, example, tmp_path, capsys):
+def test_a_list_of_no_names_is_one_line(option, example, tmp_path, error_line):
     out = tmp_path / "out"
     arguments = ["run", option, ","] + (["--optimizers", "adam"] if option == "--workloads" else [])
     assert main([*arguments, "--out", str(out)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert "\n" not in error and f"argument {option}: ',' names none" in error and example in error
+    error = error_line()
+    assert f"argument {option}: ',' names none" in error and example in error
     assert not out.exists()

@@ -130,9 +130,9 @@ def test_memory_bound_calls_equal_one_call_and_compile_once(small_data, monkeypa
     (["--seeds", "100000000"], "--seeds 100000000: the histories of"),
     (["--num-words", "1000000"], "--num-words 1000000: the dataset would need about"),
 ])
-def test_requests_too_big_for_the_host_are_one_line(tmp_path, capsys, argv, message):
+def test_requests_too_big_for_the_host_are_one_line(tmp_path, error_line, argv, message):
     out = tmp_path / "out"
     assert main(["run", "--dataset", "synthetic-imdb", "--optimizers", "adam", "--out", str(out), *argv]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(f"optax-lab: error: {message}") and "use at most" in error and "\n" not in error
+    error = error_line()
+    assert error.startswith(f"optax-lab: error: {message}") and "use at most" in error
     assert not out.exists()

@@ -201,11 +201,10 @@ def test_problem_presets_are_distinct_programs_under_unique_names():
     (["--l2", "-1"], "l2 penalty -1.0"),
     (["--train-examples", "0"], "--train-examples 0"),
 ])
-def test_bad_model_settings_are_one_line_exit_2(tmp_path, capsys, argv, named):
+def test_bad_model_settings_are_one_line_exit_2(tmp_path, error_line, argv, named):
     out = tmp_path / "out"
     assert main(["run", "--preset", "momentum", "--dataset", "synthetic-imdb", *argv, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("optax-lab: error:") and named in err[0], err
+    assert named in error_line()
     assert not out.exists()
 
 

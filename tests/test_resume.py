@@ -46,7 +46,8 @@ def _without_timings(results: dict) -> dict:
 # A child of a backgrounded shell job inherits SIGINT ignored, and Python then installs no
 # KeyboardInterrupt for it: the child puts back what Ctrl-C in a terminal gets. (A `preexec_fn`
 # would do it before exec, but forks this multithreaded process to run it.)
-INTERRUPTIBLE_CLI = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+INTERRUPTIBLE_CLI = [sys.executable, "-c", "import signal, sys; "
+                     "signal.signal(signal.SIGINT, signal.default_int_handler); "
                      "from optax_lab.cli import main; sys.exit(main())"]
 
 
@@ -113,7 +114,7 @@ def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_r
     assert (out / "report.md").read_text().startswith("# optax-lab report")
 
 
-def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(interrupted, tmp_path, capsys,
+def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(interrupted, tmp_path, error_line,
                                                                               monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(interrupted[1], out)
@@ -121,9 +122,7 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(in
 
     def error(args) -> str:
         assert main(args) == 2
-        err = capsys.readouterr().err.splitlines()
-        assert len(err) == 1 and "Traceback" not in err[0], err
-        return err[0]
+        return error_line()
 
     assert error([*RUN[:-1], "1", "--out", str(out), "--resume"]).startswith(
         "optax-lab: error: --resume: --epochs was 2, now 1: resume with the options of the interrupted run "

@@ -196,10 +196,9 @@ def test_compare_without_curves_writes_what_it_always_did(tmp_path):
     assert sorted(p.name for p in both.parent.iterdir()) == ["cmp-scaling.png", "cmp.md", "cmp.png"]
 
 
-def test_compare_needs_a_shared_curve_or_benchmark(tmp_path, capsys):
+def test_compare_needs_a_shared_curve_or_benchmark(tmp_path, error_line):
     a = write_json(tmp_path / "a.json", output(CPU, [curve(order="shared")]))
     b = write_json(tmp_path / "b.json", output(GPU, [curve(order="per-seed")]))
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "x.md")]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "share no optimizer × batch mode and no scaling curve" in err[0]
+    assert "share no optimizer × batch mode and no scaling curve" in error_line()
     assert not (tmp_path / "x.md").exists()

@@ -25,12 +25,6 @@ from optax_lab.train import train_points
 from optax_lab.workloads import _functions
 
 
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("optax-lab: error:") and "Traceback" not in err[0], err
-    return err[0]
-
-
 def _small_data(workload: workloads.Workload, archive) -> Arrays:
     """The workload's own data, shrunk: the tiny archive for the words workloads, 64 training
     reviews of synthetic-imdb for the multi-hot ones, 256 draws of the generated problems."""
@@ -282,17 +276,17 @@ def test_an_entry_point_registers_a_workload(own_module, monkeypatch):
     (["--workloads", "imdb-fasttext"], "needs the IMDB archive aclImdb_v1.tar.gz"),
     (["--workloads", "rosenbrock", "--depth", "3"], "rosenbrock trains a fixed model"),
 ])
-def test_bad_workloads_are_one_line_exit_2(own_module, tmp_path, capsys, argv, needle):
+def test_bad_workloads_are_one_line_exit_2(own_module, tmp_path, error_line, argv, needle):
     out = tmp_path / "out"
     assert main(["run", "--optimizers", "adam", *argv, "--seeds", "1", "--out", str(out)]) == 2
-    assert needle in _error_line(capsys)
+    assert needle in error_line()
     assert not out.exists()
 
 
-def test_a_preset_runs_on_the_lesson_workload_only(tmp_path, capsys):
+def test_a_preset_runs_on_the_lesson_workload_only(tmp_path, error_line):
     out = tmp_path / "out"
     assert main(["run", "--preset", "momentum", "--workloads", "rosenbrock", "--out", str(out)]) == 2
-    assert "--preset momentum runs on imdb-mlp" in _error_line(capsys)
+    assert "--preset momentum runs on imdb-mlp" in error_line()
     assert not out.exists()
 
 
@@ -343,7 +337,7 @@ def _tuned_file(tmp_path, workload: str, rate: float) -> str:
     return str(path)
 
 
-def test_a_ranking_over_workloads_takes_each_workloads_tuned_points(tmp_path, capsys):
+def test_a_ranking_over_workloads_takes_each_workloads_tuned_points(tmp_path, error_line):
     import dataclasses
 
     from optax_lab.config import Config
@@ -365,5 +359,5 @@ def test_a_ranking_over_workloads_takes_each_workloads_tuned_points(tmp_path, ca
     out = tmp_path / "out"
     assert main(["run", "--optimizers", "adam", "--workloads", "rosenbrock", "--tuned", files[0], "--tuned",
                  _tuned_file(tmp_path / "again", "rosenbrock", 0.1), "--out", str(out)]) == 2
-    assert "both hold points of workload rosenbrock: give one tuned.json per workload" in _error_line(capsys)
+    assert "both hold points of workload rosenbrock: give one tuned.json per workload" in error_line()
     assert not out.exists()
