@@ -22,14 +22,12 @@ class ProgressBar:
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True)
         self.task = self.bar.add_task("loading the data", total=2 * programs)
-        self.started = False
 
     def __call__(self, event: str, name: str, seconds: float) -> None:
         if event == "loaded":
             self.console.log(f"dataset {name} loaded in {seconds:.2f} s")
             self.bar.update(self.task, description="compiling")
             self.bar.start()
-            self.started = True
             return
         task = self.bar.tasks[0]
         if task.completed + 1 > task.total:  # a tuner's grid grew
@@ -39,7 +37,7 @@ class ProgressBar:
         self.bar.update(self.task, description=f"training {name}" if event == "compiled" else "compiling the next")
 
     def stop(self) -> None:
-        if self.started:  # rich's stop prints a blank line off a terminal, before a one-line error too
+        if self.bar.live.is_started:  # rich's stop prints a blank line off a terminal, before a one-line error too
             self.bar.stop()
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated cache for every test, a tiny aclImdb-layout archive, the real
 archive from ../shared/data when it is there, the small synthetic datasets the engine tests train
-on, the compile counter, and quick compiles for the whole session and its subprocesses."""
+on, the compile counter, the check of a one-line bad-input error, and quick compiles for the
+whole session and its subprocesses."""
 
 from __future__ import annotations
 
