@@ -25,8 +25,12 @@ import jax
 import numpy as np
 import pytest
 
-from optax_lab import program, train
-from optax_lab.config import LESSON_ADAM, ModelConfig, Order
+from optax_lab import engine
+from optax_lab.lessons import LESSON_ADAM
+from optax_lab.config import ModelConfig, Order
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 ADAM = LESSON_ADAM
 
@@ -46,12 +50,12 @@ def positive(value) -> bool:
 def test_adam_seed_epochs_per_second(benchmark, full_data, sizes, order, bench_settings):
     name, arrays = full_data
     seeds = tuple(range(sizes["seeds"]))
-    run = lambda: train.train(ADAM, arrays, seeds=seeds, epochs=sizes["epochs"], order=Order(order))  # noqa: E731
-    train.forget_compiled()  # the warm-up below is this program's one compile, whatever ran before
-    with train.counting_compiles() as warm_compiles:
+    run = lambda: engine.train(ADAM, arrays, workload=IMDB_MLP, seeds=seeds, epochs=sizes["epochs"], order=Order(order))  # noqa: E731
+    engine.forget_compiled()  # the warm-up below is this program's one compile, whatever ran before
+    with engine.counting_compiles() as warm_compiles:
         warm = run()  # compiles; the timed rounds reuse the executable
     results = []
-    with train.counting_compiles() as timed_compiles:
+    with engine.counting_compiles() as timed_compiles:
         benchmark.pedantic(lambda: results.append(run()), rounds=5, iterations=1)
     # The engine's own clock (around the compiled call only, after block_until_ready) per round.
     rates = [len(seeds) * sizes["epochs"] / r.run_s for r in results]
@@ -69,15 +73,15 @@ def test_adam_seed_epochs_per_second(benchmark, full_data, sizes, order, bench_s
 
 def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
     _, arrays = full_data
-    model, settings = ModelConfig(), program.program_settings(ADAM, arrays, sizes["epochs"], sizes["seeds"])
+    model, settings = ModelConfig(), engine.program_settings(ADAM, arrays, sizes["epochs"], sizes["seeds"])
     seconds = []
     persistent = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # cold even under --compile-cache
     try:
-        with train.counting_compiles() as compiles:
+        with engine.counting_compiles() as compiles:
             # forget_compiled in the untimed setup: no in-memory reuse, every round traces, lowers and compiles.
-            benchmark.pedantic(lambda: seconds.append(train.compile_program(model, ADAM, settings, arrays)[1]),
-                               setup=train.forget_compiled, rounds=sizes["compile_rounds"], iterations=1)
+            benchmark.pedantic(lambda: seconds.append(engine.compile_program(model, ADAM, settings, arrays, IMDB_MLP)[1]),
+                               setup=engine.forget_compiled, rounds=sizes["compile_rounds"], iterations=1)
     finally:
         jax.config.update("jax_enable_compilation_cache", persistent)
     benchmark.extra_info.update(compile_s_median=float(np.median(seconds)))

@@ -17,8 +17,12 @@ from __future__ import annotations
 import math
 
 from optax_lab.benchmarking.epoch import EpochBench, extra_info, rounds_for
-from optax_lab.config import RunSpec, batch_label
-from optax_lab.train import counting_compiles
+from optax_lab.lessons import RunSpec
+from optax_lab.config import batch_label
+from optax_lab.engine import counting_compiles
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 
 def positive(value) -> bool:
@@ -29,7 +33,7 @@ def test_optimizer_epoch(benchmark, optimizer, batch_size, bench_settings, bench
     settings, (dataset, data) = bench_settings, bench_data
     benchmark.group = "full batch" if batch_size is None else f"batch {batch_size}"
     spec = RunSpec(f"{optimizer} @{batch_label(batch_size)}", optimizer, {}, batch_size)
-    bench = EpochBench(spec, data, tuple(range(settings.seeds)))  # compiles
+    bench = EpochBench(spec, data, tuple(range(settings.seeds)), IMDB_MLP)  # compiles
     warmup_s = bench.time_epoch()  # epoch 1: first-call costs, and the clock that sizes the rounds
     bench.train_until(settings.val_epochs)  # the fixed short training behind the row's val loss
     validation = bench.evaluate()

@@ -2,7 +2,7 @@
 
 Each curve is one configuration, shared or per-seed order × batch 500 or full batch × one device
 or all devices, climbed as a ladder of 1, 2, 4, ... replicas (seeds), each rung one compiled
-program (`train.train_points`, one call holding every replica) run once untimed and then timed
+program (`engine.train_points`, one call holding every replica) run once untimed and then timed
 on the engine's clock (around the compiled call, after `block_until_ready`), compile apart. A
 curve stops where the next rung's call would pass --scaling-budget seconds, its memory (XLA's
 figure, extrapolated) a share of the device's free memory, the ladder's cap, or the curve's wall
@@ -28,11 +28,15 @@ import jax
 import numpy as np
 import pytest
 
-from optax_lab import train
+from optax_lab import engine
 from optax_lab.benchmarking.scaling import (Curve, Point, curve_record, ladder, measure_point, next_replicas,
                                             scaling_markdown, scaling_plot)
-from optax_lab.config import LESSON_ADAM, ModelConfig, Order, RunSpec, batch_label
+from optax_lab.lessons import LESSON_ADAM, RunSpec
+from optax_lab.config import ModelConfig, Order, batch_label
 from optax_lab.devices import memory_per_device
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 ADAM = LESSON_ADAM
 TIMED_CALLS = 3  # per rung, after the untimed first call; the rate is their median
@@ -111,10 +115,10 @@ def measure_rung(spec: RunSpec, arrays, replicas: int, order: Order, device_coun
     seeds = tuple(range(replicas))
 
     def call():
-        return train.train_points([spec], arrays, seeds=seeds, epochs=budgets.epochs, order=order,
+        return engine.train_points([spec], arrays, workload=IMDB_MLP, seeds=seeds, epochs=budgets.epochs, order=order,
                                   max_replicas=replicas, devices=device_count)[0]
 
-    with train.counting_compiles() as warm_compiles:
+    with engine.counting_compiles() as warm_compiles:
         warm = call()  # compiles, and the first call's one-off costs stay out of the rate
     # One compile, unless this process compiled the program before or the persistent cache has it.
     assert len(warm_compiles) == 1 or (not warm_compiles and (warm.program in _COMPILED_BEFORE or compile_cache)), \
@@ -122,10 +126,10 @@ def measure_rung(spec: RunSpec, arrays, replicas: int, order: Order, device_coun
     _COMPILED_BEFORE.add(warm.program)
     if warm.program_calls > 1:
         return warm.program_calls
-    with train.counting_compiles() as timed_compiles:
+    with engine.counting_compiles() as timed_compiles:
         timed = [call() for _ in range(budgets.timed_calls)]
-        layout = train.replica_layout(warm.settings.num_seeds, warm.settings.num_points, warm.devices)[0]
-        compiled, _ = train.compile_program(warm.model, spec, warm.settings, arrays, layout)  # in memory: no compile
+        layout = engine.replica_layout(warm.settings.num_seeds, warm.settings.num_points, warm.devices)[0]
+        compiled, _ = engine.compile_program(warm.model, spec, warm.settings, arrays, IMDB_MLP, layout)  # in memory: no compile
     assert timed_compiles == [], f"{len(timed_compiles)} compiles in the timed calls of {replicas} replicas"
     assert all(r.program_calls == 1 and r.program == warm.program for r in timed)
     assert warm.history["train_loss"].shape == (replicas, budgets.epochs)

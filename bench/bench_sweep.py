@@ -20,9 +20,12 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab import train
-from optax_lab.config import RunSpec
+from optax_lab import engine
+from optax_lab.lessons import RunSpec
 from optax_lab.sweep import parse_sweep
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 # (points, seeds, max replicas per call)
 LAYOUTS = {"8 seeds": (1, 8, 64), "16 points x 2 seeds": (16, 2, 64),
@@ -44,14 +47,14 @@ def test_grid_replica_epochs_per_second(benchmark, bench_data, smoke, epochs, la
     specs = [RunSpec(f"adam {rate:g}", "adam", {"learning_rate": rate}, 500) for rate in rates]
 
     def run():
-        return train.train_points(specs, arrays, seeds=tuple(range(seeds)), epochs=epochs, max_replicas=max_replicas)
+        return engine.train_points(specs, arrays, workload=IMDB_MLP, seeds=tuple(range(seeds)), epochs=epochs, max_replicas=max_replicas)
 
     if not smoke:  # a smoke run lets its same-shaped layouts share one executable
-        train.forget_compiled()
-    with train.counting_compiles() as warm_compiles:
+        engine.forget_compiled()
+    with engine.counting_compiles() as warm_compiles:
         warm = run()
     results = []
-    with train.counting_compiles() as timed_compiles:
+    with engine.counting_compiles() as timed_compiles:
         benchmark.pedantic(lambda: results.append(run()), rounds=1 if smoke else 3, iterations=1)
     rates_per_s = [points * seeds * epochs / r[0].program_run_s for r in results]
     benchmark.extra_info.update(dataset=name, points=points, seeds=seeds, replicas=warm[0].settings.num_replicas,

@@ -18,10 +18,12 @@ import os
 import numpy as np
 import pytest
 
-from optax_lab import train, workloads
-from optax_lab.config import FULL_BATCH, RunSpec
+from optax_lab import engine, workloads
+from optax_lab.config import FULL_BATCH
+from optax_lab.lessons import RunSpec
+from optax_lab.records import seed_epochs_per_second
 from optax_lab.errors import UsageError
-from optax_lab.program import Arrays
+from optax_lab.engine import Arrays
 
 REPEATS = 3
 RESULTS: dict[str, dict] = {}  # workload -> its row, for the report section
@@ -58,15 +60,15 @@ def test_workload_seed_epochs_per_second(benchmark, workload_name, bench_setting
                    None if batch is FULL_BATCH else min(batch, data.x_train.shape[0]))
 
     def run():
-        [result] = train.train_points([spec], data, seeds=tuple(range(seeds)), epochs=epochs,
+        [result] = engine.train_points([spec], data, seeds=tuple(range(seeds)), epochs=epochs,
                                       model_config=workload.base_model(None), workload=workload)
         return result
 
-    train.forget_compiled()
+    engine.forget_compiled()
     first = run()  # compiles
     results = []
     benchmark.pedantic(lambda: results.append(run()), rounds=1 if smoke else REPEATS, iterations=1)
-    rates = [train.seed_epochs_per_second(result) for result in results or [first]]
+    rates = [seed_epochs_per_second(result) for result in results or [first]]
     row = {"workload": workload.name, "optimizer": workload.reference, "batch": spec.batch_size or "full",
            "seeds": seeds, "epochs": epochs, "seed_epochs_per_s": float(np.median(rates)),
            "runs": [round(rate, 2) for rate in rates], "compile_s": first.compile_s,

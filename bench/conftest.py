@@ -116,7 +116,7 @@ def _batches(text: str) -> tuple[int | None, ...]:
 def _quick_compiles_only_when_smoke(smoke: bool) -> None:
     """A smoke run checks the benchmarks and measures nothing: it compiles quickly, like the tests.
     A measuring run must compile with the engine's own options, not the tests' quick ones."""
-    from optax_lab.compiling import QUICK_COMPILE_FLAGS, quick_compiles_in_env, use_quick_compiles
+    from optax_lab.engine import QUICK_COMPILE_FLAGS, quick_compiles_in_env, use_quick_compiles
 
     if smoke:
         use_quick_compiles()
@@ -137,7 +137,7 @@ def pytest_configure(config):
     config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None,
                            "sections": []}
     if settings.compile_cache:
-        from optax_lab.train import enable_compile_cache
+        from optax_lab.engine import enable_compile_cache
 
         enable_compile_cache()
 
@@ -166,7 +166,7 @@ def full_data():
     """(dataset name, Arrays): IMDB when an archive is available locally, else synthetic-imdb;
     loaded once per session for every benchmark file."""
     from optax_lab.data import load_dataset
-    from optax_lab.program import Arrays
+    from optax_lab.engine import Arrays
 
     dataset, warning = load_dataset(None)
     if warning:
@@ -178,7 +178,7 @@ def full_data():
 def bench_data(bench_settings, request):
     """The optimizer benchmarks' data: `full_data`, or under --smoke a small synthetic set."""
     from optax_lab.data.synthetic import generate
-    from optax_lab.program import Arrays
+    from optax_lab.engine import Arrays
 
     if bench_settings.smoke:
         return "synthetic-imdb (smoke)", Arrays.from_numpy(*generate(100, 0, *SMOKE_DATA))

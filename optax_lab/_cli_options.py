@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DATASETS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, DEFAULT_WORKLOAD,
-                              KERNEL_INITS, MAX_REPLICAS, NORMALIZATIONS, PRESETS, parse_batches)
-from optax_lab.devices import DISTRIBUTED_TIMEOUT_S
+from optax_lab.config import (ACTIVATIONS, BIAS_INITS, DEFAULT_EPOCHS, DEFAULT_NUM_WORDS, DEFAULT_WORKLOAD,
+                              KERNEL_INITS, NORMALIZATIONS, parse_batches)
+from optax_lab.data import DATASETS
+from optax_lab.presets import PRESETS
+from optax_lab.devices import DISTRIBUTED_TIMEOUT_S, MAX_REPLICAS
 from optax_lab.errors import UsageError
 from optax_lab.sweep import Criterion, Protocol, parse_sweep
 

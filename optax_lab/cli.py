@@ -18,13 +18,18 @@ from __future__ import annotations
 import ast
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optax_lab._cli_options import parser
-from optax_lab._cli_run import EXIT_INTERRUPTED, EXIT_TERMINATED
-from optax_lab.config import DEFAULT_WORKLOAD, MAX_REPLICAS, Config, ModelConfig, Order
+from optax_lab._cli_output import EXIT_INTERRUPTED, EXIT_TERMINATED
+from optax_lab.config import DEFAULT_WORKLOAD, Config, ModelConfig, Order
 from optax_lab.errors import UsageError
 from optax_lab.sweep import Protocol
+
+if TYPE_CHECKING:
+    from optax_lab.planning import Planner
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -92,24 +97,67 @@ def _config(args) -> Config:
                   num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
                   seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
                   model=_model(args), out=args.out, sweeps=tuple(getattr(args, "sweep", ())), tuned=tuned,
-                  criterion=args.criterion, devices=args.devices,
-                  max_replicas=MAX_REPLICAS if args.max_replicas is None else args.max_replicas).validate()
+                  criterion=args.criterion, devices=args.devices, max_replicas=args.max_replicas)
+
+
+def _execute(args, console, planner: Planner, closing: Callable[[dict, Path], None]) -> int:
+    """The one command path of `run` and `tune`, which differ in their planner alone: the output
+    folder and its store, the runner, the complete report, then `closing(results, report path)`
+    tells the user what was written; the exit code. A stop keeps every finished program."""
+    from optax_lab._cli_output import prepare, stopped, training, warn_to
+    from optax_lab.report import write_report
+    from optax_lab.run_store import Unfinished
+    from optax_lab.runner import run
+
+    output = prepare(args, planner)
+    try:
+        with training(output):
+            results = run(planner, command=output.command, progress=output.progress, warn=warn_to(console),
+                          compile_cache=not args.no_compile_cache, store=output.store)
+    except Unfinished as stop:
+        return stopped(output, stop.results, stop.cause)
+    except KeyboardInterrupt as cause:  # before training began, or after it ended
+        return stopped(output, None, cause)
+    if output.out is None:  # another process of a multi-process run: process 0 writes
+        return 0
+    path = write_report(results, output.out, extra_files=planner.finish(results))
+    output.store.close()
+    closing(results, path)
+    return 0
 
 
 def _run(args, console) -> int:
-    from optax_lab._cli_run import run_command
+    from optax_lab._console import summary_table
+    from optax_lab.devices import configure_devices
+    from optax_lab.planning import RunPlanner
 
-    return run_command(args, console, _config(args))
+    config = _config(args)
+    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
+
+    def closing(results: dict, report: Path) -> None:
+        summary_table(console, results, config.seeds)
+        console.print(f"report: {report}")
+
+    return _execute(args, console, RunPlanner(config), closing)
 
 
 def _tune(args, console) -> int:
-    from optax_lab._cli_run import tune_command
+    from optax_lab.devices import configure_devices
+    from optax_lab.tuning import TunePlanner
 
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
     config = _config(args)
-    protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion).validate()
-    return tune_command(args, console, config, protocol)
+    protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion)
+    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
+
+    def closing(results: dict, report: Path) -> None:
+        tuned = report.parent / "tuned.json"
+        workloads = "" if config.workloads == (DEFAULT_WORKLOAD,) else f" --workloads {','.join(config.workloads)}"
+        console.print(f"report: {report}\ntuned points: {tuned} (rank at them: optax-lab run{workloads} "
+                      f"--optimizers {','.join(args.optimizers)} --tuned {tuned})")
+
+    return _execute(args, console, TunePlanner(config, protocol), closing)
 
 
 def _list(args, console) -> None:

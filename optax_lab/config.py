@@ -1,5 +1,5 @@
-"""Configuration: what to run, as plain frozen data. The first stage; imports nothing of ours
-but the error type.
+"""Configuration: the user's options, as plain frozen data that cannot exist invalid (each record
+checks itself when it is made). The first stage; imports only the error type and the sweep grammar.
 
 `Config()` is the lesson as the suite runs it by default; a smaller run is
 `dataclasses.replace(Config(), seeds=2, epochs=2)` (the Flax examples' `get_config()` habit).
@@ -11,25 +11,19 @@ import dataclasses
 import enum
 import math
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from optax_lab.errors import UsageError, closest
+from optax_lab.errors import UsageError
 from optax_lab.sweep import Criterion, Sweep
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "Config", "Criterion", "LESSON_ADAM", "DATASETS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS",
-           "DEFAULT_WORKLOAD", "FULL_BATCH", "KERNEL_INITS", "Lesson", "MAX_REPLICAS", "LessonKind", "ModelConfig",
-           "NORMALIZATIONS", "Order", "RunSpec", "Tuned",
-           "batch_label", "parse_batches"]
+__all__ = ["ACTIVATIONS", "BIAS_INITS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "DEFAULT_WORKLOAD", "FULL_BATCH",
+           "KERNEL_INITS", "NORMALIZATIONS", "Config", "Criterion", "ModelConfig", "Order", "Tuned", "batch_label",
+           "parse_batches"]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
 DEFAULT_WORKLOAD = "imdb-mlp"  # the lesson's MLP on IMDB: what the presets run on
 DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
 DEFAULT_EPOCHS = 20
-# Replicas (points x seeds) one call of a program holds at most; more run as several calls of the
-# same compiled program. Measured on a 2-core CPU: throughput saturates at 8-32 replicas.
-MAX_REPLICAS = 64
-DATASETS = ("imdb", "synthetic-imdb")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leaky_relu", "linear")
 # Kernel initialisers. "constant" is 0.01 everywhere; "normal_0.01" and "normal_1" are N(0, σ²);
 # "torch_default" is PyTorch's nn.Linear default, Kaiming-uniform with a=√5 (U(±1/√fan_in)).
@@ -62,21 +56,6 @@ class Order(enum.StrEnum):
 
     PER_SEED = "per-seed"  # each seed its own shuffling
     SHARED = "shared"  # all seeds one (faster on CPU: XLA fuses their first layers)
-
-
-class LessonKind(enum.StrEnum):
-    """How the report discusses a lesson: which section renders it."""
-
-    COMPARE = "compare"  # a few runs side by side: table, generated summary, curves
-    RANKING = "ranking"  # every registry optimizer at one batch mode, ranked (batch modes side by side)
-    SWEEP = "sweep"  # optimizers at a grid of hyperparameter points: sensitivity and best points
-    VANISHING_GRADIENTS = "vanishing-gradients"
-    INITIALISATION = "initialisation"
-    OVERFITTING = "overfitting"
-
-
-def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,73 +109,6 @@ class ModelConfig:
             raise UsageError(f"l2 penalty {self.l2!r} must be a finite non-negative number, e.g. --l2 0.001")
 
 
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One training program: an optimizer from the registry, its hyperparameters (overriding the
-    registry's defaults), a batch size (`FULL_BATCH` = the whole training set per step), and
-    `model_changes` to the run's base `ModelConfig` (e.g. `{"widths": (32,) * 16}`)."""
-
-    name: str
-    optimizer: str
-    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    batch_size: int | None = 500
-    model_changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    point: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the swept or tuned values among hyperparams
-
-    def __post_init__(self):
-        object.__setattr__(self, "hyperparams", _frozen(self.hyperparams))
-        object.__setattr__(self, "model_changes", _frozen(self.model_changes))
-        object.__setattr__(self, "point", _frozen(self.point))
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
-        unknown = set(self.model_changes) - {f.name for f in dataclasses.fields(ModelConfig)}
-        if unknown:
-            raise UsageError(f"run {self.name!r} changes unknown model fields {sorted(unknown)}: "
-                             f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}")
-
-    def __hash__(self):
-        return hash((self.name, self.key))
-
-    def model_config(self, base: ModelConfig = ModelConfig()) -> ModelConfig:
-        """The model this run trains: `base` with the run's changes (checked on construction)."""
-        return dataclasses.replace(base, **self.model_changes)
-
-    @property
-    def key(self) -> tuple:
-        """Runs with equal keys (and equal base model, data and epochs) are the same run: run once, reuse.
-        (Which runs share a compiled program is the engine's `program.program_key`.)"""
-        return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size,
-                tuple(sorted(self.model_changes.items())))
-
-
-@dataclasses.dataclass(frozen=True)
-class Lesson:
-    """A question the lesson asks, answered by comparing a few runs.
-
-    A lesson may need its own data or length (overfitting needs more words, fewer reviews and
-    more epochs): `num_words`, `train_examples` and `epochs` are its defaults, which the user's
-    explicit --num-words/--train-examples/--epochs override. `eval_train` also measures the loss
-    on the whole training set after each epoch with dropout off, for an honest train/val gap.
-    """
-
-    name: str
-    title: str
-    question: str
-    runs: tuple[RunSpec, ...]
-    num_words: int | None = None
-    train_examples: int | None = None
-    epochs: int | None = None
-    eval_train: bool = False
-    kind: LessonKind = LessonKind.COMPARE
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # more for results.json, e.g. a sweep's criterion
-    workload: str = DEFAULT_WORKLOAD  # what its runs train (`optax_lab.workloads`)
-
-
-# The lesson's Adam run (Keras' eps): a preset's run, and the one the engine, scaling and peer
-# benchmarks time.
-LESSON_ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-7}, 500)
-
-
 class Tuned(NamedTuple):
     """One workload's tuned points, as `optax-lab tune` wrote them to a tuned.json, and where they
     came from (its file name and checksum)."""
@@ -234,7 +146,7 @@ class Config:
     sweeps: tuple[Sweep, ...] = ()  # hyperparameter grids of an --optimizers run
     tuned: Mapping[str, Tuned] | None = None  # workload name -> its tuned points (one tuned.json each)
     criterion: Criterion = Criterion.FINAL_VAL_LOSS  # how a sweep's best point is chosen
-    max_replicas: int = MAX_REPLICAS
+    max_replicas: int | None = None  # replicas one call holds at most (None: `devices.MAX_REPLICAS`)
     devices: int | None = None  # devices the replicas are split over (None: every local device)
 
     @property
@@ -242,26 +154,15 @@ class Config:
         """What this run is called in reports and the default output folder."""
         return "optimizers" if self.optimizers else self.preset
 
-    def lesson_settings(self, lesson: Lesson) -> tuple[int, int | None, int]:
-        """(num_words, train_examples or None for all, epochs) for `lesson`: the user's explicit
-        values, else the lesson's, else the suite's defaults."""
-        def pick(mine, theirs, default):
-            return mine if mine is not None else theirs if theirs is not None else default
+    def __post_init__(self):
+        self.validate()  # the one place the options are checked: a Config cannot exist invalid
 
-        return (pick(self.num_words, lesson.num_words, DEFAULT_NUM_WORDS),
-                pick(self.train_examples, lesson.train_examples, None),
-                pick(self.epochs, lesson.epochs, DEFAULT_EPOCHS))
-
-    def validate(self) -> "Config":
-        if not self.optimizers and self.preset not in PRESETS:
-            raise UsageError(f"unknown preset {self.preset!r}: choose one of {closest(self.preset, list(PRESETS))}")
+    def validate(self) -> Config:
         if not self.workloads:
             raise UsageError("--workloads names none: give all or names, e.g. --workloads imdb-mlp,imdb-10k-mlp")
         if not self.optimizers and self.preset != "lesson" and self.workloads != (DEFAULT_WORKLOAD,):
             raise UsageError(f"preset {self.preset} runs on {DEFAULT_WORKLOAD}, not on --workloads "
                              f"{','.join(self.workloads)}: drop one of them, or rank optimizers there with --optimizers")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise UsageError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
         for field in ("seeds", "epochs", "num_words", "train_examples"):
             value = getattr(self, field)
             if (value is not None or field == "seeds") and (not isinstance(value, int) or value <= 0):
@@ -284,9 +185,7 @@ class Config:
             raise UsageError("--sweep and --tuned both choose the hyperparameters: give one of them")
         if self.devices is not None and self.devices < 1:
             raise UsageError(f"--devices {self.devices} must be a positive integer, e.g. --devices 2")
-        if self.max_replicas < 1:
+        if self.max_replicas is not None and self.max_replicas < 1:
             raise UsageError(f"--max-replicas {self.max_replicas} must be a positive integer, e.g. 64")
         return self
 
-
-from optax_lab.presets import PRESETS  # noqa: E402  (the presets are made of the types above)

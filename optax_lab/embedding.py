@@ -38,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["BLOCK", "CHUNK", "chunk_budget", "chunk_layout", "embedding_bag", "take_rows"]
+__all__ = ["BLOCK", "CHUNK", "WORD_PAD", "chunk_budget", "chunk_layout", "embedding_bag", "take_rows"]
 
+WORD_PAD = 0xFFFF  # the empty slot of a uint16 word row (vocabularies below 65,535 words)
 CHUNK = 16  # slots a chunk: a review wastes half a chunk on average (4k slots of a 512 batch's 68k)
 BLOCK = 1024  # chunks a loop step: 16,384 rows of 16 floats (1 MB, a core's L2); 256-1,024 measured alike
 _IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS

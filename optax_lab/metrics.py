@@ -15,15 +15,15 @@ import jax
 import numpy as np
 
 from optax_lab import workloads
-from optax_lab.config import DEFAULT_WORKLOAD, Config, Lesson, ModelConfig
+from optax_lab.config import Config, ModelConfig
+from optax_lab.lessons import Lesson
+from optax_lab.records import RunResult, seed_epochs_per_second
 from optax_lab.schema import SCHEMA, diverged_seeds, status_of
 from optax_lab.stats import ci95
-from optax_lab.train import RunResult, seed_epochs_per_second
 
-__all__ = ["TARGET_VAL_LOSS", "device_info", "final_summary", "model_record", "programs_record", "results_dict",
+__all__ = ["device_info", "final_summary", "model_record", "programs_record", "results_dict",
            "run_record", "time_to_target"]
 
-TARGET_VAL_LOSS = 0.60  # "how fast to a decent model": imdb-mlp's time-to-target threshold (its workload's target)
 
 
 def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
@@ -52,17 +52,13 @@ def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
     return summary
 
 
-def _workload(result: RunResult) -> workloads.Workload:
-    return result.workload or workloads.get(DEFAULT_WORKLOAD)
-
-
 def time_to_target(result: RunResult, target: float | workloads.Target | None = None) -> dict[str, Any]:
     """Epochs, steps and seconds until the run's validation metric first reaches `target` (a
     val-loss value, or a Target; default: its workload's), mean over the seeds that reach it, and
     each seed's epochs (None: never). Validation runs once per epoch, so that is the resolution.
     Seconds are the program's run time per epoch times the epochs needed: all seeds train together."""
     if target is None:
-        target = _workload(result).target
+        target = result.workload.target
     elif not isinstance(target, workloads.Target):
         target = workloads.Target("val_loss", float(target), "min", "")
     reached = target.reached(result.history[target.metric])  # NaN never reaches it
@@ -78,15 +74,14 @@ def time_to_target(result: RunResult, target: float | workloads.Target | None = 
 
 def run_record(result: RunResult) -> dict[str, Any]:
     diverged = diverged_seeds(result.history)
-    workload = _workload(result)
+    workload = result.workload
     return {
         "name": result.spec.name,
         "workload": workload.name,
         "optimizer": result.spec.optimizer,
         "hyperparams": dict(result.hyperparams),
         "model": model_record(result.model) if workload.mlp is not None else {"describe": workload.model_text},
-        # the vocabulary it ran at (None: a workload without words); the input width when not told
-        "num_words": result.settings.num_features if result.workload is None else workload.num_words,
+        "num_words": workload.num_words,  # the vocabulary it ran at (None: a workload without words)
         "n_train": result.settings.n_train,
         "batch_size": result.settings.batch_size,
         "full_batch": result.settings.full_batch,
@@ -143,7 +138,7 @@ def device_info() -> dict[str, Any]:
 
 
 def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:
-    num_words, train_examples, epochs = config.lesson_settings(lesson)
+    num_words, train_examples, epochs = lesson.settings(config)
     if workloads.get(lesson.workload).num_words is None:
         num_words = None  # a workload without words: --num-words did not apply
     return {"name": lesson.name, "title": lesson.title, "question": lesson.question,
@@ -161,10 +156,10 @@ def workloads_record(lessons: Sequence[Lesson], datasets: dict[str, Any]) -> dic
 def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, Any], runs: Sequence[RunResult],
                  command: str, compile_cache: bool) -> dict[str, Any]:
     """The results contract (`schema.py`); `dataset` is the first dataset's record, with each
-    workload's under "workloads" (as `experiment.load_arrays` gives it)."""
+    workload's under "workloads" (as the runner's data loading gives it)."""
     dataset = dict(dataset)
     datasets = dataset.pop("workloads", {})
-    first = workloads.get(lessons[0].workload if lessons else DEFAULT_WORKLOAD)
+    first = workloads.get(lessons[0].workload if lessons else config.workloads[0])
     results = {
         "schema": SCHEMA,
         "preset": config.name,
@@ -181,5 +176,5 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
         "programs": programs_record(runs),
     }
     if config.optimizers:  # the ranking's time-to-target threshold
-        results["ranking"] = {"target_val_loss": TARGET_VAL_LOSS}
+        results["ranking"] = {"target_val_loss": workloads.TARGET_VAL_LOSS}
     return results

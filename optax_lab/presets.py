@@ -1,11 +1,15 @@
-"""The presets: the lessons `optax-lab run --preset P` runs, as data (each a tuple of `Lesson`s of
-`RunSpec`s). They run on the default workload, imdb-mlp (the lesson's MLP on IMDB)."""
+"""The presets: the lessons `optax-lab run --preset P` runs, as one declarative table (each a
+tuple of `Lesson`s of `RunSpec`s), and `get(name)` on it. They run on the default workload,
+imdb-mlp (the lesson's MLP on IMDB)."""
 
 from __future__ import annotations
 
-from optax_lab.config import FULL_BATCH, LESSON_ADAM, Lesson, LessonKind, RunSpec
+from optax_lab.config import FULL_BATCH
+from optax_lab.errors import UsageError, closest
+from optax_lab.lessons import LESSON_ADAM, Lesson, RunSpec
+from optax_lab.schema import LessonKind
 
-__all__ = ["PRESETS"]
+__all__ = ["PRESETS", "get"]
 
 # The lesson's runs. Hyperparameters follow the Keras code of the lesson; where Keras' defaults
 # differ from Optax's, the Keras value is spelled out (see optimizers.py for the Keras variants).
@@ -75,3 +79,10 @@ PRESETS["overfitting"] = (
            num_words=1000, train_examples=2000, epochs=40, eval_train=True, kind=LessonKind.OVERFITTING),
 )
 PRESETS["problems"] = PRESETS["vanishing-gradients"] + PRESETS["initialisation"] + PRESETS["overfitting"]
+
+
+def get(name: str) -> tuple[Lesson, ...]:
+    """The lessons of preset `name`; an unknown name is one line with the closest ones."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {closest(name, list(PRESETS))}")
+    return PRESETS[name]

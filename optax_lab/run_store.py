@@ -14,27 +14,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from optax_lab import optimizers, workloads
-from optax_lab.config import ModelConfig, Order, RunSpec
+from optax_lab import optimizers
+from optax_lab.config import ModelConfig, Order
 from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file
-from optax_lab.program_inputs import ProgramSettings
-from optax_lab.train import RunResult
+from optax_lab.lessons import RunSpec
+from optax_lab.records import Fingerprint, ProgramSettings, RunResult
+from optax_lab.workloads import Workload
 
-__all__ = ["PLAN_LABEL", "RUNS_FILE", "STORE_KIND", "Fingerprint", "RunStore", "Unfinished", "fingerprint", "package_versions",
-           "program_digest"]
+__all__ = ["PLAN_LABEL", "RUNS_FILE", "STORE_KIND", "RunStore", "Unfinished", "package_versions"]
 
 RUNS_FILE = "runs.jsonl"
 STORE_KIND = "optax-lab finished programs"  # the header's "kind": how a foreign file is told apart
@@ -44,14 +43,6 @@ VERSIONED_PACKAGES = ("jax", "jaxlib", "optax", "flax", "optax_lab")
 # RunResult's scalar fields, saved as they are: the timings of the process that trained the program.
 _SCALARS = ("compile_s", "run_s", "program", "program_run_s", "program_calls", "devices", "replicas_per_call",
             "memory_per_device", "memory_bound")
-
-
-class Fingerprint(NamedTuple):
-    """Everything that changes a run's results, readable (label -> value, the labels a user
-    knows: `--epochs`, `data imdb-mlp`, `jax`), and the hash of it."""
-
-    digest: str
-    inputs: dict[str, Any]
 
 
 class Unfinished(Exception):
@@ -68,18 +59,6 @@ def package_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in VERSIONED_PACKAGES}
 
 
-def fingerprint(inputs: Mapping[str, Any]) -> Fingerprint:
-    readable = json.loads(json.dumps(inputs, sort_keys=False, default=str))  # what the header will hold
-    digest = hashlib.sha256(json.dumps(readable, sort_keys=True).encode()).hexdigest()[:16]
-    return Fingerprint(digest, readable)
-
-
-def program_digest(job_keys: Iterable[tuple], seeds: Sequence[int]) -> str:
-    """One program's identity in the store: its runs (`Job.key`s, stable across processes, as
-    `train.program_id` relies on) and seeds (a tuner's stage 2 reruns a point on other seeds)."""
-    return hashlib.sha256(repr((tuple(job_keys), tuple(seeds))).encode()).hexdigest()[:16]
-
-
 def _encode(result: RunResult) -> dict[str, Any]:
     return {"name": result.spec.name, "seeds": list(result.seeds),
             "settings": {**dataclasses.asdict(result.settings), "order": str(result.settings.order)},
@@ -90,12 +69,11 @@ def _encode(result: RunResult) -> dict[str, Any]:
                         for key, values in result.history.items()}}
 
 
-def _decode(record: Mapping[str, Any], spec: RunSpec, model: ModelConfig,
-            workload: workloads.Workload | None) -> RunResult:
+def _decode(record: Mapping[str, Any], spec: RunSpec, model: ModelConfig, workload: Workload) -> RunResult:
     settings = ProgramSettings(**{**record["settings"], "order": Order(record["settings"]["order"])})
     history = {key: np.asarray(item["values"], dtype=item["dtype"]) for key, item in record["history"].items()}
-    return RunResult(spec, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings, tuple(record["seeds"]),
-                     history, model=model, workload=workload, **{field: record[field] for field in _SCALARS})
+    return RunResult(spec, workload, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings,
+                     tuple(record["seeds"]), history, model=model, **{field: record[field] for field in _SCALARS})
 
 
 def _read(path: Path) -> tuple[dict | None, dict[str, dict], int]:
@@ -204,7 +182,7 @@ class RunStore:
                          f"of the interrupted run (it ran `{self.header.get('command', '?')}`) or use a new --out")
 
     def restore(self, digest: str, specs: Sequence[RunSpec], model: ModelConfig,
-                workload: workloads.Workload | None) -> list[RunResult] | None:
+                workload: Workload) -> list[RunResult] | None:
         """The stored runs of this program (None: it has not finished)."""
         program = self.stored.get(digest)
         if program is None or [run["name"] for run in program["runs"]] != [spec.name for spec in specs]:

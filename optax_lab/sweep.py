@@ -134,7 +134,10 @@ class Protocol:
     max_extensions: int = 2  # decades a grid may grow on its winning edge
     criterion: Criterion = Criterion.FINAL_VAL_LOSS
 
-    def validate(self) -> "Protocol":
+    def __post_init__(self):
+        self.validate()  # a Protocol cannot exist invalid
+
+    def validate(self) -> Protocol:
         if self.points < 2:
             raise UsageError(f"--points {self.points}: a grid needs at least 2 points, e.g. --points 17")
         if not 0 < self.decades <= MAX_DECADES:  # also refuses nan and inf
@@ -146,6 +149,10 @@ class Protocol:
         if self.max_extensions < 0:
             raise UsageError(f"--extend {self.max_extensions}: a grid grows by 0 or more decades, e.g. --extend 2")
         return self
+
+    def grid(self) -> Sweep:
+        """Stage 1's grid: `points` values of each optimizer's main scale around its default."""
+        return Sweep(f"main=around:{self.decades:g}:{self.points}", MAIN, around=(self.decades, self.points))
 
     @property
     def per_decade(self) -> int:

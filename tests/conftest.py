@@ -16,15 +16,15 @@ from pathlib import Path
 os.environ["JAX_NUM_CPU_DEVICES"] = "1"
 # Programs are checked here, not timed: compile them quickly, here and in every subprocess (XLA
 # reads XLA_FLAGS when its CPU client starts, after this).
-from optax_lab.compiling import use_quick_compiles  # noqa: E402
+from optax_lab.engine import use_quick_compiles  # noqa: E402
 
 use_quick_compiles()
 
 import pytest  # noqa: E402
 
 from optax_lab.data import load_dataset, synthetic  # noqa: E402
-from optax_lab.program import Arrays  # noqa: E402
-from optax_lab.train import counting_compiles  # noqa: E402
+from optax_lab.engine import Arrays  # noqa: E402
+from optax_lab.engine import counting_compiles  # noqa: E402
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
 

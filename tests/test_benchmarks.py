@@ -18,6 +18,9 @@ from optax_lab.benchmarking.records import BENCH_KIND, benchmark_rows
 from optax_lab.benchmarking.table import machine_label, report_path, timing_markdown
 from optax_lab.cli import main
 from optax_lab.errors import UsageError
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = {"cpu": {"brand_raw": "Test CPU 9000", "count": 2}, "system": "Linux", "python_version": "3.11",
@@ -212,7 +215,7 @@ def test_step_flops_from_a_loop_counted_once_or_per_trip():
 @pytest.fixture(scope="module")
 def small_data():
     from optax_lab.data.synthetic import generate
-    from optax_lab.program import Arrays
+    from optax_lab.engine import Arrays
 
     return Arrays.from_numpy(*generate(100, 0, 2_000, 1_000))
 
@@ -224,10 +227,10 @@ def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, b
     the derived per-step FLOPs must still match the MLP's matmuls, plus a little elementwise."""
     from optax_lab.benchmarking.epoch import EpochBench
     from optax_lab.benchmarking.roofline import fixed_epoch_flops
-    from optax_lab.config import RunSpec
+    from optax_lab.lessons import RunSpec
 
     seeds, examples = 2, batch or 2_000
-    bench = EpochBench(RunSpec("sgd", "sgd", {}, batch), small_data, tuple(range(seeds)))
+    bench = EpochBench(RunSpec("sgd", "sgd", {}, batch), small_data, tuple(range(seeds)), IMDB_MLP)
     flops = bench.flops()
     _, train_step = mlp_matmul_flops((100, 32, 32, 1), examples)
     validation, _ = mlp_matmul_flops((100, 32, 32, 1), 1_000)
@@ -247,9 +250,9 @@ def test_flops_per_step_match_an_analytic_count_of_the_default_mlp(small_data, b
 def test_epoch_bench_carries_state_and_records_json_safe_extra_info(small_data):
     from optax_lab.benchmarking.epoch import EpochBench, extra_info
     from optax_lab.benchmarking.roofline import MatmulPeak
-    from optax_lab.config import RunSpec
+    from optax_lab.lessons import RunSpec
 
-    bench = EpochBench(RunSpec("sgd", "sgd", {"learning_rate": 0.1}, 500), small_data, (0, 1))
+    bench = EpochBench(RunSpec("sgd", "sgd", {"learning_rate": 0.1}, 500), small_data, (0, 1), IMDB_MLP)
     warm = bench.time_epoch()
     first_val = float(bench.evaluate()["val_loss"].mean())
     bench.train_until(3)

@@ -119,10 +119,11 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, error_line):
 
 
 def test_a_batch_larger_than_the_data_is_refused_before_training(tmp_path, error_line, monkeypatch):
-    from optax_lab import config
+    from optax_lab import presets
+    from optax_lab.lessons import Lesson, RunSpec
 
-    lesson = config.Lesson("huge", "huge", "?", (config.RunSpec("Huge", "sgd", {}, 30_000),))
-    monkeypatch.setitem(config.PRESETS, "huge", (lesson,))
+    lesson = Lesson("huge", "huge", "?", (RunSpec("Huge", "sgd", {}, 30_000),))
+    monkeypatch.setitem(presets.PRESETS, "huge", (lesson,))
     assert main(["run", "--preset", "huge", "--dataset", "synthetic-imdb", *SMALL, "--out", str(tmp_path / "o")]) == 2
     assert "batch size 30000" in error_line()
     assert not (tmp_path / "o").exists()

@@ -10,16 +10,17 @@ import subprocess
 import sys
 import textwrap
 
-from optax_lab.train import Layout, replica_layout
-
+from optax_lab.engine import Layout, replica_layout
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from optax_lab import train
+    from optax_lab import engine, workloads
     from optax_lab.cli import main
-    from optax_lab.config import Order, RunSpec
+    from optax_lab.config import Order
+    from optax_lab.lessons import RunSpec
     from optax_lab.data import synthetic
-    from optax_lab.program import Arrays
+    from optax_lab.engine import Arrays
+    IMDB_MLP = workloads.get("imdb-mlp")
 
     # The CLI sets the device count before JAX starts, and records it.
     assert main(["run", "--optimizers", "adam", "--batch", "500", "--sweep", "learning_rate=1e-3,1e-2,1e-1",
@@ -29,17 +30,17 @@ SCRIPT = textwrap.dedent("""
     specs = [RunSpec(f"adam {lr}", "adam", {"learning_rate": lr}, 500) for lr in (1e-3, 1e-2, 1e-1)]
     out = {}
     for order in (Order.SHARED,):  # the shared-order path reads the first seed's key across devices
-        one = train.train_points(specs, data, seeds=(0, 1, 2), epochs=2, order=order, devices=1)
-        with train.counting_compiles() as compiles:
-            four = train.train_points(specs, data, seeds=(0, 1, 2), epochs=2, order=order, devices=4)
+        one = engine.train_points(specs, data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=order, devices=1)
+        with engine.counting_compiles() as compiles:
+            four = engine.train_points(specs, data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=order, devices=4)
         out[order] = {"compiles": len(compiles), "devices": four[0].devices,
                       "max_difference": max(float(np.abs(a.history[k] - b.history[k]).max())
                                             for a, b in zip(one, four) for k in a.history)}
     # Calls whose points are padded to a multiple of the devices: 10 points in 2 calls of 5, each 8 wide.
     grid = [RunSpec(f"adam {i}", "adam", {"learning_rate": 10 ** (-4 + 0.3 * i)}, 500) for i in range(10)]
-    alone = train.train_points(grid, data, seeds=(0,), epochs=1, devices=1)
-    with train.counting_compiles() as compiles:
-        padded = train.train_points(grid, data, seeds=(0,), epochs=1, devices=4, max_replicas=5)
+    alone = engine.train_points(grid, data, workload=IMDB_MLP, seeds=(0,), epochs=1, devices=1)
+    with engine.counting_compiles() as compiles:
+        padded = engine.train_points(grid, data, workload=IMDB_MLP, seeds=(0,), epochs=1, devices=4, max_replicas=5)
     out["padded points"] = {"compiles": len(compiles), "devices": padded[0].devices, "calls": padded[0].program_calls,
                             "replicas": padded[0].replicas_per_call,
                             "max_difference": max(float(np.abs(a.history[k] - b.history[k]).max())

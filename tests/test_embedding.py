@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from optax_lab import embedding
-from optax_lab.config import ModelConfig, RunSpec
+from optax_lab.config import ModelConfig
+from optax_lab.lessons import RunSpec
 from optax_lab.embedding import CHUNK, chunk_budget, chunk_layout, embedding_bag
-from optax_lab.model import build_model
-from optax_lab.program import Arrays, program_settings, shuffled_indices
-from optax_lab.program_inputs import WORD_PAD, word_budgets
+from optax_lab.workloads import build_model
+from optax_lab.engine import Arrays, program_settings, shuffled_indices
+from optax_lab.embedding import WORD_PAD
+from optax_lab.engine import word_budgets
 
 VOCABULARY, WIDTH = 60, 8
 

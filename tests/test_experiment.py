@@ -10,9 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab.config import Config, LessonKind, ModelConfig, Order
+from optax_lab.config import Config, ModelConfig, Order
+from optax_lab.schema import LessonKind
 from optax_lab.errors import UsageError
-from optax_lab.experiment import train_and_evaluate
+from optax_lab.runner import train_and_evaluate
 from optax_lab.files import atomic_file, write_files
 from optax_lab.schema import SCHEMA, Status, check_results, diverged_seeds, to_jsonable
 

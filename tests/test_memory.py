@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optax_lab import memory, train, workloads
+from optax_lab import devices, engine, workloads
 from optax_lab.cli import main
-from optax_lab.config import ModelConfig, Order, RunSpec
+from optax_lab.config import ModelConfig, Order
+from optax_lab.lessons import RunSpec
 from optax_lab.data import synthetic
 from optax_lab.errors import UsageError
-from optax_lab.program import Arrays, program_settings
-from optax_lab.program_inputs import WORD_PAD
+from optax_lab.engine import HEADROOM, Arrays, program_settings
+from optax_lab.embedding import WORD_PAD
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 # (optimizer, batch, seeds, points, order, widths): the shapes that move memory differently.
 # CI checks the line search's (the largest temporaries); the slow ones complete the set.
@@ -42,10 +45,10 @@ def wide_data() -> Arrays:
 def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, batch, seeds, points, order, widths):
     model, spec = ModelConfig(widths=widths), RunSpec(optimizer, optimizer, batch_size=batch)
     settings = program_settings(spec, wide_data, 3, seeds, order, num_points=points)
-    compiled, _ = train.compile_program(model, spec, settings, wide_data)
+    compiled, _ = engine.compile_program(model, spec, settings, wide_data, IMDB_MLP)
     analysis = compiled.memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-    estimate = memory.estimate_memory(model, spec, settings).bytes_for(seeds, points)
+    estimate = engine.estimate_memory(model, spec, settings, IMDB_MLP).bytes_for(seeds, points)
     assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
 
 
@@ -74,29 +77,29 @@ def test_the_estimate_counts_the_workloads_own_model(optimizer, batch):
     data = Arrays.from_numpy(_word_rows(rng, 600), labels[:600], _word_rows(rng, 200), labels[600:])
     workload, spec = workloads.get("imdb-10k-mlp"), RunSpec(optimizer, optimizer, batch_size=batch)
     model, settings = workload.base_model(None), program_settings(spec, data, 2, 2, Order.PER_SEED)
-    compiled, _ = train.compile_program(model, spec, settings, data, workload=workload)
+    compiled, _ = engine.compile_program(model, spec, settings, data, workload=workload)
     analysis = compiled.memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-    estimate = memory.estimate_memory(model, spec, settings, workload, data.x_train).bytes_for(2, 1)
+    estimate = engine.estimate_memory(model, spec, settings, workload, data.x_train).bytes_for(2, 1)
     assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
 
 
-ESTIMATE = memory.MemoryEstimate(fixed=100, per_seed=10, per_replica=5)
+ESTIMATE = engine.MemoryEstimate(fixed=100, per_seed=10, per_replica=5)
 
 
 @pytest.mark.parametrize("seeds, points, free, devices, expected", [
     (8, 4, 10_000, 1, (8, 4)),  # everything fits
-    (8, 4, int((100 + 80 + 8 * 2 * 5) / memory.HEADROOM) + 1, 1, (8, 2)),  # two points of every seed
-    (8, 1, int((100 + 3 * 15) / memory.HEADROOM) + 1, 1, (3, 1)),  # three seeds
-    (8, 1, int((100 + 3 * 15) / memory.HEADROOM) + 1, 2, (6, 1)),  # three seeds on each of two devices
+    (8, 4, int((100 + 80 + 8 * 2 * 5) / HEADROOM) + 1, 1, (8, 2)),  # two points of every seed
+    (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 1, (3, 1)),  # three seeds
+    (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 2, (6, 1)),  # three seeds on each of two devices
 ])
 def test_replicas_per_call_is_the_largest_that_fits(seeds, points, free, devices, expected):
-    assert memory.replicas_per_call(ESTIMATE, seeds, points, free, devices) == expected
+    assert engine.replicas_per_call(ESTIMATE, seeds, points, free, devices) == expected
 
 
 def test_one_replica_that_cannot_fit_names_the_estimate_and_the_fix():
     with pytest.raises(UsageError, match=r"one replica needs about .* GB .* a device has .* GB to give: lower"):
-        memory.replicas_per_call(memory.MemoryEstimate(10**9, 0, 1), 1, 1, 10**9)
+        engine.replicas_per_call(engine.MemoryEstimate(10**9, 0, 1), 1, 1, 10**9)
 
 
 @pytest.mark.parametrize("max_replicas, fits, expected", [
@@ -107,17 +110,18 @@ def test_one_replica_that_cannot_fit_names_the_estimate_and_the_fix():
     (64, (3, 1), (3, 1)),  # 8 seeds in 3 calls of 3 (one padded)
 ])
 def test_call_shape(max_replicas, fits, expected):
-    assert train.call_shape(8, 16, max_replicas, fits) == expected
+    assert engine.call_shape(8, 16, max_replicas, fits) == expected
 
 
 def test_memory_bound_calls_equal_one_call_and_compile_once(small_data, monkeypatch):
     specs = [RunSpec(f"adam {rate}", "adam", {"learning_rate": rate}, 500) for rate in (0.001, 0.01)]
-    whole = train.train_points(specs, small_data, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
-    estimate = memory.estimate_memory(ModelConfig(), specs[0], program_settings(specs[0], small_data, 2, 1, Order.SHARED))
+    whole = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
+    estimate = engine.estimate_memory(ModelConfig(), specs[0], program_settings(specs[0], small_data, 2, 1, Order.SHARED),
+                                      IMDB_MLP)
     # Room for two replicas: the three seeds run as two calls of two seeds, one point each.
-    monkeypatch.setattr(train, "memory_per_device", lambda devices: int(estimate.bytes_for(2, 1) / memory.HEADROOM))
-    with train.counting_compiles() as compiles:
-        chunked = train.train_points(specs, small_data, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
+    monkeypatch.setattr(devices, "memory_per_device", lambda devices: int(estimate.bytes_for(2, 1) / HEADROOM))
+    with engine.counting_compiles() as compiles:
+        chunked = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
     assert len(compiles) == 1
     assert [(run.program_calls, run.replicas_per_call, run.memory_bound) for run in chunked] == [(4, 2, True)] * 2
     for one, other in zip(whole, chunked):

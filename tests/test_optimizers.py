@@ -13,11 +13,15 @@ import optax
 import optax.contrib
 import pytest
 
-from optax_lab import optimizers, program, train
-from optax_lab.config import ModelConfig, RunSpec
+from optax_lab import engine, optimizers
+from optax_lab.config import ModelConfig
+from optax_lab.lessons import RunSpec
 from optax_lab.data import synthetic
 from optax_lab.errors import UsageError
-from optax_lab.model import build_model
+from optax_lab.workloads import build_model
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 # --- Discovery: an optax upgrade that adds an optimizer must fail here -------------------------
 
@@ -185,7 +189,7 @@ def _first_steps(optimizer_data, every_real: bool):
                                    if optimizers.get(name).main else {})} for name, values in traced.items()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`optimistic_adam` is deprecated")
-        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(train.compiler_options())
+        compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(engine.compiler_options())
     return params, compiled(params, jax.random.key(1), traced), failed, compiled(params, jax.random.key(1), doubled)
 
 
@@ -278,7 +282,7 @@ def test_betas_integers_and_switches_are_checked():
                                   for name in sorted(optimizers.REGISTRY)])
 def test_each_optimizer_trains_the_mlp(name, optimizer_data, count_compiles):
     entry = optimizers.get(name)
-    result = train.train(RunSpec(name, name, {}, 500), optimizer_data, seeds=SEEDS, epochs=EPOCHS)
+    result = engine.train(RunSpec(name, name, {}, 500), optimizer_data, workload=IMDB_MLP, seeds=SEEDS, epochs=EPOCHS)
     assert len(count_compiles) <= 1, f"{name} compiled {len(count_compiles)} programs, not one"
     loss = result.history["train_loss"]
     assert loss.shape == (len(SEEDS), EPOCHS)
@@ -298,7 +302,7 @@ NOISY = ("noisy_sgd", "dpsgd", "sophia")
 @pytest.mark.parametrize("name", NOISY)
 def test_noisy_optimizers_are_deterministic_per_seed(name, optimizer_data):
     # Same program as the training test above (2 seeds): a cache hit, no new compile.
-    result = train.train(RunSpec(name, name, {}, 500), optimizer_data, seeds=(3, 3), epochs=EPOCHS)
+    result = engine.train(RunSpec(name, name, {}, 500), optimizer_data, workload=IMDB_MLP, seeds=(3, 3), epochs=EPOCHS)
     for history in result.history.values():
         np.testing.assert_array_equal(history[0], history[1])
 
@@ -343,7 +347,7 @@ def test_build_wants_the_key_of_a_noisy_optimizer():
 
 def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
     from optax_lab.config import ModelConfig
-    from optax_lab.model import build_model
+    from optax_lab.workloads import binary_cross_entropy, build_model
 
     x, y, _, _ = synthetic.generate(num_words=20, seed=1, num_train=8, num_test=1)
     model = build_model(ModelConfig())
@@ -355,8 +359,10 @@ def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
 
     @jax.jit
     def both(params):
-        batch = jax.grad(lambda p: program._loss_and_correct(logits_of(p, x), y, weights)[0])(params)
-        return program._per_example_grads(logits_of, lambda p: 0.0, params, x, y, weights, None), batch
+        batch = jax.grad(lambda p: IMDB_MLP.loss_and_metrics(logits_of(p, x), y, weights)[0])(params)
+        per_example = engine.per_example_grads(logits_of, lambda p: 0.0, params, x, y, weights, None,
+                                               lambda outputs, targets: binary_cross_entropy(outputs, targets).mean())
+        return per_example, batch
 
     per_example, batch = both(params)
     for g, mean in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch)):

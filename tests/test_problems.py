@@ -14,13 +14,19 @@ import optax
 import pytest
 
 from optax_lab.cli import main
-from optax_lab.config import PRESETS, Config, Lesson, LessonKind, ModelConfig, RunSpec
+from optax_lab.presets import PRESETS
+from optax_lab.config import Config, ModelConfig
+from optax_lab.lessons import Lesson, RunSpec
+from optax_lab.schema import LessonKind
 from optax_lab.data import Dataset, subset, synthetic
 from optax_lab.errors import UsageError
-from optax_lab.experiment import distinct_jobs, plan
-from optax_lab.model import build_model, layer_names
-from optax_lab.program import Arrays, make_program, program_settings
-from optax_lab.train import train
+from optax_lab.planning import distinct_jobs, plan
+from optax_lab.workloads import build_model, layer_names
+from optax_lab.engine import Arrays, make_program, program_settings
+from optax_lab.engine import train
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 
 def _deep(activation: str, depth: int, **model) -> RunSpec:
@@ -29,8 +35,8 @@ def _deep(activation: str, depth: int, **model) -> RunSpec:
 
 
 def test_deep_sigmoid_gradients_vanish_toward_the_input_and_residuals_restore_them(small_data):
-    sigmoid = train(_deep("sigmoid", 8), small_data, seeds=(0, 1), epochs=1)
-    residual = train(_deep("sigmoid", 8, residual=True), small_data, seeds=(0, 1), epochs=1)
+    sigmoid = train(_deep("sigmoid", 8), small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=1)
+    residual = train(_deep("sigmoid", 8, residual=True), small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=1)
     norms = sigmoid.history["init_grad_norms"]  # [seeds, 9 layers], input first
     assert norms.shape == (2, 9)
     # Each sigmoid layer multiplies the backpropagated gradient by at most 1/4 (σ' ≤ 1/4):
@@ -48,7 +54,7 @@ def test_deep_sigmoid_gradients_vanish_toward_the_input_and_residuals_restore_th
 
 def test_the_recorded_init_gradient_is_the_full_training_set_gradient(small_data):
     spec = _deep("tanh", 3)
-    result = train(spec, small_data, seeds=(4,), epochs=1)
+    result = train(spec, small_data, workload=IMDB_MLP, seeds=(4,), epochs=1)
     model = build_model(spec.model_config())
     init_key = jax.random.split(jax.random.key(4), 4)[0]  # the engine's init stream of seed 4
     params = model.init(init_key, small_data.x_train[:1])["params"]
@@ -62,7 +68,7 @@ def test_the_recorded_init_gradient_is_the_full_training_set_gradient(small_data
                                                    ("glorot_uniform", 32)])
 def test_equal_initial_weights_keep_hidden_units_identical(small_data, kernel_init, distinct):
     spec = RunSpec(kernel_init, "adam", {"learning_rate": 1e-2}, 500, {"kernel_init": kernel_init})
-    result = train(spec, small_data, seeds=(0, 1), epochs=3)
+    result = train(spec, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=3)
     # Units that start equal get equal gradients, so they stay equal: the layer acts as one unit.
     np.testing.assert_array_equal(result.history["init_distinct_units"], distinct)
     np.testing.assert_array_equal(result.history["distinct_units"], distinct)
@@ -82,10 +88,10 @@ def test_dropout_changes_outputs_between_steps_and_not_at_evaluation(small_data)
     # Through the engine: the noise comes from explicit per-seed keys, so a seed repeats exactly,
     # and the dropped units make the in-epoch training loss differ from a dropout-free run.
     spec = RunSpec("dropout", "sgd", {"learning_rate": 0.1}, 500, {"dropout": 0.5})
-    first = train(spec, small_data, seeds=(0, 0, 1), epochs=2)
+    first = train(spec, small_data, workload=IMDB_MLP, seeds=(0, 0, 1), epochs=2)
     np.testing.assert_array_equal(first.history["train_loss"][0], first.history["train_loss"][1])
     assert not np.array_equal(first.history["train_loss"][0], first.history["train_loss"][2])
-    plain = train(dataclasses.replace(spec, model_changes={}), small_data, seeds=(0,), epochs=2)
+    plain = train(dataclasses.replace(spec, model_changes={}), small_data, workload=IMDB_MLP, seeds=(0,), epochs=2)
     assert first.history["train_loss"][0, 0] != plain.history["train_loss"][0, 0]
 
 
@@ -97,7 +103,7 @@ def test_every_step_draws_a_new_dropout_mask(small_data):
     x, y = jnp.tile(small_data.x_train[:1], (64, 1)), jnp.tile(small_data.y_train[:1], 64)
     data = Arrays(x, y, small_data.x_test, small_data.y_test)
     spec = RunSpec("dropout", "sgd", {"learning_rate": 1e-30}, 1, {"dropout": 0.5})  # frozen; 0 is no rate
-    epoch_losses = train(spec, data, seeds=(0,), epochs=12).history["train_loss"][0]
+    epoch_losses = train(spec, data, workload=IMDB_MLP, seeds=(0,), epochs=12).history["train_loss"][0]
     model = build_model(spec.model_config())
     params = model.init(jax.random.split(jax.random.key(0), 4)[0], x[:1])["params"]  # seed 0's init
     one_mask_loss = jax.jit(jax.vmap(lambda key: optax.sigmoid_binary_cross_entropy(
@@ -112,7 +118,7 @@ def test_the_l2_penalty_adds_its_gradient_to_the_update(small_data):
     """Full batch, SGD with lr η: one step moves each kernel by -η(∇BCE + 2·l2·kernel)."""
     l2, lr = 0.05, 0.1
     spec = RunSpec("l2", "sgd", {"learning_rate": lr}, None, {"l2": l2})
-    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1))
+    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1), IMDB_MLP)
     state, _ = jax.jit(program.init)(jnp.array([3]), {"learning_rate": jnp.array([lr])}, jnp.int32(3), small_data)
     params = jax.tree.map(lambda leaf: leaf[0, 0], state.points.params)  # seed 0, point 0
     new_state, _ = jax.jit(program.epoch)(state, jnp.int32(0), small_data)
@@ -159,7 +165,7 @@ def test_overfitting_lesson_measures_the_gap_on_a_balanced_subset():
         subset(dataset, 5000)
     data = Arrays.from_numpy(small.x_train, small.y_train, small.x_test, small.y_test)
     spec = RunSpec("big", "adam", {"learning_rate": 1e-2}, 100, {"widths": (64, 64)})
-    result = train(spec, data, seeds=(0, 1), epochs=15, eval_train=True)
+    result = train(spec, data, workload=IMDB_MLP, seeds=(0, 1), epochs=15, eval_train=True)
     train_eval, val = result.history["train_eval_loss"], result.history["val_loss"]
     assert train_eval.shape == val.shape == (2, 15)
     # 200 reviews, 4k+ parameters: it memorises them, and the val loss grows past its best.
@@ -169,9 +175,9 @@ def test_overfitting_lesson_measures_the_gap_on_a_balanced_subset():
 
 def test_lesson_settings_precedence():
     lesson = PRESETS["overfitting"][0]
-    assert Config().lesson_settings(lesson) == (1000, 2000, 40)
-    assert Config(epochs=3, num_words=50).lesson_settings(lesson) == (50, 2000, 3)
-    assert Config().lesson_settings(PRESETS["momentum"][0]) == (100, None, 20)
+    assert lesson.settings(Config()) == (1000, 2000, 40)
+    assert lesson.settings(Config(epochs=3, num_words=50)) == (50, 2000, 3)
+    assert PRESETS["momentum"][0].settings(Config()) == (100, None, 20)
 
 
 def test_problem_presets_are_distinct_programs_under_unique_names():

@@ -13,15 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from optax_lab.config import LessonKind
 from optax_lab.errors import UsageError
 from optax_lab.report import (SECTIONS, check_writable, compare, publish, ranking_plot, read_results, render_markdown,
-                              section_for, write_report)
+                              render_plots, section_for, write_report)
 from optax_lab.report.compare import summarize_lesson
 from optax_lab.report.formatting import DASH, png_name
 from optax_lab.report.ranking import RANKING_CURVES, batch_modes, ranking_rows, summarize_ranking
 from optax_lab.report.records import healthy_seeds, lesson_runs
-from optax_lab.schema import to_jsonable
+from optax_lab.schema import UNNAMED_WORKLOAD, LessonKind, to_jsonable, upgrade, upgrade_tuned
 
 SEEDS, EPOCHS = [0, 1, 2], 4
 HISTORY_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc")
@@ -407,16 +406,106 @@ def test_ranking_results_are_not_mutated():
     assert json.dumps(results) == json.dumps(before)
 
 
-def test_ranking_kind_renders_like_results_from_before_it():
-    """The metrics stage now marks the ranking's lessons with kind "ranking"; results.json files from
-    before mark them "compare" beside a top-level "ranking" key. Both render the same report."""
+def test_a_ranking_marked_by_its_record_renders_like_one_marked_by_kind():
+    """The ranking's lessons have kind "ranking"; a file whose lessons have no kinds, or "compare",
+    marks a ranking by its top-level "ranking" record instead. Both render the same report."""
     old = make_ranking_results()
     new = copy.deepcopy(old)
     for lesson in new["lessons"]:
         lesson["kind"] = "ranking"
     assert render_markdown(to_jsonable(new)) == render_markdown(to_jsonable(old))
-    assert section_for(old["lessons"][0], old) is SECTIONS[LessonKind.RANKING]
-    assert section_for(old["lessons"][0], make_results()) is SECTIONS[LessonKind.COMPARE]
+    assert section_for(upgrade(old)["lessons"][0]) is SECTIONS[LessonKind.RANKING]
+    assert section_for(upgrade(make_results())["lessons"][0]) is SECTIONS[LessonKind.COMPARE]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files of every version: schema.upgrade fills in what a file lacks, and the report reads only that
+
+# The imdb-mlp record as the metrics stage writes it under "workloads" (the fields the report reads,
+# and a few it does not).
+IMDB_MLP_RECORD = {"name": "imdb-mlp", "description": "the lesson", "target": {"metric": "val_loss", "value": 0.6,
+                   "direction": "min", "source": "kept"}, "epochs": 20, "batches": [500, "full"], "num_words": 100,
+                   "metrics": ["acc"], "model": "32-32 relu, glorot_uniform", "optimum": None}
+
+
+def _with_workloads(results):
+    """`results` as the metrics stage writes them today: every lesson and run names its workload,
+    whose record is under "workloads"."""
+    results = copy.deepcopy(results)
+    for record in results["lessons"] + results["runs"]:
+        record["workload"] = "imdb-mlp"
+    results["workloads"] = {"imdb-mlp": IMDB_MLP_RECORD}
+    return results
+
+
+def test_upgrade_fills_what_a_file_lacks():
+    results = make_ranking_results()  # no kinds, workloads, programs, run models or time-to-target metric
+    upgraded = upgrade(results)
+    assert [lesson["kind"] for lesson in upgraded["lessons"]] == ["ranking", "ranking"]  # by the "ranking" record
+    assert {record["workload"] for record in upgraded["lessons"] + upgraded["runs"]} == {UNNAMED_WORKLOAD}
+    assert UNNAMED_WORKLOAD == "imdb-mlp"
+    assert upgraded["workloads"] == {"imdb-mlp": {"name": "imdb-mlp", "metrics": ["acc"], "optimum": None}}
+    assert upgraded["lessons"][0]["target"] == {"metric": "val_loss", "value": 0.6, "direction": "min"}
+    assert (upgraded["lessons"][0]["num_words"], upgraded["lessons"][0]["train_examples"],
+            upgraded["lessons"][0]["epochs"]) == (100, None, RANK_EPOCHS)
+    run = upgraded["runs"][0]
+    assert run["target"] == {**results["runs"][0]["target"], "metric": "val_loss", "value": 0.6, "direction": "min",
+                             "epochs_per_seed": None}
+    assert (run["model"], run["num_words"], run["n_train"], run["point"], run["timing"]["program"]) == (
+        results["model"], None, None, {}, None)
+    assert upgraded["programs"] == {} and upgraded["device"]["process_count"] == 1
+    # a lesson without a kind, or with one this version does not know, is compare's; a sweep's criterion
+    # this version does not know is final-val-loss
+    lessons = [{"name": "a", "runs": []}, {"name": "b", "kind": "newer", "runs": []},
+               {"name": "c", "kind": "sweep", "criterion": "newer", "runs": []}]
+    plain = upgrade({**make_results(), "lessons": lessons})
+    assert [lesson["kind"] for lesson in plain["lessons"]] == ["compare", "compare", "sweep"]
+    assert plain["lessons"][2]["criterion"] == "final-val-loss"
+    assert [run["target"] for run in plain["runs"]] == [{}, {}, {}]  # time to target not recorded
+
+
+def test_upgrade_keeps_what_a_file_has():
+    results = _with_workloads(make_ranking_results())
+    results["workloads"]["imdb-mlp"] = {**IMDB_MLP_RECORD, "metrics": []}
+    results["lessons"][0].update(kind="sweep", criterion="best-val-loss", num_words=None)
+    results["runs"][0].update(workload="rosenbrock", point={"learning_rate": 0.1}, model={"describe": "fixed"})
+    upgraded = upgrade(results)
+    assert upgraded["workloads"] == results["workloads"]
+    assert upgraded["lessons"][0]["kind"] == "sweep" and upgraded["lessons"][0]["criterion"] == "best-val-loss"
+    assert upgraded["lessons"][0]["num_words"] is None
+    assert {key: upgraded["runs"][0][key] for key in ("workload", "point", "model")} == {
+        "workload": "rosenbrock", "point": {"learning_rate": 0.1}, "model": {"describe": "fixed"}}
+    assert upgrade(upgraded) == upgraded
+
+
+@pytest.mark.parametrize("make", [make_results, make_ranking_results])
+def test_upgrade_does_not_mutate_its_input(make):
+    results = to_jsonable(make())
+    before = copy.deepcopy(results)
+    upgraded = upgrade(results)
+    assert results == before and upgraded != results
+    upgraded["lessons"][0]["kind"] = "changed"
+    upgraded["runs"][0]["target"]["metric"] = "changed"
+    assert results == before
+    record = {"schema": 1, "kind": "optax-lab tuned points", "points": {}}
+    assert upgrade_tuned(record) == {**record, "workload": "imdb-mlp"} and "workload" not in record
+    assert upgrade_tuned({**record, "workload": "rosenbrock"})["workload"] == "rosenbrock"
+
+
+@pytest.mark.parametrize("make", [make_results, make_ranking_results])
+def test_a_file_without_workload_keys_renders_like_one_with_them(make, tmp_path):
+    """Byte for byte: report.md and every PNG. results.json is written as given, old or not."""
+    old, new = to_jsonable(make()), to_jsonable(_with_workloads(make()))
+    assert render_markdown(old) == render_markdown(new)
+    assert render_plots(old) == render_plots(new)
+    write_report(old, tmp_path / "old")
+    write_report(new, tmp_path / "new")
+    assert (tmp_path / "old" / "results.json").read_text() == json.dumps(old, indent=1) + "\n"
+    assert (tmp_path / "new" / "results.json").read_text() == json.dumps(new, indent=1) + "\n"
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted(p.name for p in (tmp_path / "new").iterdir())
+    for path in (tmp_path / "old").iterdir():
+        if path.name != "results.json":
+            assert path.read_bytes() == (tmp_path / "new" / path.name).read_bytes(), path.name
 
 
 def test_every_lesson_kind_has_a_section():

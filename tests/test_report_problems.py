@@ -9,14 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab.config import LessonKind
 from optax_lab.metrics import final_summary
 from optax_lab.report import SECTIONS, render_markdown, section_for, write_report
 from optax_lab.report.initialisation import summarize_initialisation
 from optax_lab.report.overfitting import early_stop_epochs, summarize_overfitting
 from optax_lab.report.records import LessonRuns
 from optax_lab.report.vanishing import summarize_vanishing
-from optax_lab.schema import to_jsonable
+from optax_lab.schema import LessonKind, to_jsonable, upgrade
 
 SEEDS = [0, 1, 2]
 NUM_WORDS = 100
@@ -126,8 +125,9 @@ def test_vanishing_tables():
 
 
 def _lesson_args(results, index=0):
-    """A section's arguments for the results' lesson `index`: ([that lesson with its runs], results)."""
-    results = to_jsonable(results)
+    """A section's arguments for the results' lesson `index`: ([that lesson with its runs], results),
+    upgraded as the report reads them."""
+    results = upgrade(to_jsonable(results))
     lesson = results["lessons"][index]
     runs = {run["name"]: run for run in results["runs"]}
     return [LessonRuns(lesson, [runs[name] for name in lesson["runs"]])], results
@@ -329,10 +329,14 @@ def test_writes_each_sections_pngs_and_links_them(written):
 
 def test_kinds_choose_the_section():
     generic, results = SECTIONS[LessonKind.COMPARE], problems_results()
-    assert section_for({"name": "old"}, results) is generic  # results.json from before kinds: generic section
-    assert section_for({"name": "x", "kind": "compare"}, results) is generic
-    assert section_for({"name": "x", "kind": "from-a-newer-version"}, results) is generic
-    assert section_for({"name": "x", "kind": "overfitting"}, results) is SECTIONS[LessonKind.OVERFITTING]
+
+    def section(lesson):
+        return section_for(upgrade({**results, "lessons": [lesson]})["lessons"][0])
+
+    assert section({"name": "unmarked"}) is generic  # a lesson without a kind: the generic section
+    assert section({"name": "x", "kind": "compare"}) is generic
+    assert section({"name": "x", "kind": "from-a-newer-version"}) is generic
+    assert section({"name": "x", "kind": "overfitting"}) is SECTIONS[LessonKind.OVERFITTING]
     results = overfit_results()
     results["lessons"][0]["kind"] = "compare"
     assert "| Run | Optimizer | Batch |" in render_markdown(to_jsonable(results))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from optax_lab import experiment
+from optax_lab import engine, runner
 from optax_lab.cli import main
 from optax_lab.run_store import RUNS_FILE, RunStore
 
@@ -129,8 +129,8 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(in
         f"(it ran `optax-lab {' '.join(RUN)} --out out`) or use a new --out")
     assert "--seeds was 2, now 3; shuffling order was per-seed, now shared:" in error(
         [*RUN, "--seeds", "3", "--shared-order", "--out", str(out), "--resume"])
-    versions = experiment.package_versions()
-    monkeypatch.setattr(experiment, "package_versions", lambda: {**versions, "optax": "0.0.1"})
+    versions = runner.package_versions()
+    monkeypatch.setattr(runner, "package_versions", lambda: {**versions, "optax": "0.0.1"})
     assert "--resume: optax was " in error([*RUN, "--out", str(out), "--resume"])
     assert error([*RUN, "--out", str(out)]) == (
         f"optax-lab: error: --out {out} holds an interrupted run (2 programs finished, in runs.jsonl): add --resume "
@@ -154,7 +154,7 @@ def test_an_interruption_before_the_first_program_leaves_nothing(tmp_path, capsy
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "train_points", interrupt)
+    monkeypatch.setattr(engine, "train_points", interrupt)
     assert main([*RUN, "--out", str(tmp_path / "out"), "--no-compile-cache"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "optax-lab: interrupted (Ctrl-C) before the first program finished; nothing was written")

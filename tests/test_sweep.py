@@ -9,13 +9,18 @@ import json
 import numpy as np
 import pytest
 
-from optax_lab import train
+from optax_lab import engine
 from optax_lab.cli import main
-from optax_lab.config import Config, RunSpec, Tuned
+from optax_lab.config import Config, Tuned
+from optax_lab.lessons import RunSpec
 from optax_lab.errors import UsageError
-from optax_lab.experiment import plan, train_and_evaluate
+from optax_lab.planning import plan
+from optax_lab.runner import train_and_evaluate
 from optax_lab.sweep import Criterion, parse_sweep
 from optax_lab.tuning import read_tuned
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
@@ -60,21 +65,21 @@ def test_a_sweep_value_outside_a_domain_fails_before_any_work():
 # --- The engine: one compile per optimizer, each point its own replicas --------------------------
 
 def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
-    train.forget_compiled()  # another test file in this worker may have compiled the looped program
+    engine.forget_compiled()  # another test file in this worker may have compiled the looped program
     specs = [RunSpec(f"adam {lr:g}", "adam", {"learning_rate": lr}, 500) for lr in RATES]
-    results = train.train_points(specs, small_data, seeds=(0, 1), epochs=2)
+    results = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2)
     assert len(count_compiles) == 1
     assert len({r.program for r in results}) == 1 and results[0].settings.num_replicas == 10
     finals = [r.history["val_loss"][:, -1] for r in results]
     assert len({tuple(f) for f in finals}) == 5  # the rates differ, so do the runs
     # The traced-value loop: one 2-replica program called once per point gives the same runs.
-    looped = train.train_points(specs, small_data, seeds=(0, 1), epochs=2, max_replicas=2)
+    looped = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2, max_replicas=2)
     assert looped[0].program_calls == 5 and len(count_compiles) == 2
     for whole, part in zip(results, looped):
         for key, values in whole.history.items():
             np.testing.assert_allclose(part.history[key], values, rtol=2e-5, atol=1e-6, err_msg=key)
     # ... which is the program of a point trained alone (no compile), and gives that point's runs.
-    alone = train.train(specs[3], small_data, seeds=(0, 1), epochs=2)
+    alone = engine.train(specs[3], small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2)
     assert len(count_compiles) == 2 and alone.program == looped[3].program
     np.testing.assert_allclose(alone.history["val_loss"], results[3].history["val_loss"], rtol=2e-5, atol=1e-6)
 
@@ -83,14 +88,14 @@ def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
 def test_a_grid_of_two_hyperparameters_is_one_program(small_data, count_compiles):
     specs = [RunSpec("p", "adamw", {"learning_rate": lr, "weight_decay": wd}, 500)
              for lr in (1e-3, 1e-2) for wd in (0.0, 0.1)]
-    results = train.train_points(specs, small_data, seeds=(0,), epochs=1)
+    results = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
     assert len(count_compiles) == 1 and len({r.history["val_loss"][0, 0] for r in results}) == 4
 
 
 def test_a_static_hyperparameter_is_another_program():
     with pytest.raises(ValueError, match="one program"):
-        train.train_points([RunSpec("a", "lookahead_adam", {"sync_period": k}, 500) for k in (2, 4)],
-                           None, seeds=(0,), epochs=1)
+        engine.train_points([RunSpec("a", "lookahead_adam", {"sync_period": k}, 500) for k in (2, 4)],
+                           None, workload=IMDB_MLP, seeds=(0,), epochs=1)
 
 
 def test_results_count_a_programs_compile_once_and_share_its_run_time():
@@ -143,7 +148,8 @@ def test_the_tuner_searches_on_its_own_seeds_then_reruns_the_best_point(tuned_ru
 
 def test_tuned_json_round_trips_into_a_ranking(tuned_run, tmp_path):
     config, (_, tuned), out = tuned_run
-    points, source = read_tuned(out / "tuned.json")
+    workload, (points, source) = read_tuned(out / "tuned.json")
+    assert workload == "imdb-mlp"
     assert source.startswith("tuned.json (sha256 ")
     lessons = plan(dataclasses.replace(config, tuned={"imdb-mlp": Tuned(points, source)}))
     assert {run.optimizer: dict(run.hyperparams) for run in lessons[0].runs}["sgd"] == tuned["points"]["sgd"]["500"]

@@ -13,15 +13,19 @@ import optax
 import pytest
 
 from optax_lab import optimizers
-from optax_lab import train as engine
-from optax_lab.config import FULL_BATCH, ModelConfig, Order, RunSpec
+from optax_lab import engine
+from optax_lab.config import FULL_BATCH, ModelConfig, Order
+from optax_lab.lessons import RunSpec
 from optax_lab.errors import UsageError
 from optax_lab.metrics import run_record
-from optax_lab.model import build_model
-from optax_lab.program import Arrays, _seed_keys, shuffled_indices
+from optax_lab.workloads import build_model
+from optax_lab.engine import Arrays, seed_keys, shuffled_indices
 from optax_lab.schema import Status
 from optax_lab.stats import ci95
-from optax_lab.train import train
+from optax_lab.engine import train
+from optax_lab import workloads
+
+IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01}, 500)
 
@@ -29,9 +33,9 @@ ADAM = RunSpec("Adam", "adam", {"learning_rate": 0.01}, 500)
 def test_a_program_compiles_once_for_all_seeds(small_data, count_compiles):
     # A program no other test built (nesterov is static; another learning rate would be the same program).
     spec = dataclasses.replace(ADAM, hyperparams={"learning_rate": 0.0123, "nesterov": True})
-    first = train(spec, small_data, seeds=(0, 1, 2, 3), epochs=2)
+    first = train(spec, small_data, workload=IMDB_MLP, seeds=(0, 1, 2, 3), epochs=2)
     assert len(count_compiles) == 1, "the four seeds must share one compiled program"
-    again = train(spec, small_data, seeds=(10, 11, 12, 13), epochs=2)
+    again = train(spec, small_data, workload=IMDB_MLP, seeds=(10, 11, 12, 13), epochs=2)
     assert len(count_compiles) == 1, "new seed values of the same count must not recompile"
     assert first.history["val_loss"].shape == (4, 2)
     assert not np.array_equal(first.history["val_loss"], again.history["val_loss"])
@@ -39,8 +43,8 @@ def test_a_program_compiles_once_for_all_seeds(small_data, count_compiles):
 
 
 def test_same_seeds_give_identical_histories(small_data):
-    a = train(ADAM, small_data, seeds=(5, 6), epochs=3)
-    b = train(ADAM, small_data, seeds=(5, 6), epochs=3)
+    a = train(ADAM, small_data, workload=IMDB_MLP, seeds=(5, 6), epochs=3)
+    b = train(ADAM, small_data, workload=IMDB_MLP, seeds=(5, 6), epochs=3)
     for key in a.history:
         np.testing.assert_array_equal(a.history[key], b.history[key])
     assert not np.array_equal(a.history["val_loss"][0], a.history["val_loss"][1]), "seeds must differ"
@@ -48,8 +52,8 @@ def test_same_seeds_give_identical_histories(small_data):
 
 def test_shared_order_shuffles_every_seed_like_the_first_seed(small_data):
     """In shared mode every seed sees seed 0's per-seed order, so only seed 0 trains the same."""
-    per_seed = train(ADAM, small_data, seeds=(0, 1), epochs=3, order=Order.PER_SEED)
-    shared = train(ADAM, small_data, seeds=(0, 1), epochs=3, order=Order.SHARED)
+    per_seed = train(ADAM, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=3, order=Order.PER_SEED)
+    shared = train(ADAM, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=3, order=Order.SHARED)
     np.testing.assert_allclose(shared.history["train_loss"][0], per_seed.history["train_loss"][0], rtol=1e-5)
     assert not np.allclose(shared.history["train_loss"][1], per_seed.history["train_loss"][1], rtol=1e-5)
 
@@ -73,7 +77,7 @@ def test_shuffled_indices_is_uniform():
 def _initial_loss(data: Arrays, seed: int) -> float:
     """The mean BCE over the whole training set at seed `seed`'s initial parameters."""
     model = build_model(ModelConfig())
-    params = model.init(_seed_keys(seed)[0], data.x_train[:1])["params"]
+    params = model.init(seed_keys(seed)[0], data.x_train[:1])["params"]
     logits = model.apply({"params": params}, data.x_train)
     return float(optax.sigmoid_binary_cross_entropy(logits, data.y_train).mean())
 
@@ -85,55 +89,53 @@ def test_every_example_counts_once_per_epoch_whatever_the_batch(small_data, batc
     as Keras logs it) must equal the full training-set loss: the remainder batch is neither lost
     nor padded into the mean."""
     frozen = RunSpec("frozen", "sgd", {"learning_rate": 1e-30}, batch_size)
-    result = train(frozen, small_data, seeds=(3,), epochs=1)
+    result = train(frozen, small_data, workload=IMDB_MLP, seeds=(3,), epochs=1)
     assert result.settings.steps_per_epoch == steps
     np.testing.assert_allclose(result.history["train_loss"][0, 0], _initial_loss(small_data, 3), rtol=1e-5)
 
 
 def test_batch_larger_than_the_training_set_is_refused(small_data):
     with pytest.raises(UsageError, match="batch size 2000 .* 1050 training examples"):
-        train(dataclasses.replace(ADAM, batch_size=2000), small_data, seeds=(0,), epochs=1)
+        train(dataclasses.replace(ADAM, batch_size=2000), small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
 
 
 def test_a_diverging_seed_is_reported_not_raised(small_data):
     exploding = RunSpec("exploding", "sgd", {"learning_rate": 1e30}, 500)
-    record = run_record(train(exploding, small_data, seeds=(0, 1), epochs=2))
+    record = run_record(train(exploding, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2))
     assert record["status"] is Status.DIVERGED and record["diverged_seeds"] == 2
     assert np.isnan(record["final"]["val_loss_mean"])
-    healthy = run_record(train(ADAM, small_data, seeds=(0, 1), epochs=2))
+    healthy = run_record(train(ADAM, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2))
     assert healthy["status"] is Status.OK and np.isfinite(healthy["final"]["val_loss_mean"])
 
 
 @pytest.mark.slow  # CI's training tests learn too (the optimizers', the CLI's, the workloads')
 def test_training_learns(small_data):
-    result = train(ADAM, small_data, seeds=(0, 1), epochs=12)
+    result = train(ADAM, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=12)
     assert (result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0]).all()
     assert (result.history["val_loss"][:, -1] < result.history["val_loss"][:, 0]).all()
     assert result.history["val_acc"][:, -3:].mean() > 0.58  # chance is 0.5
 
 
-def test_compile_time_is_measured_apart_from_run_time(small_data, monkeypatch):
-    """Tracing sleeps 1 s (Python runs only while tracing, inside the compile, never when the
-    executable runs): that second must show in compile_s and not in run_s. A clock started
-    before the compile, or a program compiled lazily on its first call, fails here."""
-    make_program = engine.make_program
+def test_compile_time_is_measured_apart_from_run_time(small_data):
+    """The model sleeps 0.5 s each time it is traced (Python runs only while tracing, inside the
+    compile, never when the executable runs): that time must show in compile_s and not in run_s.
+    A clock started before the compile, or a program compiled lazily on its first call, fails here."""
+    import flax.linen as nn
 
-    def slow_to_trace(*args):
-        program = make_program(*args)
+    class SlowToTrace(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            time.sleep(0.5)
+            return build_model(ModelConfig())(x, train=train)
 
-        def traced_slowly(*inputs):
-            time.sleep(1.0)
-            return program.train(*inputs)
-
-        return program._replace(train=traced_slowly)
-
-    monkeypatch.setattr(engine, "make_program", slow_to_trace)
+    slow = dataclasses.replace(IMDB_MLP, name="slow-to-trace", module=SlowToTrace(), mlp=None, model_text="slow",
+                               probe_layers=None, symmetry_layer=None)
     spec = dataclasses.replace(ADAM, batch_size=350)  # a program no other test built
-    result = train(spec, small_data, seeds=(0, 1), epochs=1)
-    assert result.compile_s >= 1.0, "the compile must include tracing"
-    assert 0 < result.run_s < 1.0, f"run_s {result.run_s:.2f} s holds compile time"
-    again = train(spec, small_data, seeds=(2, 3), epochs=1)  # in-process reuse: no second trace
-    assert again.compile_s == result.compile_s and again.run_s < 1.0
+    result = train(spec, small_data, workload=slow, seeds=(0, 1), epochs=1)
+    assert result.compile_s >= 0.5, "the compile must include tracing"
+    assert 0 < result.run_s < 0.5, f"run_s {result.run_s:.2f} s holds compile time"
+    again = train(spec, small_data, workload=slow, seeds=(2, 3), epochs=1)  # in-process reuse: no second trace
+    assert again.compile_s == result.compile_s and again.run_s < 0.5
 
 
 # --- Keras matching ----------------------------------------------------------------------------
@@ -202,20 +204,23 @@ def test_only_the_latest_executables_are_kept(small_data, count_compiles, monkey
     monkeypatch.setattr(engine, "COMPILED_KEPT", 1)
     # Two programs: nesterov is compiled in (another learning rate would reuse the program).
     first, second = (dataclasses.replace(ADAM, hyperparams={"nesterov": flag}) for flag in (False, True))
-    train(first, small_data, seeds=(0,), epochs=1)
-    train(first, small_data, seeds=(0,), epochs=1)
+    train(first, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
+    train(first, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
     assert len(count_compiles) == 1
-    train(second, small_data, seeds=(0,), epochs=1)
+    train(second, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
     assert len(engine.compiled_programs) == 1
-    train(first, small_data, seeds=(0,), epochs=1)
+    train(first, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
     assert len(count_compiles) == 3, "the first program was evicted, so it compiles again"
 
 
 def test_the_model_builds_every_name_the_config_accepts():
-    from optax_lab import config, model
+    from optax_lab import config
 
-    assert set(model.ACTIVATIONS) == set(config.ACTIVATIONS)
-    assert set(model.KERNEL_INITS) == set(config.KERNEL_INITS)
+    x = jnp.ones((1, 5))
+    for activation in config.ACTIVATIONS:
+        build_model(ModelConfig(activation=activation)).init(jax.random.key(0), x)
+    for kernel_init in config.KERNEL_INITS:
+        build_model(ModelConfig(kernel_init=kernel_init)).init(jax.random.key(0), x)
 
 
 def test_compile_options_yield_to_an_optimisation_level_in_xla_flags(monkeypatch):

@@ -16,12 +16,13 @@ import pytest
 
 from optax_lab import workloads
 from optax_lab.cli import main
-from optax_lab.config import ModelConfig, RunSpec
+from optax_lab.config import ModelConfig
+from optax_lab.lessons import RunSpec
 from optax_lab.data import imdb, words
 from optax_lab.embedding import embedding_bag
-from optax_lab.model import build_model
-from optax_lab.program import Arrays
-from optax_lab.train import train_points
+from optax_lab.workloads import build_model
+from optax_lab.engine import Arrays
+from optax_lab.engine import train_points
 from optax_lab.workloads import _functions
 
 
@@ -141,7 +142,7 @@ def test_word_ids_are_the_multi_hot_columns_and_sequences_keep_the_last_tokens(t
 
 def test_every_workload_says_where_its_target_and_defaults_come_from():
     from optax_lab import optimizers
-    from optax_lab.metrics import TARGET_VAL_LOSS
+    from optax_lab.workloads import TARGET_VAL_LOSS
 
     assert workloads.get("imdb-mlp").target.value == TARGET_VAL_LOSS  # the ranking's threshold, kept
     for workload in workloads.REGISTRY.values():

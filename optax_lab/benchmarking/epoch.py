@@ -18,14 +18,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from optax_lab import optimizers
+from optax_lab import engine, optimizers
 from optax_lab.benchmarking.records import BENCH_KIND, SCHEMA, throughput
 from optax_lab.benchmarking.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once,
                                              step_flops, unknown_trip_count_loops, xla_flops)
-from optax_lab.config import ModelConfig, Order, RunSpec, batch_label
-from optax_lab.program import Arrays, make_program, program_settings, split_hyperparams
-from optax_lab import train
-from optax_lab.train import replica_inputs
+from optax_lab.config import ModelConfig, Order, batch_label
+from optax_lab.lessons import RunSpec
+from optax_lab.records import split_hyperparams
+from optax_lab.workloads import Workload
 
 __all__ = ["EpochBench", "extra_info", "rounds_for"]
 
@@ -37,27 +37,29 @@ def rounds_for(budget_s: float, epoch_s: float, min_rounds: int, max_rounds: int
 
 
 class EpochBench:
-    """`spec`'s epoch program on `data` for `seeds` (vmapped), ready to run epoch after epoch."""
+    """`spec`'s epoch program of `workload` on `data` for `seeds` (vmapped), ready to run epoch
+    after epoch."""
 
-    def __init__(self, spec: RunSpec, data: Arrays, seeds: tuple[int, ...], model_config: ModelConfig = ModelConfig()):
+    def __init__(self, spec: RunSpec, data: engine.Arrays, seeds: tuple[int, ...], workload: Workload,
+                 model_config: ModelConfig = ModelConfig()):
         self.spec, self.data, self.seeds = spec, data, tuple(seeds)
         self.model_config = spec.model_config(model_config)
         # Without validation: the timed call is training steps only, at every batch size alike.
         self.settings = dataclasses.replace(
-            program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED), validate=False)
-        program = make_program(self.model_config, spec, self.settings)
+            engine.program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED),
+            validate=False)
+        program = engine.make_program(self.model_config, spec, self.settings, workload)
         self._evaluate = program.evaluate  # eager, like init: a few ops, not worth a compile
-        seed_array, hyperparams, order_seed = replica_inputs(self.seeds, [split_hyperparams(spec)[1]])
+        seed_array, hyperparams, order_seed = engine.replica_inputs(self.seeds, [split_hyperparams(spec)[1]])
         start = time.perf_counter()
         # Init runs eagerly, op by op: compiled on its own it cost about as much as the epoch
         # program (1-2 s each), while its ops are compiled once per session and then reused.
         self.state, _ = jax.block_until_ready(program.init(seed_array, hyperparams, order_seed, data))
         self.init_s = time.perf_counter() - start
-        start = time.perf_counter()
         # The epoch index is an int32 scalar on the device, like the order seed it is lowered with.
-        self.epoch = jax.jit(program.epoch).lower(self.state, order_seed, data).compile(
-            train.compiler_options(self.settings.gathers_rows))
-        self.compile_s = time.perf_counter() - start  # trace + lower + XLA compile, as the engine counts it
+        # compile_s: trace + lower + XLA compile, as the engine counts it.
+        self.epoch, self.compile_s = engine.aot_compile(program.epoch, self.state, order_seed, data,
+                                                        gathers_rows=self.settings.gathers_rows)
         self.history: list[dict[str, jax.Array]] = []  # each epoch's metrics, [S] per key
         self._epoch_indices: list[jax.Array] = []
 

@@ -27,10 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_lab import engine
 from optax_lab.config import ModelConfig
-from optax_lab.model import build_model
-from optax_lab.program import shuffled_indices
-from optax_lab import train
+from optax_lab.workloads import build_model
 
 __all__ = ["MatmulPeak", "StepFlops", "default_matmul_size", "fixed_epoch_flops", "loop_body_counted_once",
            "matmul_peak", "step_flops", "unknown_trip_count_loops", "xla_flops"]
@@ -45,7 +44,7 @@ def xla_flops(executable: Any) -> float:
 
 
 def _compiled_flops(function, *args) -> float:
-    return xla_flops(jax.jit(function).lower(*args).compile(train.compiler_options()))
+    return xla_flops(engine.aot_compile(function, *args)[0])
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,7 +90,7 @@ def fixed_epoch_flops(model_config: ModelConfig, n_train: int, n_test: int, num_
                                  jax.ShapeDtypeStruct((n_test,), jnp.float32))
     if not full_batch:  # a full batch is one step on the unshuffled set
         keys = jax.random.split(jax.random.key(0), num_seeds)
-        flops += _compiled_flops(jax.vmap(lambda key: shuffled_indices(key, n_train)), keys)
+        flops += _compiled_flops(jax.vmap(lambda key: engine.shuffled_indices(key, n_train)), keys)
     return flops
 
 

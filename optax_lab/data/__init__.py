@@ -1,5 +1,5 @@
 """Data: the reviews the lesson trains on, as multi-hot float32 arrays. The second stage; imports
-nothing of ours but config and errors.
+nothing of ours but the errors, files and devices modules.
 
 Two datasets, one shape: "imdb" (the real Large Movie Review Dataset, see `imdb.py`) and
 "synthetic-imdb" (an embedded stand-in, see `synthetic.py`). `load_dataset(None)` takes IMDB
@@ -16,12 +16,13 @@ import dataclasses
 
 import numpy as np
 
-from optax_lab.config import DATASETS
 from optax_lab.data import imdb, synthetic
 from optax_lab.devices import host_available_bytes
 from optax_lab.errors import UsageError
 
-__all__ = ["NO_ARCHIVE_WARNING", "Dataset", "load_dataset", "subset"]
+__all__ = ["DATASETS", "NO_ARCHIVE_WARNING", "Dataset", "check_dataset_name", "load_dataset", "subset"]
+
+DATASETS = ("imdb", "synthetic-imdb")
 
 # Both splits (IMDB's 25,000 + 25,000 reviews; the synthetic set's the same), and the bytes a
 # multi-hot cell takes while loading: the uint8 encoding, the float32 copy, the device's copy.
@@ -55,6 +56,12 @@ class Dataset:
             array.setflags(write=False)
 
 
+def check_dataset_name(name: str | None) -> None:
+    """--dataset: one of DATASETS, or None (IMDB when its archive is at hand, else synthetic)."""
+    if name is not None and name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
 def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | None = None,
                  seed: int = 0) -> tuple[Dataset, str | None]:
     """The dataset `name` ("imdb", "synthetic-imdb", or None: IMDB if available locally, else
@@ -63,8 +70,7 @@ def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | Non
     "imdb" looks for the archive at `imdb_archive`, env OPTAX_LAB_IMDB_ARCHIVE, then the cache,
     and downloads it (84 MB, once) when none is there. `seed` only matters for the synthetic set.
     """
-    if name is not None and name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    check_dataset_name(name)
     if not isinstance(num_words, int) or num_words < 4:
         raise UsageError(f"--num-words {num_words!r} must be an integer of at least 4 "
                          "(indices 0-3 are reserved, like Keras)")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from optax_lab.config import DEFAULT_WORKLOAD, LessonKind
 from optax_lab.report.profiles import Times, median_to_target, profile_markdown, profile_plot
 from optax_lab.report.ranking import batch_modes, mode_prose
 from optax_lab.report.records import LessonRuns, lesson_runs
 from optax_lab.report.sections import lesson_kind
+from optax_lab.schema import LessonKind
 
 __all__ = ["PROFILE_PNG", "PROFILE_STEPS_PNG", "across_plots", "across_section", "workload_times"]
 
@@ -28,8 +28,8 @@ def _first_rankings(results: Mapping) -> dict[str, LessonRuns]:
     """Each ranked workload's first ranking lesson and its runs, in the lessons' order."""
     first: dict[str, LessonRuns] = {}
     for entry in lesson_runs(results):
-        if lesson_kind(entry.lesson, results) is LessonKind.RANKING:
-            first.setdefault(entry.lesson.get("workload") or DEFAULT_WORKLOAD, entry)
+        if lesson_kind(entry.lesson) is LessonKind.RANKING:
+            first.setdefault(entry.lesson["workload"], entry)
     return first
 
 
@@ -40,7 +40,7 @@ def _entrant(run: Mapping, runs: list[Mapping]) -> str:
 
 
 def _per_seed(run: Mapping, per_epoch: float) -> list[float]:
-    epochs = (run.get("target") or {}).get("epochs_per_seed") or []
+    epochs = run["target"].get("epochs_per_seed") or []
     return [e * per_epoch if isinstance(e, (int, float)) and math.isfinite(e) else math.inf for e in epochs]
 
 
@@ -60,7 +60,7 @@ def workload_times(results: Mapping) -> tuple[Times, Times]:
 def _points_text(results: Mapping) -> str:
     """Which hyperparameters the profile ranks: tuned points (and from where), or the defaults."""
     sources = {lesson.get("tuned_source") for lesson, _ in lesson_runs(results)
-               if lesson_kind(lesson, results) is LessonKind.RANKING}
+               if lesson_kind(lesson) is LessonKind.RANKING}
     tuned = sorted(source for source in sources if source)
     if tuned and None not in sources and "" not in sources:
         return f"at each optimizer's tuned points from {', '.join(tuned)}"

@@ -162,8 +162,8 @@ def setup_text(runs: list[Mapping]) -> str:
         values = {get(run) for run in runs}
         return values.pop() if len(values) == 1 and None not in values else None
 
-    parts = [(shared(lambda run: run.get("num_words")), "the {} most frequent words"),
-             (shared(lambda run: run.get("n_train")), "{} training reviews"),
+    parts = [(shared(lambda run: run["num_words"]), "the {} most frequent words"),
+             (shared(lambda run: run["n_train"]), "{} training reviews"),
              (shared(lambda run: "full" if run.get("full_batch") else run.get("batch_size")), "batch {}"),
              (shared(lambda run: run.get("epochs")), "{} epochs"),
              (shared(lambda run: len(run.get("seeds") or ()) or None), "{} seeds")]

@@ -18,7 +18,7 @@ from typing import Any
 from optax_lab.errors import UsageError
 from optax_lab.files import write_files
 from optax_lab.report.render import render_markdown, render_plots
-from optax_lab.schema import FIX_RESULTS, check_results, to_jsonable
+from optax_lab.schema import FIX_RESULTS, check_results, to_jsonable, upgrade
 
 FIX_OUT = "choose a writable directory with --out DIR"
 
@@ -40,7 +40,8 @@ def check_writable(out_dir: str | Path) -> Path:
 
 
 def read_results(path: str | Path) -> dict:
-    """Load a saved results.json for re-reporting; bad files become one-line UsageErrors."""
+    """Load a saved results.json for re-reporting; bad files become one-line UsageErrors. The file
+    as it is, of whatever version: `write_report` writes it back unchanged and renders it upgraded."""
     try:
         results = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -56,17 +57,21 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path,
     """Write results.json, report.md, the PNGs of each lesson's section, and `extra_files`
     ({file name: JSON record}, e.g. a tuner's tuned.json) into out_dir.
 
+    results.json holds `results` as given (of whatever version); report.md and the PNGs are
+    rendered from them `schema.upgrade`d, as this version would write them.
+
     Returns the path of report.md. Raises UsageError if out_dir can't be written or the
     results are malformed; on any failure out_dir gains no file.
     """
-    results = to_jsonable(results)  # one view for all outputs: every NaN/inf is now None
+    results = to_jsonable(results)  # every NaN/inf is now None, in the file and the report alike
     check_results(results)
+    view = upgrade(results)
     out = check_writable(out_dir)
-    files: dict[Path, bytes | str] = {out / name: png for name, png in _plots(results).items()}
+    files: dict[Path, bytes | str] = {out / name: png for name, png in _plots(view).items()}
     files[out / "results.json"] = json.dumps(results, indent=1, allow_nan=False) + "\n"
     for name, record in (extra_files or {}).items():
         files[out / name] = json.dumps(to_jsonable(record), indent=1, allow_nan=False) + "\n"
-    markdown = _incomplete_markdown(results) if results.get("incomplete") else render_markdown(results)
+    markdown = _incomplete_markdown(view) if view.get("incomplete") else render_markdown(view)
     files[out / "report.md"] = markdown  # last: it links to the others
     created = not out.exists()
     try:

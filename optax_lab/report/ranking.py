@@ -73,22 +73,18 @@ def mode_neighbours(modes: list[Mode]) -> list[Neighbours]:
     return neighbours([(mode_prose(label), _mode_ranked(runs)) for label, runs in modes])
 
 
-def target_value(lessons: Sequence[LessonRuns], results: Mapping) -> float | None:
-    """The val-loss time-to-target threshold: the workload's (on its lessons), else the results'
-    own, else the first one a run recorded; None for a target on another metric."""
+def target_value(lessons: Sequence[LessonRuns]) -> float | None:
+    """The val-loss time-to-target threshold: the workload's, on its lessons; None for a target on
+    another metric, or none."""
     target = next((lesson["target"] for lesson, _ in lessons if isinstance(lesson.get("target"), Mapping)), None)
-    if target is not None:
-        return target.get("value") if target.get("metric") == "val_loss" and finite(target.get("value")) else None
-    target = (results.get("ranking") or {}).get("target_val_loss")
-    if finite(target):
-        return target
-    return next((run["target"]["val_loss"] for _, runs in lessons for run in runs
-                 if finite((run.get("target") or {}).get("val_loss"))), None)
+    if target is None:
+        return None
+    return target.get("value") if target.get("metric") == "val_loss" and finite(target.get("value")) else None
 
 
 def target_text(run: Mapping) -> str:
     """`3 ep / 150 steps / 0.42 s`, `(k/S seeds)` when not every seed got there, — when none did."""
-    target = run.get("target") or {}
+    target = run["target"]
     reached, seeds = target.get("reached_seeds") or 0, len(run.get("seeds") or ())
     if not reached or not finite(target.get("epochs_mean")):
         return DASH
@@ -110,7 +106,7 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
     """All the ranking's lessons (its batch modes) in one section."""
     modes = batch_modes(lessons)
     rows = ranking_rows(modes)
-    target = target_value(lessons, results)
+    target = target_value(lessons)
     workload = workload_of(lessons)
     title = f"Ranking: {len(rows)} optimizers × {', '.join(mode_prose(label) for label, _ in modes)}"
     lines = [f"## {title}" if workload == DEFAULT_WORKLOAD else f"## {workload}: {title}", ""]
@@ -240,8 +236,8 @@ def _ci_relation(best: Mapping, runner_up: Mapping) -> str:
 
 def _target_sentence(modes: list[Mode], target: float | None) -> str:
     runs = [run for _, mode_runs in modes for run in mode_runs]
-    if not any(run.get("target") for run in runs):
-        return ""  # results from before time-to-target was recorded
+    if not any(run["target"] for run in runs):
+        return ""  # no run recorded its time to target: nothing to compare
     reached = [run for run in runs if target_text(run) != DASH and finite(run["target"].get("seconds_mean"))]
     goal = f"val loss {target:g}" if target is not None else _goal(runs)
     if not reached:
@@ -261,7 +257,7 @@ def _target_sentence(modes: list[Mode], target: float | None) -> str:
 
 def _goal(runs: list[Mapping]) -> str:
     """The target in words, from the runs' records (e.g. "val acc ≥ 0.884")."""
-    record = next((run["target"] for run in runs if (run.get("target") or {}).get("metric")), None)
+    record = next((run["target"] for run in runs if run["target"].get("metric")), None)
     if record is None or not finite(record.get("value")):
         return "the target"
     sign = "≥" if record.get("direction") == "max" else "≤"

@@ -16,9 +16,8 @@ CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always gu
 
 def ranking_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
     """One PNG for all the ranking's lessons (its batch modes)."""
-    record = (results.get("workloads") or {}).get(workload_of(lessons)) or {}
-    binary = "acc" in record.get("metrics", ["acc"])  # results from before workloads: the lesson's task
-    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons, results), binary),
+    binary = "acc" in results["workloads"][workload_of(lessons)]["metrics"]  # a binary classifier measures accuracy
+    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons), binary),
             **trajectory_plots(lessons, results)}
 
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from optax_lab.config import LessonKind, Order
+from optax_lab.config import Order
 from optax_lab.report.across import across_plots, across_section
 from optax_lab.report.formatting import DASH, cell, seeds_text
 from optax_lab.report.records import runs_by_name
 from optax_lab.report.sections import SECTIONS, Section, section_groups
+from optax_lab.schema import LessonKind, upgrade
 
 SHUFFLING = {Order.PER_SEED: "each seed its own shuffling", Order.SHARED: "all seeds share one shuffling per epoch"}
 
 
 def render_markdown(results: Mapping) -> str:
-    """The whole report.md. Expects `schema.to_jsonable` results (missing numbers are None)."""
+    """The whole report.md. Expects `schema.to_jsonable` results (missing numbers are None) of any
+    version: the sections read them `schema.upgrade`d."""
+    results = upgrade(results)
     groups = section_groups(results)
     sections = [section for section, _ in groups]
     parts = [f"# optax-lab report: {_title(results, sections)}", "", *_header(results), ""]
@@ -28,7 +31,8 @@ def render_markdown(results: Mapping) -> str:
 
 
 def render_plots(results: Mapping) -> dict[str, bytes]:
-    """Every PNG report.md links to: {file name: PNG bytes}."""
+    """Every PNG report.md links to: {file name: PNG bytes}. Results as `render_markdown` takes them."""
+    results = upgrade(results)
     pngs: dict[str, bytes] = {}
     for section, lessons in section_groups(results):
         pngs.update(section.plots(lessons, results))
@@ -52,7 +56,7 @@ def _header(results: Mapping) -> list[str]:
         dataset += " (synthetic stand-in, not real reviews: compare its numbers only with other synthetic runs)"
     versions = ", ".join(f"{lib} {device[lib]}" for lib in ("jax", "jaxlib", "optax", "flax") if lib in device)
     hardware = f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) × {device.get('device_count', '?')}"
-    if device.get("process_count", 1) > 1:
+    if device["process_count"] > 1:
         hardware += f" over {device['process_count']} processes"
     hardware += f"; {versions}"
     widths = ", ".join(map(str, model.get("widths", []))) or "none"
@@ -60,18 +64,17 @@ def _header(results: Mapping) -> list[str]:
            f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
     if "widths" not in model and model.get("describe"):  # a workload's own model, not the MLP
         mlp = str(model["describe"])
-    if len({str(run.get("model")) for run in results["runs"]}) > 1:  # the lessons vary the model
+    if len({str(run["model"]) for run in results["runs"]}) > 1:  # the lessons vary the model
         mlp = f"varies by run (each section says how); the base: {mlp}"
     lesson_data = [f"{lesson['name']}: {lesson['num_words']} words"
-                   + (f", {lesson['train_examples']} training reviews" if lesson.get("train_examples") else "")
+                   + (f", {lesson['train_examples']} training reviews" if lesson["train_examples"] else "")
                    for lesson in results["lessons"]
-                   if lesson.get("num_words", data.get("num_words")) != data.get("num_words")
-                   or lesson.get("train_examples")]
+                   if lesson["num_words"] != data.get("num_words") or lesson["train_examples"]]
     if lesson_data:
         dataset += "; lessons with their own data: " + "; ".join(lesson_data)
     shuffling = SHUFFLING.get(results.get("order"), str(results.get("order", "unknown")))
     rows = [("Dataset", dataset), ("Device", hardware), ("Model", mlp), ("Seeds", _plans_text(results)),
-            ("Replicas", replicas_text(results.get("programs") or {})), ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
+            ("Replicas", replicas_text(results["programs"])), ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
             ("Created", results.get("created", DASH))]
     return ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows)]
 
@@ -98,15 +101,15 @@ def replicas_text(programs: Mapping[str, Mapping]) -> str:
     because memory (or --max-replicas) capped a call."""
     if not programs:
         return "not recorded"
-    devices = sorted({program.get("devices", 1) for program in programs.values()})
+    devices = sorted({program["devices"] for program in programs.values()})
     text = f"split over {'/'.join(map(str, devices))} device{'s' if devices != [1] else ''}"
     chunked = [program for program in programs.values() if program.get("calls", 1) > 1]
-    bound = [program for program in chunked if program.get("memory_bound")]
+    bound = [program for program in chunked if program["memory_bound"]]
     if bound:
-        largest = max(bound, key=lambda program: program.get("memory_per_device", 0))
+        largest = max(bound, key=lambda program: program["memory_per_device"])
         text += (f"; {len(bound)} program{'s' if len(bound) > 1 else ''} ran in chunks because memory allows "
-                 f"{largest.get('replicas_per_call')} replicas a call (about "
-                 f"{largest.get('memory_per_device', 0) / 1e9:.2g} GB a device, estimated before compiling)")
+                 f"{largest['replicas_per_call']} replicas a call (about "
+                 f"{largest['memory_per_device'] / 1e9:.2g} GB a device, estimated before compiling)")
     if len(chunked) > len(bound):
         text += f"; {len(chunked) - len(bound)} ran in several calls of at most --max-replicas replicas"
     return text + "; one compile each"

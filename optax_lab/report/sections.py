@@ -1,6 +1,6 @@
-"""Which section reports which lesson: one table from each lesson kind to its Section. A lesson
-whose kind is missing (results from before kinds existed) or unknown (a newer version's) gets the
-generic compare section.
+"""Which section reports which lesson: one table from each lesson kind to its Section. The
+results are `schema.upgrade`d: every lesson has a kind this version knows (a missing or unknown
+one is compare, the generic section).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
-from optax_lab.config import LessonKind
 from optax_lab.report.compare import compare_plots, compare_section
 from optax_lab.report.initialisation import initialisation_section
 from optax_lab.report.initialisation_plot import initialisation_plots
@@ -22,6 +21,7 @@ from optax_lab.report.sweep import sweep_section
 from optax_lab.report.sweep_plot import sweep_plots
 from optax_lab.report.vanishing import vanishing_section
 from optax_lab.report.vanishing_plot import vanishing_plots
+from optax_lab.schema import LessonKind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,24 +50,13 @@ SECTIONS: Mapping[LessonKind, Section] = MappingProxyType({
 })
 
 
-def lesson_kind(lesson: Mapping, results: Mapping) -> LessonKind:
-    """The lesson's kind; compare when it is missing or unknown.
-
-    The one place old results are read as new ones: results.json files written before the
-    ranking kind existed mark an optimizer ranking with a top-level "ranking" key and leave its
-    lessons' kind "compare" (or unset). Those lessons are ranking lessons.
-    """
-    kind = lesson.get("kind")
-    if results.get("ranking") and kind in (None, LessonKind.COMPARE):
-        return LessonKind.RANKING
-    try:
-        return LessonKind(kind)
-    except ValueError:
-        return LessonKind.COMPARE
+def lesson_kind(lesson: Mapping) -> LessonKind:
+    """The kind of an upgraded lesson (`schema.upgrade`)."""
+    return LessonKind(lesson["kind"])
 
 
-def section_for(lesson: Mapping, results: Mapping) -> Section:
-    return SECTIONS[lesson_kind(lesson, results)]
+def section_for(lesson: Mapping) -> Section:
+    return SECTIONS[lesson_kind(lesson)]
 
 
 def section_groups(results: Mapping) -> list[tuple[Section, list[LessonRuns]]]:
@@ -75,9 +64,9 @@ def section_groups(results: Mapping) -> list[tuple[Section, list[LessonRuns]]]:
     never spans two workloads."""
     groups: list[tuple[Section, list[LessonRuns]]] = []
     for entry in lesson_runs(results):
-        section = section_for(entry.lesson, results)
+        section = section_for(entry.lesson)
         if (groups and section.together and groups[-1][0] is section
-                and groups[-1][1][-1].lesson.get("workload") == entry.lesson.get("workload")):
+                and groups[-1][1][-1].lesson["workload"] == entry.lesson["workload"]):
             groups[-1][1].append(entry)
         else:
             groups.append((section, [entry]))

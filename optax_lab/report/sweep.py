@@ -49,15 +49,12 @@ class Grid(NamedTuple):
         return sum(1 for run in self.runs if not healthy_seeds(run).all())
 
 
-def sweep_criterion(lesson: Mapping, runs: list[Mapping], results: Mapping) -> tuple[Criterion, float]:
-    """The lesson's criterion and target loss (final val loss and the ranking's target by default)."""
-    try:
-        criterion = Criterion(lesson.get("criterion") or Criterion.FINAL_VAL_LOSS)
-    except ValueError:  # a newer version's criterion: rank by the one every version records
-        criterion = Criterion.FINAL_VAL_LOSS
+def sweep_criterion(lesson: Mapping, runs: list[Mapping]) -> tuple[Criterion, float]:
+    """The lesson's criterion and target loss (the lesson's target when it has no target_val_loss)."""
+    criterion = Criterion(lesson["criterion"])
     target = lesson.get("target_val_loss")
     if not finite(target):
-        target = target_value([LessonRuns(lesson, runs)], results)
+        target = target_value([LessonRuns(lesson, runs)])
     return criterion, target if finite(target) else math.nan  # NaN: no loss reaches it
 
 
@@ -99,7 +96,7 @@ def heatmap_png(lesson: Mapping, grid: Grid) -> str:
 
 def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
     (lesson, runs), = lessons  # one section per batch mode
-    criterion, target = sweep_criterion(lesson, runs, results)
+    criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
     lines = section_head(lesson, runs)
     stage = f" (stage {lesson['stage']} of the tuner)" if lesson.get("stage") else ""

@@ -24,7 +24,7 @@ CHOSEN_COLOR = "0.25"
 
 def sweep_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
     (lesson, runs), = lessons  # one section per batch mode
-    criterion, target = sweep_criterion(lesson, runs, results)
+    criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
     pngs = {name: plot_sensitivity(part, criterion) for name, part in sensitivity_pngs(lesson, grids)}
     pngs.update({heatmap_png(lesson, grid): plot_heatmap(grid, criterion, target)

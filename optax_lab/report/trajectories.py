@@ -37,7 +37,6 @@ def _surface(workload_name: str, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
     from jax.flatten_util import ravel_pytree
 
     from optax_lab import workloads
-    from optax_lab.program_ops import loss_and_metrics
 
     workload = workloads.get(workload_name)
     dataset, _ = workload.data(workloads.DataRequest(workload.name))
@@ -45,7 +44,7 @@ def _surface(workload_name: str, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
     _, unravel = ravel_pytree(module.init(jax.random.key(0), x[:1])["params"])
 
     def loss(point):
-        return loss_and_metrics(workload, module.apply({"params": unravel(point)}, x), y, None)[0]
+        return workload.loss_and_metrics(module.apply({"params": unravel(point)}, x), y)[0]
 
     points = jnp.stack(np.meshgrid(us, vs), axis=-1).reshape(-1, 2).astype(jnp.float32)
     return np.asarray(jax.jit(jax.vmap(loss))(points)).reshape(len(vs), len(us))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from optax_lab.config import DEFAULT_WORKLOAD  # results from before workloads ran on it; its sections keep their names
+# The default workload's sections, plot files and run names carry no workload prefix (as planning names them).
+from optax_lab.config import DEFAULT_WORKLOAD
 from optax_lab.report.records import LessonRuns
 
 __all__ = ["DEFAULT_WORKLOAD", "RANKING_CURVES", "curves_png", "trajectory_lines", "trajectory_plots",
@@ -15,7 +16,8 @@ RANKING_CURVES = "ranking-curves.png"
 
 
 def workload_of(lessons: Sequence[LessonRuns]) -> str:
-    return next((lesson.get("workload") for lesson, _ in lessons if lesson.get("workload")), DEFAULT_WORKLOAD)
+    """The workload a section's lessons ran on (one: a section never spans two)."""
+    return lessons[0].lesson["workload"]
 
 
 def curves_png(lessons: Sequence[LessonRuns]) -> str:
@@ -51,16 +53,16 @@ def trajectory_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[st
     if not runs:
         return {}
     workload = workload_of(lessons)
-    optimum = ((results.get("workloads") or {}).get(workload) or {}).get("optimum")
+    optimum = results["workloads"][workload]["optimum"]
     return {_trajectories_png(lessons): trajectories_png(runs, workload, tuple(optimum) if optimum else None)}
 
 
 
 def workload_lines(results: Mapping, workload: str) -> list[str]:
     """What a workload other than the lesson's trains, and its target (the lesson's is the report's header)."""
-    record = (results.get("workloads") or {}).get(workload)
-    if workload == DEFAULT_WORKLOAD or not record:
+    if workload == DEFAULT_WORKLOAD:
         return []
+    record = results["workloads"][workload]
     target = record.get("target") or {}
     reach = "at most" if target.get("direction") == "min" else "at least"
     data = (record.get("dataset") or {}).get("source", "")

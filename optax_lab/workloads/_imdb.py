@@ -12,11 +12,10 @@ import numpy as np
 
 from optax_lab.config import ModelConfig
 from optax_lab.data import Dataset, imdb, load_dataset, subset, words
-from optax_lab.embedding import CHUNK
+from optax_lab.embedding import CHUNK, WORD_PAD
 from optax_lab.errors import UsageError
 from optax_lab.files import cache_dir
-from optax_lab.model import MLP, build_model
-from optax_lab.program_inputs import WORD_PAD
+from optax_lab.workloads._mlp import MLP, build_model
 from optax_lab.workloads._workload import DataRequest
 
 __all__ = ["HOLDOUT_SEED", "mlp", "multi_hot", "multi_hot_bits", "real_archive", "sequences", "word_ids"]
@@ -25,7 +24,7 @@ HOLDOUT_SEED = 113  # the seed Keras' imdb.load_data shuffles with, which the bo
 
 
 def mlp(input: str = "features") -> Callable[[ModelConfig, int | None], MLP]:
-    """The configurable MLP reading `input` (`model.INPUTS`: features, packed bits, or word indices
+    """The configurable MLP reading `input` (`INPUTS`: features, packed bits, or word indices
     through an embedding bag)."""
     def module(model: ModelConfig, num_words: int | None) -> MLP:
         return build_model(model, input, num_words or 0)
@@ -57,7 +56,7 @@ def real_archive(request: DataRequest):
 
 
 def _dataset(arrays: dict[str, np.ndarray], source: str, num_words: int) -> Dataset:
-    """Word rows: uint16 with WORD_PAD in the empty slots (`program_inputs`), cut to the longest row
+    """Word rows: uint16 with WORD_PAD in the empty slots (`optax_lab.embedding`), cut to the longest row
     rounded up to whole embedding-bag chunks; int32 padded with `num_words` for larger vocabularies."""
     def trimmed(x: np.ndarray) -> np.ndarray:  # no column that is padding in every row
         used = int((x < num_words).sum(axis=1).max(initial=1))

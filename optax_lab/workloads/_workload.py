@@ -150,6 +150,19 @@ class Workload:
     def layers(self, model: ModelConfig) -> tuple[str, ...] | None:
         return self.probe_layers(model) if self.probe_layers is not None else None
 
+    def loss_and_metrics(self, outputs: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(mean loss, {metric: mean}) of a batch under this workload's per-example loss and
+        metrics: the one place the engine and the report compute them.
+        `weights` (or None) weigh the examples: a ragged batch's padding has weight 0."""
+        losses = self.loss(outputs, targets)
+        values = {name: metric(outputs, targets) for name, metric in self.metrics.items()}
+        if weights is None:
+            return losses.mean(), {name: value.mean() for name, value in values.items()}
+        total = weights.sum()
+        return (losses * weights).sum() / total, {name: (value * weights).sum() / total
+                                                  for name, value in values.items()}
+
     def defaults_for(self, optimizer: str) -> dict[str, Any]:
         return dict(self.optimizer_defaults.get(optimizer, {}))
 

@@ -1,6 +1,6 @@
-"""Planning: a configuration's lessons. A preset's, a ranking of --optimizers per workload and
-batch mode, a sweep of their hyperparameters, or each workload's reference optimizer, with the
-user's --set overrides on top of the registry's and the workload's defaults.
+"""A configuration's lessons: a preset's, a ranking of --optimizers per workload and batch mode,
+a sweep of their hyperparameters, or each workload's reference optimizer, with the user's --set
+overrides on top of the registry's and the workload's defaults.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optax_lab import optimizers, workloads
-from optax_lab.config import DEFAULT_WORKLOAD, PRESETS, Config, Lesson, LessonKind, RunSpec, Tuned, batch_label
+from optax_lab import data, optimizers, presets, workloads
+from optax_lab.config import DEFAULT_WORKLOAD, Config, Tuned, batch_label
 from optax_lab.errors import UsageError
-from optax_lab.metrics import TARGET_VAL_LOSS
+from optax_lab.lessons import Lesson, RunSpec
+from optax_lab.schema import LessonKind
 from optax_lab.sweep import MAIN, Criterion, Sweep
 
 __all__ = ["plan", "point_text", "ranking_lessons", "selected_workloads", "sweep_lessons", "sweep_points",
@@ -37,13 +38,12 @@ def _selected(names: tuple[str, ...]) -> list[str]:
 
 def ranking_lessons(names: tuple[str, ...], batches: tuple[int | None, ...] | None,
                     tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-                    tuned_source: str = "", workload: workloads.Workload | None = None) -> tuple[Lesson, ...]:
+                    tuned_source: str = "", *, workload: workloads.Workload) -> tuple[Lesson, ...]:
     """One lesson per batch mode (`batches`, else the workload's own), each running every
-    optimizer of `names` ("all": the registry) on `workload` (default imdb-mlp), at its defaults
+    optimizer of `names` ("all": the registry) on `workload`, at its defaults
     there (the registry's, with the workload's on top) or, with `tuned`, at its tuned point for
     that batch mode."""
     selected = _selected(names)
-    workload = workload or workloads.get(DEFAULT_WORKLOAD)
 
     def point(name: str, batch: int | None) -> dict[str, Any]:
         if tuned is None:
@@ -78,8 +78,8 @@ def _defaults(workload: workloads.Workload, name: str) -> dict[str, Any]:
 
 
 def _named(workload: workloads.Workload, name: str, separator: str = " ") -> str:
-    """A lesson's or run's name, prefixed with its workload's unless that is the default one (whose
-    names stay as they were before workloads: `adam @500`)."""
+    """A lesson's or run's name, prefixed with its workload's unless that is the default one, the
+    lesson's own workload, whose names stay short: `adam @500`."""
     return name if workload.name == DEFAULT_WORKLOAD else f"{workload.name}{separator}{name}"
 
 
@@ -111,18 +111,17 @@ def sweep_points(name: str, sweeps: Sequence[Sweep], base: Mapping[str, Any]) ->
                                      for value in sweep.values_for(default))
         except UsageError as error:
             raise UsageError(f"--sweep {sweep.text}: {error}") from None
-    return [dict(zip(axes, combination)) for combination in itertools.product(*axes.values())]
+    return [dict(zip(axes, combination, strict=True)) for combination in itertools.product(*axes.values())]
 
 
 def point_text(point: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
 
-def sweep_lessons(config: Config, workload: workloads.Workload | None = None) -> tuple[Lesson, ...]:
+def sweep_lessons(config: Config, workload: workloads.Workload) -> tuple[Lesson, ...]:
     """One sweep lesson per batch mode: every selected optimizer at every point of its grid, on
-    `workload` (default imdb-mlp), around its defaults there."""
+    `workload`, around its defaults there."""
     selected = _selected(config.optimizers)
-    workload = workload or workloads.get(DEFAULT_WORKLOAD)
     for sweep in config.sweeps:
         if sweep.optimizer is not None and optimizers.get(sweep.optimizer).name not in selected:
             raise UsageError(f"--sweep {sweep.text}: {sweep.optimizer} is not among --optimizers; add it")
@@ -151,13 +150,13 @@ def sweep_lessons(config: Config, workload: workloads.Workload | None = None) ->
 
 def target_loss(workload: workloads.Workload, criterion: Criterion) -> float:
     """The validation loss the epochs-to-target criterion counts epochs to: the workload's target
-    (TARGET_VAL_LOSS, 0.60, for the default one); a target on another metric cannot serve."""
+    (TARGET_VAL_LOSS, 0.60, for imdb-mlp); a target on another metric cannot serve."""
     if workload.target.metric == "val_loss":
         return workload.target.value
     if Criterion(criterion) is Criterion.EPOCHS_TO_TARGET:
         raise UsageError(f"--criterion {criterion} counts epochs to a validation-loss target, and workload "
                          f"{workload.name}'s target is {workload.target.metric}: use final-val-loss or best-val-loss")
-    return TARGET_VAL_LOSS
+    return workloads.TARGET_VAL_LOSS
 
 
 def _with_overrides(lessons: tuple[Lesson, ...], overrides) -> tuple[Lesson, ...]:
@@ -205,13 +204,15 @@ def _ranked_modes(workload: workloads.Workload,
     """The batch modes a ranking trains on `workload` without --batch: every one of its own when it
     is the only workload; over several, the first alone, the one the performance profiles rank
     (its other modes would be trained and never ranked: imdb-mlp's and imdb-logreg's full batch
-    were 16 of the 80 programs and 2 of the 15.7 minutes of an 8-optimizer ranking)."""
+    are 16 of the 80 programs and 2 of the 15.7 minutes of an 8-optimizer ranking with them)."""
     return workload.batches[:1] if len(chosen) > 1 else None
 
 
 def plan(config: Config) -> tuple[Lesson, ...]:
     """The lessons to run: a sweep or a ranking of --optimizers on every workload, each workload's
-    reference optimizer when only --workloads is given, else the preset's (on imdb-mlp)."""
+    reference optimizer when only --workloads is given, else the preset's (on imdb-mlp). Unknown
+    presets, workloads, datasets, optimizers and values fail here, in one line, before any work."""
+    data.check_dataset_name(config.dataset)
     chosen = selected_workloads(config)
     if config.sweeps:
         lessons = tuple(lesson for workload in chosen for lesson in sweep_lessons(config, workload))
@@ -219,10 +220,10 @@ def plan(config: Config) -> tuple[Lesson, ...]:
         tuned = _tuned_per_workload(config, chosen)
         lessons = tuple(lesson for workload in chosen for lesson in ranking_lessons(
             config.optimizers, config.batches or _ranked_modes(workload, chosen), *tuned.get(workload.name, (None, "")),
-            workload))
+            workload=workload))
     elif config.workloads != (DEFAULT_WORKLOAD,):
         lessons = tuple(lesson for workload in chosen
                         for lesson in ranking_lessons((workload.reference,), config.batches, workload=workload))
     else:
-        lessons = PRESETS[config.preset]
+        lessons = presets.get(config.preset)
     return _with_overrides(lessons, config.overrides)

@@ -18,10 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_lab import optimizers, workloads
-from optax_lab.config import DEFAULT_WORKLOAD, ModelConfig, Order, RunSpec
+from optax_lab import optimizers
+from optax_lab.config import ModelConfig, Order
 from optax_lab.errors import UsageError
-from optax_lab.program import ProgramSettings, split_hyperparams
+from optax_lab.lessons import RunSpec
+from optax_lab.records import ProgramSettings, split_hyperparams
+from optax_lab.workloads import Workload
 
 __all__ = ["MemoryEstimate", "check_results_fit", "estimate_memory", "gigabytes", "replicas_per_call"]
 
@@ -60,15 +62,15 @@ class MemoryEstimate:
                 f"{gigabytes(self.per_replica)} a replica")
 
 
-def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings,
-                    workload: workloads.Workload | None = None, example: jax.Array | None = None) -> MemoryEstimate:
+def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, workload: Workload,
+                    example: jax.Array | None = None) -> MemoryEstimate:
     """The program's memory per device for `settings` (its shapes; the replica counts are the
-    estimate's variables), training `workload`'s model (default imdb-mlp's) on inputs like
+    estimate's variables), training `workload`'s model on inputs like
     `example` (one row: its shape and dtype; default float features). The workload's own model
     counts: a words model reads rows of L word ids into a [vocabulary, width] table, where the
     MLP on L features would hold a few thousand parameters (DP-SGD's per-example gradients on
     imdb-10k-mlp: 1 % of XLA's figure)."""
-    model = (workload or workloads.get(DEFAULT_WORKLOAD)).build(model_config)
+    model = workload.build(model_config)
     features = settings.num_features
     sample = (jnp.zeros((1, features)) if example is None
               else jax.ShapeDtypeStruct((1, *example.shape[1:]), example.dtype))
@@ -80,7 +82,7 @@ def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     state_bytes = sum(_bytes(leaf) for leaf in jax.tree.leaves(state))
     units = sum(model_config.widths) + 1  # per example: every layer's outputs (the inputs are the shared data)
     data = (settings.n_train + settings.n_test) * (features + 1) * FLOAT
-    # A step's gathered batch (each step gathers its own: `program.epoch_batches`), and the
+    # A step's gathered batch (each step gathers its own), and the
     # transposed copy XLA makes of it for the backward pass.
     epoch_batches = 0 if settings.full_batch else 2 * settings.batch_size * (features + 1) * FLOAT
     shared = settings.order is Order.SHARED or settings.full_batch

@@ -9,20 +9,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-import optax
 
-__all__ = ["distinct_units", "flat_params", "layer_grad_norms", "loss_and_metrics", "shuffled_indices", "take_examples"]
-
-
-def loss_and_metrics(workload, outputs, y, weights):
-    """(mean loss, {metric: mean}) of a batch under `workload`'s per-example loss and metrics;
-    `weights` (or None) weigh the examples: a ragged batch's padding has weight 0."""
-    losses = workload.loss(outputs, y)
-    values = {name: metric(outputs, y) for name, metric in workload.metrics.items()}
-    if weights is None:
-        return losses.mean(), {name: value.mean() for name, value in values.items()}
-    total = weights.sum()
-    return (losses * weights).sum() / total, {name: (value * weights).sum() / total for name, value in values.items()}
+__all__ = ["distinct_units", "flat_params", "kernels", "layer_grad_norms", "per_example_grads",
+           "shuffled_indices", "take_examples"]
 
 
 def take_examples(x: jax.Array, indices: jax.Array) -> jax.Array:
@@ -35,19 +24,9 @@ def take_examples(x: jax.Array, indices: jax.Array) -> jax.Array:
     return rows.reshape(*indices.shape, *x.shape[1:])
 
 
-def _loss_and_correct(logits, y, weights):
-    losses = optax.sigmoid_binary_cross_entropy(logits, y)
-    correct = ((logits > 0) == (y > 0.5)).astype(jnp.float32)
-    if weights is None:
-        return losses.mean(), correct.mean()
-    total = weights.sum()
-    return (losses * weights).sum() / total, (correct * weights).sum() / total
-
-
-def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key, batch_loss=None):
+def per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key, batch_loss):
     """Each example's loss gradient, stacked on a leading [B] axis; masked (padding) examples' are
-    zero. `batch_loss(outputs, y)` is the mean loss (default: the lesson's sigmoid cross-entropy)."""
-    batch_loss = batch_loss or (lambda outputs, targets: _loss_and_correct(outputs, targets, None)[0])
+    zero. `batch_loss(outputs, y)` is the workload's mean loss."""
 
     def example_loss(p, xi, yi, i):
         key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
@@ -59,7 +38,7 @@ def _per_example_grads(logits_of, penalty, params, x, y, weights, dropout_key, b
     return jax.tree.map(lambda g: g * weights.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
 
 
-def _kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
+def kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
     """The kernels of `layers` (what an L2 penalty weighs); layers without one have none."""
     return [params[name]["kernel"] for name in layers if isinstance(params[name], dict) and "kernel" in params[name]]
 

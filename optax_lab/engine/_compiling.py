@@ -1,6 +1,6 @@
 """Compiling our programs: XLA options, JAX's persistent cache, the in-process executables kept,
-and counting compiles (how tests and benchmarks prove that a program compiled once). A
-foundation of the engine (`train`), which re-exports it."""
+and counting compiles (how tests and benchmarks prove that a program compiled once). Every
+program of the suite, the benchmarks' included, compiles through `aot_compile`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`optax-lab run` and `tune` once their options are parsed: the output folder and its store of
-finished programs, training, the complete report, and what a stop leaves behind.
+"""Where `optax-lab run` and `tune` write, and what a stop leaves behind: the output folder and
+its store of finished programs, the progress bar, and SIGTERM taken as Ctrl-C.
 
 A stop during training (Ctrl-C, SIGTERM, an error) keeps every finished program in
 `runs.jsonl`, writes the finished runs' report marked INCOMPLETE, and says in one line how to
@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from optax_lab.config import DEFAULT_WORKLOAD, Config
 from optax_lab.devices import is_main_process
 from optax_lab.errors import UsageError
 from optax_lab.files import shareable_command
+from optax_lab.planning import Planner
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "Terminated", "run_command", "tune_command"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "Output", "Terminated", "prepare", "stopped", "training", "warn_to"]
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -50,7 +50,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 @dataclasses.dataclass
-class _Output:
+class Output:
     """Where a run writes (None: another process of a multi-process run writes) and what it shows."""
 
     out: Path | None
@@ -62,15 +62,13 @@ class _Output:
     programs: int | None  # planned programs (None: a tuner's, whose grids may grow)
 
 
-def _prepare(args, config: Config, lessons) -> _Output:
+def prepare(args, planner: Planner) -> Output:
     from optax_lab._console import ProgressBar
-    from optax_lab.experiment import distinct_jobs, program_groups
+    from optax_lab.engine import enable_compile_cache
     from optax_lab.report import check_writable
     from optax_lab.run_store import RUNS_FILE, RunStore
-    from optax_lab.train import enable_compile_cache
 
-    # Unknown optimizers, hyperparameters, values and model settings fail here, before any work.
-    groups = program_groups(distinct_jobs(config, lessons))
+    config = planner.config
     out = Path(config.out or Path("reports") / (args.command if args.command == "tune" else config.name))
     argv = [arg for arg in args.argv if arg != RESUME]
     command = shareable_command("optax-lab", argv)
@@ -85,7 +83,7 @@ def _prepare(args, config: Config, lessons) -> _Output:
     store = RunStore.open(out, args.resume, command) if writer else None
     if not args.no_compile_cache:
         enable_compile_cache()
-    bar = ProgressBar(args.console, len(groups)) if writer else None
+    bar = ProgressBar(args.console, planner.programs) if writer else None
 
     def progress(event: str, name: str, seconds: float) -> None:
         if event == "restored":  # two steps of the bar: its compile and its training
@@ -94,12 +92,12 @@ def _prepare(args, config: Config, lessons) -> _Output:
         else:
             bar(event, name, seconds)
 
-    return _Output(out, progress if bar else None, bar, command, shlex.join(["optax-lab", *argv, RESUME]), store,
-                   None if args.command == "tune" else len(groups))
+    return Output(out, progress if bar else None, bar, command, shlex.join(["optax-lab", *argv, RESUME]), store,
+                   None if planner.grows else planner.programs)
 
 
 @contextlib.contextmanager
-def _training(output: _Output) -> Iterator[None]:
+def training(output: Output) -> Iterator[None]:
     """Train under this: SIGTERM stops it as Ctrl-C does, and the progress bar goes either way."""
     try:
         with sigterm_as_interrupt():
@@ -109,7 +107,7 @@ def _training(output: _Output) -> Iterator[None]:
             output.bar.stop()
 
 
-def _stopped(output: _Output, results: dict | None, cause: BaseException) -> int:
+def stopped(output: Output, results: dict | None, cause: BaseException) -> int:
     """What a stop during training leaves: the incomplete report of the finished runs (their
     programs are in runs.jsonl already), one line saying so and how to resume; the exit code."""
     from optax_lab.report import write_report
@@ -142,62 +140,5 @@ def _stopped(output: _Output, results: dict | None, cause: BaseException) -> int
     return EXIT_TERMINATED if isinstance(cause, Terminated) else EXIT_INTERRUPTED
 
 
-def _warn(console):
+def warn_to(console):
     return lambda text: console.print(f"[yellow]warning:[/] {text}")
-
-
-def run_command(args, console, config: Config) -> int:
-    from optax_lab._console import summary_table
-    from optax_lab.devices import configure_devices
-    from optax_lab.experiment import plan, train_and_evaluate
-    from optax_lab.report import write_report
-    from optax_lab.run_store import Unfinished
-
-    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
-    output = _prepare(args, config, plan(config))
-    try:
-        with _training(output):
-            results = train_and_evaluate(config, command=output.command, progress=output.progress,
-                                         warn=_warn(console), compile_cache=not args.no_compile_cache,
-                                         store=output.store)
-    except Unfinished as stop:
-        return _stopped(output, stop.results, stop.cause)
-    except KeyboardInterrupt as cause:  # before training began, or after it ended
-        return _stopped(output, None, cause)
-    if output.out is None:  # another process of a multi-process run: process 0 writes
-        return 0
-    path = write_report(results, output.out)
-    output.store.close()
-    summary_table(console, results, config.seeds)
-    console.print(f"report: {path}")
-    return 0
-
-
-def tune_command(args, console, config: Config, protocol) -> int:
-    from optax_lab.devices import configure_devices
-    from optax_lab.experiment import plan
-    from optax_lab.report import write_report
-    from optax_lab.run_store import Unfinished
-    from optax_lab.sweep import MAIN, Sweep
-    from optax_lab.tuning import tune
-
-    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
-    grid = Sweep(f"main=around:{protocol.decades:g}:{protocol.points}", MAIN, around=(protocol.decades, protocol.points))
-    output = _prepare(args, config, plan(dataclasses.replace(config, sweeps=(grid,))))
-    try:
-        with _training(output):
-            results, tuned = tune(config, protocol, command=output.command, progress=output.progress,
-                                  warn=_warn(console), compile_cache=not args.no_compile_cache, store=output.store)
-    except Unfinished as stop:
-        return _stopped(output, stop.results, stop.cause)
-    except KeyboardInterrupt as cause:
-        return _stopped(output, None, cause)
-    if output.out is None:
-        return 0
-    out = output.out
-    path = write_report(results, out, extra_files={"tuned.json": tuned})
-    output.store.close()
-    workloads = "" if config.workloads == (DEFAULT_WORKLOAD,) else f" --workloads {','.join(config.workloads)}"
-    console.print(f"report: {path}\ntuned points: {out / 'tuned.json'} (rank at them: optax-lab run{workloads} "
-                  f"--optimizers {','.join(args.optimizers)} --tuned {out / 'tuned.json'})")
-    return 0

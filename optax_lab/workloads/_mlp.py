@@ -1,4 +1,4 @@
-"""The model stage: a Flax MLP whose shape is data (`ModelConfig`), not code.
+"""The MLP the workloads train: a Flax MLP whose shape is data (`ModelConfig`), not code.
 
 Default: 100 -> 32 -> 32 -> 1 with ReLU, one logit out (the sigmoid lives in the loss, which is
 numerically safer than a sigmoid layer followed by a log), Glorot-uniform kernels and zero
