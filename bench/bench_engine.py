@@ -25,10 +25,9 @@ import jax
 import numpy as np
 import pytest
 
-from optax_lab import engine
-from optax_lab.lessons import LESSON_ADAM
+from optax_lab import engine, workloads
 from optax_lab.config import ModelConfig, Order
-from optax_lab import workloads
+from optax_lab.lessons import LESSON_ADAM
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -38,8 +37,11 @@ ADAM = LESSON_ADAM
 @pytest.fixture(scope="module")
 def sizes(smoke):
     # Under --smoke the end-to-end run is the smallest preset (2 programs): it proves the path works.
-    return ({"seeds": 2, "epochs": 2, "preset": "gd-vs-sgd", "compile_rounds": 1} if smoke
-            else {"seeds": 8, "epochs": 20, "preset": "lesson", "compile_rounds": 3})
+    return (
+        {"seeds": 2, "epochs": 2, "preset": "gd-vs-sgd", "compile_rounds": 1}
+        if smoke
+        else {"seeds": 8, "epochs": 20, "preset": "lesson", "compile_rounds": 3}
+    )
 
 
 def positive(value) -> bool:
@@ -59,16 +61,24 @@ def test_adam_seed_epochs_per_second(benchmark, full_data, sizes, order, bench_s
         benchmark.pedantic(lambda: results.append(run()), rounds=5, iterations=1)
     # The engine's own clock (around the compiled call only, after block_until_ready) per round.
     rates = [len(seeds) * sizes["epochs"] / r.run_s for r in results]
-    benchmark.extra_info.update(dataset=name, order=order, seeds=len(seeds), epochs=sizes["epochs"],
-                                compile_s=warm.compile_s, seed_epochs_per_s_median=float(np.median(rates)),
-                                device=jax.devices()[0].device_kind)
+    benchmark.extra_info.update(
+        dataset=name,
+        order=order,
+        seeds=len(seeds),
+        epochs=sizes["epochs"],
+        compile_s=warm.compile_s,
+        seed_epochs_per_s_median=float(np.median(rates)),
+        device=jax.devices()[0].device_kind,
+    )
     # One compile (none on a persistent-cache hit under --compile-cache), none in the timed rounds.
     assert len(warm_compiles) == 1 or (bench_settings.compile_cache and not warm_compiles), warm_compiles
     assert timed_compiles == [], f"{len(timed_compiles)} compiles in the timed rounds"
     assert results and positive(warm.compile_s) and positive(warm.run_s)
     assert all(positive(r.run_s) for r in results) and all(positive(rate) for rate in rates), rates
-    assert all(r.settings.order is Order(order) and r.history["train_loss"].shape == (len(seeds), sizes["epochs"])
-               for r in results)
+    assert all(
+        r.settings.order is Order(order) and r.history["train_loss"].shape == (len(seeds), sizes["epochs"])
+        for r in results
+    )
 
 
 def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
@@ -80,8 +90,12 @@ def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
     try:
         with engine.counting_compiles() as compiles:
             # forget_compiled in the untimed setup: no in-memory reuse, every round traces, lowers and compiles.
-            benchmark.pedantic(lambda: seconds.append(engine.compile_program(model, ADAM, settings, arrays, IMDB_MLP)[1]),
-                               setup=engine.forget_compiled, rounds=sizes["compile_rounds"], iterations=1)
+            benchmark.pedantic(
+                lambda: seconds.append(engine.compile_program(model, ADAM, settings, arrays, IMDB_MLP)[1]),
+                setup=engine.forget_compiled,
+                rounds=sizes["compile_rounds"],
+                iterations=1,
+            )
     finally:
         jax.config.update("jax_enable_compilation_cache", persistent)
     benchmark.extra_info.update(compile_s_median=float(np.median(seconds)))
@@ -93,8 +107,21 @@ def test_adam_cold_compile_seconds(benchmark, full_data, sizes):
 @pytest.mark.slow  # a fresh process running the CLI (~20 s); CI runs the CLI in tests/test_cli.py
 def test_lesson_end_to_end_seconds(benchmark, sizes, tmp_path):
     """The whole `optax-lab run --preset lesson` in a fresh process: import, data, 6 compiles, training."""
-    command = [sys.executable, "-m", "optax_lab.cli", "run", "--preset", sizes["preset"], "--no-compile-cache",
-               "--seeds", str(sizes["seeds"]), "--epochs", str(sizes["epochs"]), "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "optax_lab.cli",
+        "run",
+        "--preset",
+        sizes["preset"],
+        "--no-compile-cache",
+        "--seeds",
+        str(sizes["seeds"]),
+        "--epochs",
+        str(sizes["epochs"]),
+        "--out",
+        str(tmp_path),
+    ]
     done = []
 
     def run():

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 
+from optax_lab import workloads
 from optax_lab.benchmarking.epoch import EpochBench, extra_info, rounds_for
-from optax_lab.lessons import RunSpec
 from optax_lab.config import batch_label
 from optax_lab.engine import counting_compiles
-from optax_lab import workloads
+from optax_lab.lessons import RunSpec
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -45,9 +45,18 @@ def test_optimizer_epoch(benchmark, optimizer, batch_size, bench_settings, bench
     flops = bench.flops()
     stats = benchmark.stats.stats if benchmark.stats else None  # None: --benchmark-disable
     info = extra_info(
-        bench, dataset=dataset, warmup_s=warmup_s, rounds=rounds, timed_epochs=timed_epochs,
-        val_epochs=settings.val_epochs, validation=validation, flops=flops, peak=matmul_peak,
-        compile_cache=settings.compile_cache, stats={"median": stats.median, "iqr": stats.iqr} if stats else None)
+        bench,
+        dataset=dataset,
+        warmup_s=warmup_s,
+        rounds=rounds,
+        timed_epochs=timed_epochs,
+        val_epochs=settings.val_epochs,
+        validation=validation,
+        flops=flops,
+        peak=matmul_peak,
+        compile_cache=settings.compile_cache,
+        stats={"median": stats.median, "iqr": stats.iqr} if stats else None,
+    )
     benchmark.extra_info.update(info)
     record_benchmark(benchmark)
     assert flops.per_step > 0 and flops.per_epoch >= flops.reported * (1 - 1e-6)
@@ -55,6 +64,15 @@ def test_optimizer_epoch(benchmark, optimizer, batch_size, bench_settings, bench
     assert compiles == [], f"{len(compiles)} compiles in the timed rounds"
     assert timed_epochs > settings.val_epochs and all(positive(info[key]) for key in ("compile_s", "warmup_s")), info
     if stats:
-        assert all(positive(info[key]) for key in ("epoch_s_median", "step_s_median", "samples_per_s",
-                                                   "seed_epochs_per_s", "gflops_per_s", "peak_fraction")), info
+        assert all(
+            positive(info[key])
+            for key in (
+                "epoch_s_median",
+                "step_s_median",
+                "samples_per_s",
+                "seed_epochs_per_s",
+                "gflops_per_s",
+                "peak_fraction",
+            )
+        ), info
         assert math.isfinite(info["step_s_iqr"]) and info["step_s_iqr"] >= 0, info

@@ -29,20 +29,21 @@ import numpy as np
 import optax
 import pytest
 
-from optax_lab import engine
+from optax_lab import engine, workloads
 from optax_lab.benchmarking.peers import PeerRun, peers_markdown, workload_text
 from optax_lab.config import Order
-from optax_lab.lessons import RunSpec
 from optax_lab.devices import cores
-from optax_lab import workloads
+from optax_lab.lessons import RunSpec
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 BATCH = 500
 RATES = {"adam": 1e-3, "sgd": 1e-2}  # what Keras' 'adam' and 'sgd' strings use
 # optax_lab's runs of the same: Keras' Adam eps (optax's default is 1e-8).
-SPECS = {"adam": RunSpec("Adam", "adam", {"learning_rate": RATES["adam"], "b1": 0.9, "b2": 0.999, "eps": 1e-7}, BATCH),
-         "sgd": RunSpec("SGD", "sgd", {"learning_rate": RATES["sgd"]}, BATCH)}
+SPECS = {
+    "adam": RunSpec("Adam", "adam", {"learning_rate": RATES["adam"], "b1": 0.9, "b2": 0.999, "eps": 1e-7}, BATCH),
+    "sgd": RunSpec("SGD", "sgd", {"learning_rate": RATES["sgd"]}, BATCH),
+}
 INSTALL = "pip install -e '.[peers]' (torch from its CPU index first)"
 TARGET = 40.0  # issue 11: optax_lab's seed-epochs/s at least 40× the lesson's Keras code's
 
@@ -102,14 +103,17 @@ def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
     x_train, y_train, x_test, y_test = numpy_data
 
     def lesson_model():  # as the lesson writes it
-        return keras.Sequential([keras.Input(shape=(x_train.shape[1],)),
-                                 keras.layers.Dense(32, activation="relu"),
-                                 keras.layers.Dense(32, activation="relu"),
-                                 keras.layers.Dense(1, activation="sigmoid")])
+        return keras.Sequential(
+            [
+                keras.Input(shape=(x_train.shape[1],)),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(1, activation="sigmoid"),
+            ]
+        )
 
     def fit(model, epochs):
-        return model.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, validation_data=(x_test, y_test),
-                         verbose=0)
+        return model.fit(x_train, y_train, batch_size=BATCH, epochs=epochs, validation_data=(x_test, y_test), verbose=0)
 
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
@@ -124,7 +128,7 @@ def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
     def fresh_start():  # untimed: a fresh seed's initial weights and a fresh optimizer state
         keras.utils.set_random_seed(next(seeds))
         model.set_weights(lesson_model().get_weights())
-        for variable, value in zip(model.optimizer.variables, fresh_state):
+        for variable, value in zip(model.optimizer.variables, fresh_state, strict=False):
             variable.assign(value)
 
     def timed():
@@ -136,12 +140,22 @@ def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
     benchmark.pedantic(timed, setup=fresh_start, rounds=sizes["peer_rounds"], iterations=1)
     assert float(model.optimizer.learning_rate) == pytest.approx(RATES[optimizer])
     assert finite_positive(seconds) and finite_positive(losses), (seconds, losses)
-    peer_runs.append(PeerRun("keras", optimizer, epochs=sizes["epochs"], run_seconds=tuple(seconds), setup_s=warm_s,
-                             val_loss=float(np.mean(losses)), host_load=host_load(),
-                             runs_on=f"CPU, TensorFlow's default threads ({cores()} cores)",
-                             version=f"tensorflow {tf.__version__}, keras {keras.__version__}"))
-    benchmark.extra_info.update(way="keras", optimizer=optimizer, epochs=sizes["epochs"],
-                                val_loss=float(np.mean(losses)))
+    peer_runs.append(
+        PeerRun(
+            "keras",
+            optimizer,
+            epochs=sizes["epochs"],
+            run_seconds=tuple(seconds),
+            setup_s=warm_s,
+            val_loss=float(np.mean(losses)),
+            host_load=host_load(),
+            runs_on=f"CPU, TensorFlow's default threads ({cores()} cores)",
+            version=f"tensorflow {tf.__version__}, keras {keras.__version__}",
+        )
+    )
+    benchmark.extra_info.update(
+        way="keras", optimizer=optimizer, epochs=sizes["epochs"], val_loss=float(np.mean(losses))
+    )
 
 
 @pytest.mark.parametrize("optimizer", list(RATES))
@@ -153,8 +167,14 @@ def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
     def train_one(seed: int, epochs: int) -> tuple[float, dict[str, float]]:
         """A plain loop; (seconds of its epochs, the last epoch's train loss, val loss and accuracy)."""
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 32),
-                                    torch.nn.ReLU(), torch.nn.Linear(32, 1), torch.nn.Sigmoid())
+        model = torch.nn.Sequential(
+            torch.nn.Linear(x_train.shape[1], 32),
+            torch.nn.ReLU(),
+            torch.nn.Linear(32, 32),
+            torch.nn.ReLU(),
+            torch.nn.Linear(32, 1),
+            torch.nn.Sigmoid(),
+        )
         opt = optimizer_class(model.parameters(), lr=RATES[optimizer])
         loss_fn = torch.nn.BCELoss()
         shuffle = torch.Generator().manual_seed(seed)
@@ -172,8 +192,11 @@ def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
             model.eval()
             with torch.no_grad():
                 predictions = model(x_test).squeeze(1)
-                logs = {"train_loss": train_loss / len(x_train), "val_loss": loss_fn(predictions, y_test).item(),
-                        "val_acc": ((predictions > 0.5).float() == y_test).float().mean().item()}
+                logs = {
+                    "train_loss": train_loss / len(x_train),
+                    "val_loss": loss_fn(predictions, y_test).item(),
+                    "val_acc": ((predictions > 0.5).float() == y_test).float().mean().item(),
+                }
         return time.perf_counter() - start, logs
 
     warm_s, _ = train_one(10_000, 1)  # the warm-up epoch: allocator, kernels, thread pool
@@ -187,11 +210,22 @@ def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
 
     benchmark.pedantic(timed, rounds=sizes["peer_rounds"], iterations=1)
     assert finite_positive(seconds) and finite_positive(losses), (seconds, losses)
-    peer_runs.append(PeerRun("pytorch", optimizer, epochs=sizes["epochs"], run_seconds=tuple(seconds), setup_s=warm_s,
-                             val_loss=float(np.mean(losses)), host_load=host_load(),
-                             runs_on=f"CPU, {torch.get_num_threads()} threads", version=f"torch {torch.__version__}"))
-    benchmark.extra_info.update(way="pytorch", optimizer=optimizer, epochs=sizes["epochs"],
-                                val_loss=float(np.mean(losses)))
+    peer_runs.append(
+        PeerRun(
+            "pytorch",
+            optimizer,
+            epochs=sizes["epochs"],
+            run_seconds=tuple(seconds),
+            setup_s=warm_s,
+            val_loss=float(np.mean(losses)),
+            host_load=host_load(),
+            runs_on=f"CPU, {torch.get_num_threads()} threads",
+            version=f"torch {torch.__version__}",
+        )
+    )
+    benchmark.extra_info.update(
+        way="pytorch", optimizer=optimizer, epochs=sizes["epochs"], val_loss=float(np.mean(losses))
+    )
 
 
 # Per-seed shuffling is what separate Keras or PyTorch runs do; shared (all seeds one order per
@@ -209,8 +243,15 @@ def test_optax_lab(benchmark, optimizer, devices, order, bench_data, sizes, peer
     seeds = tuple(range(sizes["seeds"]))
 
     def run():
-        return engine.train_points([SPECS[optimizer]], arrays, workload=IMDB_MLP, seeds=seeds, epochs=sizes["epochs"], order=order,
-                                  devices=count)[0]
+        return engine.train_points(
+            [SPECS[optimizer]],
+            arrays,
+            workload=IMDB_MLP,
+            seeds=seeds,
+            epochs=sizes["epochs"],
+            order=order,
+            devices=count,
+        )[0]
 
     with engine.counting_compiles() as warm_compiles:
         warm = run()  # compiles (or finds this program compiled earlier in the session)
@@ -222,10 +263,29 @@ def test_optax_lab(benchmark, optimizer, devices, order, bench_data, sizes, peer
     assert len(warm_compiles) <= 1 and timed_compiles == [], (warm_compiles, timed_compiles)
     assert warm.devices == count and finite_positive(seconds) and finite_positive(losses), (seconds, losses)
     assert warm.settings.order is order
-    peer_runs.append(PeerRun("optax_lab", optimizer, len(seeds), count, order.value, sizes["epochs"], tuple(seconds),
-                             warm.compile_s, float(np.mean(losses)), host_load=host_load(),
-                             runs_on=f"{count} of {jax.local_device_count()} {jax.default_backend().upper()} device(s)",
-                             version=f"jax {jax.__version__}, optax {optax.__version__}"))
-    benchmark.extra_info.update(way="optax_lab", optimizer=optimizer, devices=count, order=order.value,
-                                seeds=len(seeds), epochs=sizes["epochs"], compile_s=warm.compile_s,
-                                val_loss=float(np.mean(losses)))
+    peer_runs.append(
+        PeerRun(
+            "optax_lab",
+            optimizer,
+            len(seeds),
+            count,
+            order.value,
+            sizes["epochs"],
+            tuple(seconds),
+            warm.compile_s,
+            float(np.mean(losses)),
+            host_load=host_load(),
+            runs_on=f"{count} of {jax.local_device_count()} {jax.default_backend().upper()} device(s)",
+            version=f"jax {jax.__version__}, optax {optax.__version__}",
+        )
+    )
+    benchmark.extra_info.update(
+        way="optax_lab",
+        optimizer=optimizer,
+        devices=count,
+        order=order.value,
+        seeds=len(seeds),
+        epochs=sizes["epochs"],
+        compile_s=warm.compile_s,
+        val_loss=float(np.mean(losses)),
+    )

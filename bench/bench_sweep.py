@@ -20,16 +20,19 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab import engine
+from optax_lab import engine, workloads
 from optax_lab.lessons import RunSpec
 from optax_lab.sweep import parse_sweep
-from optax_lab import workloads
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 # (points, seeds, max replicas per call)
-LAYOUTS = {"8 seeds": (1, 8, 64), "16 points x 2 seeds": (16, 2, 64),
-           "5 points x 8 seeds, one call": (5, 8, 40), "5 points x 8 seeds, 5 calls": (5, 8, 8)}
+LAYOUTS = {
+    "8 seeds": (1, 8, 64),
+    "16 points x 2 seeds": (16, 2, 64),
+    "5 points x 8 seeds, one call": (5, 8, 40),
+    "5 points x 8 seeds, 5 calls": (5, 8, 8),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,9 @@ def test_grid_replica_epochs_per_second(benchmark, bench_data, smoke, epochs, la
     specs = [RunSpec(f"adam {rate:g}", "adam", {"learning_rate": rate}, 500) for rate in rates]
 
     def run():
-        return engine.train_points(specs, arrays, workload=IMDB_MLP, seeds=tuple(range(seeds)), epochs=epochs, max_replicas=max_replicas)
+        return engine.train_points(
+            specs, arrays, workload=IMDB_MLP, seeds=tuple(range(seeds)), epochs=epochs, max_replicas=max_replicas
+        )
 
     if not smoke:  # a smoke run lets its same-shaped layouts share one executable
         engine.forget_compiled()
@@ -57,9 +62,16 @@ def test_grid_replica_epochs_per_second(benchmark, bench_data, smoke, epochs, la
     with engine.counting_compiles() as timed_compiles:
         benchmark.pedantic(lambda: results.append(run()), rounds=1 if smoke else 3, iterations=1)
     rates_per_s = [points * seeds * epochs / r[0].program_run_s for r in results]
-    benchmark.extra_info.update(dataset=name, points=points, seeds=seeds, replicas=warm[0].settings.num_replicas,
-                                calls=warm[0].program_calls, epochs=epochs, compile_s=warm[0].compile_s,
-                                replica_epochs_per_s_median=float(np.median(rates_per_s)))
+    benchmark.extra_info.update(
+        dataset=name,
+        points=points,
+        seeds=seeds,
+        replicas=warm[0].settings.num_replicas,
+        calls=warm[0].program_calls,
+        epochs=epochs,
+        compile_s=warm[0].compile_s,
+        replica_epochs_per_s_median=float(np.median(rates_per_s)),
+    )
     assert len(warm_compiles) == 1 or ((bench_settings.compile_cache or smoke) and not warm_compiles), warm_compiles
     assert timed_compiles == [], f"{len(timed_compiles)} compiles in the timed rounds"
     assert all(math.isfinite(rate) and rate > 0 for rate in rates_per_s), rates_per_s

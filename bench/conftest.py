@@ -49,33 +49,83 @@ STATE = pytest.StashKey[dict]()  # start time, matmul peak, recorded benchmarks,
 def pytest_addoption(parser):
     group = parser.getgroup("optax-lab benchmarks")
     group.addoption("--smoke", action="store_true", help="tiny sizes: check the benchmarks run, measure nothing")
-    group.addoption("--optimizers", metavar="all|NAME[,NAME...]", default=None,
-                    help=f"registry optimizers to benchmark (default: all; {','.join(SMOKE_OPTIMIZERS)} with --smoke)")
+    group.addoption(
+        "--optimizers",
+        metavar="all|NAME[,NAME...]",
+        default=None,
+        help=f"registry optimizers to benchmark (default: all; {','.join(SMOKE_OPTIMIZERS)} with --smoke)",
+    )
     group.addoption("--batch", metavar="full|B[,...]", default="full,500", help="batch modes (default: full,500)")
-    group.addoption("--workloads", metavar="all|NAME[,NAME...]", default=None,
-                    help="bench_workloads.py: the workloads to time (default: all)")
-    group.addoption("--seeds", type=int, default=None,
-                    help="seeds vmapped in each program (default: 8; 2 with --smoke)")
-    group.addoption("--time-budget", type=float, default=None, metavar="SECONDS",
-                    help="timed seconds per benchmark, which sets its rounds (default: 0.75, within 3-200 rounds)")
-    group.addoption("--val-epochs", type=int, default=None,
-                    help="epochs of the fixed short training behind each row's val loss (default: 3; 2 with --smoke)")
-    group.addoption("--compile-cache", action="store_true",
-                    help="use JAX's persistent compilation cache (default: off, every compile is cold)")
-    group.addoption("--devices", type=int, default=None, metavar="N",
-                    help="CPU devices to split the host into (default: one per core, unless JAX_NUM_CPU_DEVICES "
-                         "is set); benchmarks shard their replicas over them")
-    group.addoption("--bench-report", metavar="PATH", default=None,
-                    help="where the markdown timing table goes (default: reports/bench/<machine>-<date>.md)")
+    group.addoption(
+        "--workloads",
+        metavar="all|NAME[,NAME...]",
+        default=None,
+        help="bench_workloads.py: the workloads to time (default: all)",
+    )
+    group.addoption(
+        "--seeds", type=int, default=None, help="seeds vmapped in each program (default: 8; 2 with --smoke)"
+    )
+    group.addoption(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="timed seconds per benchmark, which sets its rounds (default: 0.75, within 3-200 rounds)",
+    )
+    group.addoption(
+        "--val-epochs",
+        type=int,
+        default=None,
+        help="epochs of the fixed short training behind each row's val loss (default: 3; 2 with --smoke)",
+    )
+    group.addoption(
+        "--compile-cache",
+        action="store_true",
+        help="use JAX's persistent compilation cache (default: off, every compile is cold)",
+    )
+    group.addoption(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU devices to split the host into (default: one per core, unless JAX_NUM_CPU_DEVICES "
+        "is set); benchmarks shard their replicas over them",
+    )
+    group.addoption(
+        "--bench-report",
+        metavar="PATH",
+        default=None,
+        help="where the markdown timing table goes (default: reports/bench/<machine>-<date>.md)",
+    )
     # bench_scaling.py: the replica ladder's budgets (read there, not in Settings)
-    group.addoption("--scaling-budget", type=float, default=None, metavar="SECONDS",
-                    help="scaling: the most seconds one call of the next rung may take, predicted (default: 2.5)")
-    group.addoption("--scaling-curve-budget", type=float, default=None, metavar="SECONDS",
-                    help="scaling: wall seconds per curve, compiles included (default: 70)")
-    group.addoption("--scaling-max-replicas", type=int, default=None, metavar="N",
-                    help="scaling: the replica ladder's cap (default: 65536; 2 with --smoke)")
-    group.addoption("--scaling-epochs", type=int, default=None, metavar="E",
-                    help="scaling: epochs of each call, validation each epoch (default: 5; 1 with --smoke)")
+    group.addoption(
+        "--scaling-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="scaling: the most seconds one call of the next rung may take, predicted (default: 2.5)",
+    )
+    group.addoption(
+        "--scaling-curve-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="scaling: wall seconds per curve, compiles included (default: 70)",
+    )
+    group.addoption(
+        "--scaling-max-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="scaling: the replica ladder's cap (default: 65536; 2 with --smoke)",
+    )
+    group.addoption(
+        "--scaling-epochs",
+        type=int,
+        default=None,
+        metavar="E",
+        help="scaling: epochs of each call, validation each epoch (default: 5; 1 with --smoke)",
+    )
 
 
 def _settings(config) -> Settings:
@@ -83,23 +133,39 @@ def _settings(config) -> Settings:
     smoke = option("--smoke")
     names = option("--optimizers") or ("all" if not smoke else ",".join(SMOKE_OPTIMIZERS))
     try:
-        chosen = tuple(sorted(optimizers.REGISTRY)) if names == "all" else tuple(
-            optimizers.get(name.strip()).name for name in names.split(",") if name.strip())
+        chosen = (
+            tuple(sorted(optimizers.REGISTRY))
+            if names == "all"
+            else tuple(optimizers.get(name.strip()).name for name in names.split(",") if name.strip())
+        )
     except UsageError as error:
         raise pytest.UsageError(f"--optimizers: {error}") from None
+
     def pick(name, default, smoke_default):
         value = option(name)
         return value if value is not None else smoke_default if smoke else default
 
     # A smoke run checks the benchmarks at one batch mode (tests/test_benchmarks checks both).
     batches = _batches(option("--batch")) if not smoke or option("--batch") != "full,500" else (500,)
-    settings = Settings(chosen, batches, pick("--seeds", 8, 2), pick("--time-budget", 0.75, 0.05),
-                        2 if smoke else 3, 200, pick("--val-epochs", 3, 2), smoke, option("--compile-cache"),
-                        option("--bench-report"))
+    settings = Settings(
+        chosen,
+        batches,
+        pick("--seeds", 8, 2),
+        pick("--time-budget", 0.75, 0.05),
+        2 if smoke else 3,
+        200,
+        pick("--val-epochs", 3, 2),
+        smoke,
+        option("--compile-cache"),
+        option("--bench-report"),
+    )
     problems = [f"--optimizers {names!r} names no optimizer: give one, e.g. --optimizers adam"] if not chosen else []
     problems += [f"--seeds {settings.seeds} must be at least 1"] if settings.seeds < 1 else []
-    problems += [f"--val-epochs {settings.val_epochs} must be at least 2 (the first is the warm-up)"
-                 ] if settings.val_epochs < 2 else []
+    problems += (
+        [f"--val-epochs {settings.val_epochs} must be at least 2 (the first is the warm-up)"]
+        if settings.val_epochs < 2
+        else []
+    )
     problems += [f"--time-budget {settings.time_budget} must be above 0 seconds"] if settings.time_budget <= 0 else []
     if problems:
         raise pytest.UsageError("; ".join(problems))
@@ -121,8 +187,10 @@ def _quick_compiles_only_when_smoke(smoke: bool) -> None:
     if smoke:
         use_quick_compiles()
     elif quick_compiles_in_env():
-        raise pytest.UsageError(f"XLA_FLAGS holds the tests' quick compile flags ({QUICK_COMPILE_FLAGS}): "
-                                "benchmarks would measure those; run `pytest bench` apart from `tests`, or add --smoke")
+        raise pytest.UsageError(
+            f"XLA_FLAGS holds the tests' quick compile flags ({QUICK_COMPILE_FLAGS}): "
+            "benchmarks would measure those; run `pytest bench` apart from `tests`, or add --smoke"
+        )
 
 
 def pytest_configure(config):
@@ -134,8 +202,7 @@ def pytest_configure(config):
     except UsageError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SETTINGS] = settings = _settings(config)
-    config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None,
-                           "sections": []}
+    config.stash[STATE] = {"start": time.perf_counter(), "recorded": [], "peak": None, "report": None, "sections": []}
     if settings.compile_cache:
         from optax_lab.engine import enable_compile_cache
 
@@ -146,9 +213,14 @@ def pytest_generate_tests(metafunc):
     """Every selected optimizer × batch mode, with ids like `adam-500` for -k."""
     if {"optimizer", "batch_size"} <= set(metafunc.fixturenames):
         settings = metafunc.config.stash[SETTINGS]
-        metafunc.parametrize(("optimizer", "batch_size"),
-                             [pytest.param(name, batch, id=f"{name}-{batch_label(batch)}")
-                              for name in settings.optimizers for batch in settings.batches])
+        metafunc.parametrize(
+            ("optimizer", "batch_size"),
+            [
+                pytest.param(name, batch, id=f"{name}-{batch_label(batch)}")
+                for name in settings.optimizers
+                for batch in settings.batches
+            ],
+        )
 
 
 @pytest.fixture(scope="session")
@@ -232,8 +304,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["optax_lab"] = {"command": _command(config),
-                                "settings": dataclasses.asdict(config.stash[SETTINGS])}
+    output_json["optax_lab"] = {"command": _command(config), "settings": dataclasses.asdict(config.stash[SETTINGS])}
 
 
 def _command(config) -> str:
@@ -254,8 +325,11 @@ def pytest_sessionfinish(session, exitstatus):
         return
     settings = config.stash[SETTINGS]
     machine_info = _machine_info(config)
-    meta = {"command": _command(config), "wall_s": time.perf_counter() - state["start"],
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    meta = {
+        "command": _command(config),
+        "wall_s": time.perf_counter() - state["start"],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     if settings.report:
         path = Path(settings.report)
     elif settings.smoke:  # smoke runs must not leave files in the work tree

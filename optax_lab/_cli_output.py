@@ -77,8 +77,10 @@ def prepare(args, planner: Planner) -> Output:
         import jax
 
         if jax.process_count() > 1:
-            raise UsageError("--resume runs in one process (each process would have to read the same runs.jsonl): "
-                             "resume without jax.distributed, or start again with a new --out")
+            raise UsageError(
+                "--resume runs in one process (each process would have to read the same runs.jsonl): "
+                "resume without jax.distributed, or start again with a new --out"
+            )
     out = check_writable(out) if writer else None
     store = RunStore.open(out, args.resume, command) if writer else None
     if not args.no_compile_cache:
@@ -92,8 +94,15 @@ def prepare(args, planner: Planner) -> Output:
         else:
             bar(event, name, seconds)
 
-    return Output(out, progress if bar else None, bar, command, shlex.join(["optax-lab", *argv, RESUME]), store,
-                   None if planner.grows else planner.programs)
+    return Output(
+        out,
+        progress if bar else None,
+        bar,
+        command,
+        shlex.join(["optax-lab", *argv, RESUME]),
+        store,
+        None if planner.grows else planner.programs,
+    )
 
 
 @contextlib.contextmanager
@@ -114,8 +123,13 @@ def stopped(output: Output, results: dict | None, cause: BaseException) -> int:
     from optax_lab.run_store import RUNS_FILE
 
     store, out = output.store, output.out
-    how = ("terminated (SIGTERM)" if isinstance(cause, Terminated) else "interrupted (Ctrl-C)"
-           if isinstance(cause, KeyboardInterrupt) else "stopped by an error")
+    how = (
+        "terminated (SIGTERM)"
+        if isinstance(cause, Terminated)
+        else "interrupted (Ctrl-C)"
+        if isinstance(cause, KeyboardInterrupt)
+        else "stopped by an error"
+    )
     if store is None or not store.programs_finished:
         if store is not None and not store.resume:
             store.discard()
@@ -128,7 +142,9 @@ def stopped(output: Output, results: dict | None, cause: BaseException) -> int:
         if results is not None:
             write_report(results, out)
             missing = len(results["incomplete"]["missing_runs"])
-            line += f" and {out / 'report.md'} is marked INCOMPLETE ({missing} run{'' if missing == 1 else 's'} missing)"
+            line += (
+                f" and {out / 'report.md'} is marked INCOMPLETE ({missing} run{'' if missing == 1 else 's'} missing)"
+            )
         line += f"; resume with: {output.resume_line}"
     if isinstance(cause, UsageError):  # refused (e.g. a program that cannot fit): the refusal, and what was kept
         kept = f" ({line.removeprefix(how + ' ')})" if store is not None and store.programs_finished else ""

@@ -6,8 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["ProgressBar", "optimizers_table", "registry_json", "registry_lines", "registry_table", "summary_table",
-           "workloads_table"]
+__all__ = [
+    "ProgressBar",
+    "optimizers_table",
+    "registry_json",
+    "registry_lines",
+    "registry_table",
+    "summary_table",
+    "workloads_table",
+]
 
 
 class ProgressBar:
@@ -19,8 +26,15 @@ class ProgressBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self.task = self.bar.add_task("loading the data", total=2 * programs)
 
     def __call__(self, event: str, name: str, seconds: float) -> None:
@@ -53,14 +67,20 @@ def summary_table(console, results: dict, seeds: int) -> None:
     for run in results["runs"]:
         final, timing = run["final"], run["timing"]
         accuracy = final.get("val_acc_mean")  # a workload without an accuracy metric has none
-        table.add_row(run["name"], f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
-                      "—" if accuracy is None else f"{accuracy:.3f}", f"{timing['compile_s']:.2f}",
-                      f"{timing['seed_epochs_per_s']:.1f}", run["status"])
+        table.add_row(
+            run["name"],
+            f"{final['val_loss_mean']:.4f} ± {final['val_loss_ci95']:.4f}",
+            "—" if accuracy is None else f"{accuracy:.3f}",
+            f"{timing['compile_s']:.2f}",
+            f"{timing['seed_epochs_per_s']:.1f}",
+            run["status"],
+        )
     console.print(table)
 
 
 # --- `optax-lab list`: one registry three ways (a terminal table, tab-separated lines for pipes,
 # JSON for scripts), all from the same rows so that they cannot disagree.
+
 
 def _text(value) -> str:
     """A cell as one line: tabs and newlines would split a tab-separated row."""
@@ -83,9 +103,16 @@ def _optimizer_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     from optax_lab.optimizers import REGISTRY
 
     header = ("name", "default hyperparameters", "update() also needs", "tags", "note")
-    return header, [(entry.name, ", ".join(f"{k}={v}" for k, v in entry.defaults.items()),
-                     ", ".join(sorted(entry.needs)), ", ".join(sorted(entry.tags)), entry.note)
-                    for entry in REGISTRY.values()]
+    return header, [
+        (
+            entry.name,
+            ", ".join(f"{k}={v}" for k, v in entry.defaults.items()),
+            ", ".join(sorted(entry.needs)),
+            ", ".join(sorted(entry.tags)),
+            entry.note,
+        )
+        for entry in REGISTRY.values()
+    ]
 
 
 def _workload_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
@@ -96,11 +123,19 @@ def _workload_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     for workload in workloads.REGISTRY.values():
         target = workload.target
         batches = ",".join("full" if batch is None else str(batch) for batch in workload.batches)
-        defaults = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
-                             for name, values in workload.optimizer_defaults.items())
-        rows.append((workload.name, workload.description, f"{workload.epochs}, {batches}",
-                     f"{target.metric} {'≤' if target.direction == 'min' else '≥'} {target.value:g}",
-                     workload.reference + (f" ({defaults})" if defaults else "")))
+        defaults = "; ".join(
+            f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+            for name, values in workload.optimizer_defaults.items()
+        )
+        rows.append(
+            (
+                workload.name,
+                workload.description,
+                f"{workload.epochs}, {batches}",
+                f"{target.metric} {'≤' if target.direction == 'min' else '≥'} {target.value:g}",
+                workload.reference + (f" ({defaults})" if defaults else ""),
+            )
+        )
     return header, rows
 
 
@@ -108,8 +143,10 @@ _ROWS = {"optimizers": _optimizer_rows, "workloads": _workload_rows}
 # Per registry, each column after the name: the width below which it is unreadable, the order
 # in which a narrow terminal drops it (first dropped first), and the most it may take (short
 # words like tags wrap early, so the defaults keep `learning_rate=0.0005619` on one line).
-_TERMINAL_COLUMNS = {"optimizers": ((24, 4, None), (10, 1, 14), (12, 3, 16), (20, 2, None)),
-                     "workloads": ((20, 3, None), (8, 4, 13), (12, 5, 19), (16, 1, None))}
+_TERMINAL_COLUMNS = {
+    "optimizers": ((24, 4, None), (10, 1, 14), (12, 3, 16), (20, 2, None)),
+    "workloads": ((20, 3, None), (8, 4, 13), (12, 5, 19), (16, 1, None)),
+}
 
 
 def registry_table(what: str, width: int | None = None):
@@ -127,8 +164,14 @@ def registry_table(what: str, width: int | None = None):
             break
         shown.remove(index)
     hidden = [header[i] for i in range(1, len(header)) if i not in shown]
-    table = Table(title=what + (f" (not shown at this width: {', '.join(hidden)}; `optax-lab list {what} | cat` "
-                                "shows every column)" if hidden else ""))
+    table = Table(
+        title=what
+        + (
+            f" (not shown at this width: {', '.join(hidden)}; `optax-lab list {what} | cat` shows every column)"
+            if hidden
+            else ""
+        )
+    )
     table.add_column(header[0], no_wrap=True, min_width=name_width)
     for i in shown:
         # a long value folds onto the next line, never cut
@@ -157,14 +200,28 @@ def registry_json(what: str) -> list[dict]:
 
     def hyperparameter(entry, name: str) -> dict:
         domain, defaults = entry.domain(name), entry.all_defaults
-        return {"name": name, "default": _json_safe(defaults.get(name)), "has_default": name in defaults,
-                "registry_default": name in entry.defaults, "domain": domain.record(),
-                "traced": domain.kind is Kind.REAL and name not in entry.static}
+        return {
+            "name": name,
+            "default": _json_safe(defaults.get(name)),
+            "has_default": name in defaults,
+            "registry_default": name in entry.defaults,
+            "domain": domain.record(),
+            "traced": domain.kind is Kind.REAL and name not in entry.static,
+        }
 
-    return [{"name": entry.name, "optax": entry.optax_name, "tags": sorted(entry.tags), "needs": sorted(entry.needs),
-             "main": entry.main or None, "no_main": entry.no_main or None, "note": entry.note,
-             "hyperparameters": [hyperparameter(entry, name) for name in entry.accepted]}
-            for entry in REGISTRY.values()]
+    return [
+        {
+            "name": entry.name,
+            "optax": entry.optax_name,
+            "tags": sorted(entry.tags),
+            "needs": sorted(entry.needs),
+            "main": entry.main or None,
+            "no_main": entry.no_main or None,
+            "note": entry.note,
+            "hyperparameters": [hyperparameter(entry, name) for name in entry.accepted],
+        }
+        for entry in REGISTRY.values()
+    ]
 
 
 def optimizers_table(width: int | None = None):

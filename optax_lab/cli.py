@@ -1,16 +1,16 @@
 """`optax-lab`: the command line. Bad input is one line naming the value and the fix, exit 2.
 
-    optax-lab run [--preset P | [--workloads all|NAME[,...]] [--workload MODULE:FUNCTION]
-                  --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
-                  [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
-                  [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
-                  --bias-init/--dropout/--residual/--norm/--l2] [--out DIR [--resume]]
-    optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
-    optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
-                   [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
-    optax-lab list [optimizers|workloads] [--json]
-    optax-lab report RESULTS_JSON [--out DIR]
-    optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
+optax-lab run [--preset P | [--workloads all|NAME[,...]] [--workload MODULE:FUNCTION]
+              --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
+              [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
+              [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
+              --bias-init/--dropout/--residual/--norm/--l2] [--out DIR [--resume]]
+optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
+optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
+               [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
+optax-lab list [optimizers|workloads] [--json]
+optax-lab report RESULTS_JSON [--out DIR]
+optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -36,14 +36,26 @@ __all__ = ["EXIT_USAGE", "main"]
 EXIT_USAGE = 2
 
 
-_MODEL_OPTIONS = ("depth", "width", "widths", "activation", "kernel_init", "bias_init", "dropout", "residual",
-                  "normalization", "l2")
+_MODEL_OPTIONS = (
+    "depth",
+    "width",
+    "widths",
+    "activation",
+    "kernel_init",
+    "bias_init",
+    "dropout",
+    "residual",
+    "normalization",
+    "l2",
+)
 
 
 def _model(args) -> ModelConfig | None:
     """The MLP the model options describe (unset ones take ModelConfig's defaults), or None when
     none is given: then each workload trains its own."""
-    if args.residual is False and all(getattr(args, option) is None for option in _MODEL_OPTIONS if option != "residual"):
+    if args.residual is False and all(
+        getattr(args, option) is None for option in _MODEL_OPTIONS if option != "residual"
+    ):
         return None
     if args.widths is not None and args.depth is not None:
         raise UsageError("--widths and --depth both set the hidden layers: give one of them")
@@ -51,8 +63,11 @@ def _model(args) -> ModelConfig | None:
     if depth < 1:
         raise UsageError(f"--depth {depth} must be at least 1 hidden layer, e.g. --depth 2")
     widths = args.widths if args.widths is not None else (32 if args.width is None else args.width,) * depth
-    given = {field: getattr(args, field) for field in ("activation", "kernel_init", "bias_init", "dropout",
-                                                       "normalization", "l2") if getattr(args, field) is not None}
+    given = {
+        field: getattr(args, field)
+        for field in ("activation", "kernel_init", "bias_init", "dropout", "normalization", "l2")
+        if getattr(args, field) is not None
+    }
     return ModelConfig(widths, residual=args.residual, **given)
 
 
@@ -84,20 +99,37 @@ def _config(args) -> Config:
         raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
     chosen = _workloads(args)
     if getattr(args, "preset", None) and chosen != (DEFAULT_WORKLOAD,):
-        raise UsageError(f"--preset {args.preset} runs on {DEFAULT_WORKLOAD}, not on {','.join(chosen)}: drop "
-                         "--preset, or --workloads (to rank optimizers there, give --optimizers)")
+        raise UsageError(
+            f"--preset {args.preset} runs on {DEFAULT_WORKLOAD}, not on {','.join(chosen)}: drop "
+            "--preset, or --workloads (to rank optimizers there, give --optimizers)"
+        )
     tuned = None
     if getattr(args, "tuned", None):
         from optax_lab.tuning import read_tuned_files
 
         tuned = read_tuned_files(args.tuned)
-    return Config(preset=getattr(args, "preset", None) or "lesson", optimizers=args.optimizers, workloads=chosen,
-                  batches=args.batch,
-                  overrides=_overrides(args.overrides), dataset=args.dataset, imdb_archive=args.imdb_archive,
-                  num_words=args.num_words, train_examples=args.train_examples, seeds=args.seeds,
-                  seed=args.seed, epochs=args.epochs, order=Order.SHARED if args.shared_order else Order.PER_SEED,
-                  model=_model(args), out=args.out, sweeps=tuple(getattr(args, "sweep", ())), tuned=tuned,
-                  criterion=args.criterion, devices=args.devices, max_replicas=args.max_replicas)
+    return Config(
+        preset=getattr(args, "preset", None) or "lesson",
+        optimizers=args.optimizers,
+        workloads=chosen,
+        batches=args.batch,
+        overrides=_overrides(args.overrides),
+        dataset=args.dataset,
+        imdb_archive=args.imdb_archive,
+        num_words=args.num_words,
+        train_examples=args.train_examples,
+        seeds=args.seeds,
+        seed=args.seed,
+        epochs=args.epochs,
+        order=Order.SHARED if args.shared_order else Order.PER_SEED,
+        model=_model(args),
+        out=args.out,
+        sweeps=tuple(getattr(args, "sweep", ())),
+        tuned=tuned,
+        criterion=args.criterion,
+        devices=args.devices,
+        max_replicas=args.max_replicas,
+    )
 
 
 def _execute(args, console, planner: Planner, closing: Callable[[dict, Path], None]) -> int:
@@ -112,8 +144,14 @@ def _execute(args, console, planner: Planner, closing: Callable[[dict, Path], No
     output = prepare(args, planner)
     try:
         with training(output):
-            results = run(planner, command=output.command, progress=output.progress, warn=warn_to(console),
-                          compile_cache=not args.no_compile_cache, store=output.store)
+            results = run(
+                planner,
+                command=output.command,
+                progress=output.progress,
+                warn=warn_to(console),
+                compile_cache=not args.no_compile_cache,
+                store=output.store,
+            )
     except Unfinished as stop:
         return stopped(output, stop.results, stop.cause)
     except KeyboardInterrupt as cause:  # before training began, or after it ended
@@ -154,8 +192,10 @@ def _tune(args, console) -> int:
     def closing(results: dict, report: Path) -> None:
         tuned = report.parent / "tuned.json"
         workloads = "" if config.workloads == (DEFAULT_WORKLOAD,) else f" --workloads {','.join(config.workloads)}"
-        console.print(f"report: {report}\ntuned points: {tuned} (rank at them: optax-lab run{workloads} "
-                      f"--optimizers {','.join(args.optimizers)} --tuned {tuned})")
+        console.print(
+            f"report: {report}\ntuned points: {tuned} (rank at them: optax-lab run{workloads} "
+            f"--optimizers {','.join(args.optimizers)} --tuned {tuned})"
+        )
 
     return _execute(args, console, TunePlanner(config, protocol), closing)
 

@@ -16,9 +16,23 @@ from typing import Any, NamedTuple
 from optax_lab.errors import UsageError
 from optax_lab.sweep import Criterion, Sweep
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "DEFAULT_EPOCHS", "DEFAULT_NUM_WORDS", "DEFAULT_WORKLOAD", "FULL_BATCH",
-           "KERNEL_INITS", "NORMALIZATIONS", "Config", "Criterion", "ModelConfig", "Order", "Tuned", "batch_label",
-           "parse_batches"]
+__all__ = [
+    "ACTIVATIONS",
+    "BIAS_INITS",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_NUM_WORDS",
+    "DEFAULT_WORKLOAD",
+    "FULL_BATCH",
+    "KERNEL_INITS",
+    "NORMALIZATIONS",
+    "Config",
+    "Criterion",
+    "ModelConfig",
+    "Order",
+    "Tuned",
+    "batch_label",
+    "parse_batches",
+]
 
 FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole training set
 DEFAULT_WORKLOAD = "imdb-mlp"  # the lesson's MLP on IMDB: what the presets run on
@@ -27,8 +41,19 @@ DEFAULT_EPOCHS = 20
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leaky_relu", "linear")
 # Kernel initialisers. "constant" is 0.01 everywhere; "normal_0.01" and "normal_1" are N(0, σ²);
 # "torch_default" is PyTorch's nn.Linear default, Kaiming-uniform with a=√5 (U(±1/√fan_in)).
-KERNEL_INITS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
-                "lecun_normal", "zeros", "constant", "normal_0.01", "normal_1", "torch_default")
+KERNEL_INITS = (
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "constant",
+    "normal_0.01",
+    "normal_1",
+    "torch_default",
+)
 # Bias initialisers: Keras' and Flax's zeros, or PyTorch's U(±1/√fan_in).
 BIAS_INITS = ("zeros", "torch_default")
 NORMALIZATIONS = ("none", "layer")
@@ -41,12 +66,15 @@ def batch_label(batch: int | None) -> str:
 
 def parse_batches(text: str) -> tuple[int | None, ...]:
     """`full,500` -> (FULL_BATCH, 500): the --batch option of `optax-lab run` and `pytest bench/`."""
+
     def one(item: str) -> int | None:
         if item == "full":
             return FULL_BATCH
         if item.isdigit() and int(item) > 0:
             return int(item)
-        raise UsageError(f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500")
+        raise UsageError(
+            f"--batch {item!r} is not a batch mode: use 'full' or a positive integer, e.g. --batch full,500"
+        )
 
     return tuple(one(item.strip()) for item in text.split(","))
 
@@ -98,13 +126,19 @@ class ModelConfig:
     def _validate(self) -> None:
         if any(not isinstance(w, int) or w <= 0 for w in self.widths):
             raise UsageError(f"model widths {list(self.widths)} must be positive integers, e.g. --widths 32,32")
-        for field, choices in (("activation", ACTIVATIONS), ("kernel_init", KERNEL_INITS),
-                               ("bias_init", BIAS_INITS), ("normalization", NORMALIZATIONS)):
+        for field, choices in (
+            ("activation", ACTIVATIONS),
+            ("kernel_init", KERNEL_INITS),
+            ("bias_init", BIAS_INITS),
+            ("normalization", NORMALIZATIONS),
+        ):
             value = getattr(self, field)
             if value not in choices:
                 raise UsageError(f"unknown {field.replace('_', ' ')} {value!r}: choose one of {', '.join(choices)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"dropout rate {self.dropout!r} must be in [0, 1): the fraction of units dropped, e.g. 0.5")
+            raise UsageError(
+                f"dropout rate {self.dropout!r} must be in [0, 1): the fraction of units dropped, e.g. 0.5"
+            )
         if not 0.0 <= self.l2 < math.inf:  # nan and inf too: an infinite penalty makes every loss inf
             raise UsageError(f"l2 penalty {self.l2!r} must be a finite non-negative number, e.g. --l2 0.001")
 
@@ -161,8 +195,10 @@ class Config:
         if not self.workloads:
             raise UsageError("--workloads names none: give all or names, e.g. --workloads imdb-mlp,imdb-10k-mlp")
         if not self.optimizers and self.preset != "lesson" and self.workloads != (DEFAULT_WORKLOAD,):
-            raise UsageError(f"preset {self.preset} runs on {DEFAULT_WORKLOAD}, not on --workloads "
-                             f"{','.join(self.workloads)}: drop one of them, or rank optimizers there with --optimizers")
+            raise UsageError(
+                f"preset {self.preset} runs on {DEFAULT_WORKLOAD}, not on --workloads "
+                f"{','.join(self.workloads)}: drop one of them, or rank optimizers there with --optimizers"
+            )
         for field in ("seeds", "epochs", "num_words", "train_examples"):
             value = getattr(self, field)
             if (value is not None or field == "seeds") and (not isinstance(value, int) or value <= 0):
@@ -176,8 +212,10 @@ class Config:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")
         if self.batches and len(set(self.batches)) < len(self.batches):  # else one lesson twice, and a report saying so
             given = ",".join(map(batch_label, self.batches))
-            raise UsageError(f"--batch {given} names a batch mode twice: give each once, e.g. --batch "
-                             f"{','.join(map(batch_label, dict.fromkeys(self.batches)))}")
+            raise UsageError(
+                f"--batch {given} names a batch mode twice: give each once, e.g. --batch "
+                f"{','.join(map(batch_label, dict.fromkeys(self.batches)))}"
+            )
         if (self.sweeps or self.tuned is not None) and not self.optimizers:
             flag = "--sweep" if self.sweeps else "--tuned"
             raise UsageError(f"{flag} works on an optimizer ranking: add --optimizers, e.g. --optimizers adam,sgd")
@@ -188,4 +226,3 @@ class Config:
         if self.max_replicas is not None and self.max_replicas < 1:
             raise UsageError(f"--max-replicas {self.max_replicas} must be a positive integer, e.g. 64")
         return self
-

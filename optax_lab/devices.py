@@ -14,8 +14,16 @@ import time
 
 from optax_lab.errors import UsageError
 
-__all__ = ["DISTRIBUTED_ENV", "MAX_REPLICAS", "configure_devices", "cores", "host_available_bytes", "initialize_distributed",
-           "is_main_process", "memory_per_device"]
+__all__ = [
+    "DISTRIBUTED_ENV",
+    "MAX_REPLICAS",
+    "configure_devices",
+    "cores",
+    "host_available_bytes",
+    "initialize_distributed",
+    "is_main_process",
+    "memory_per_device",
+]
 
 # Several processes (hosts) join when all three are set, the coordinator being process 0's
 # host:port (JAX reads the first itself); Slurm, Open MPI and the other clusters JAX detects
@@ -32,8 +40,12 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def configure_devices(requested: int | None, flag: str = "--devices", distributed: bool = True,
-                      coordinator_timeout: float = DISTRIBUTED_TIMEOUT_S) -> int:
+def configure_devices(
+    requested: int | None,
+    flag: str = "--devices",
+    distributed: bool = True,
+    coordinator_timeout: float = DISTRIBUTED_TIMEOUT_S,
+) -> int:
     """Set up the devices before JAX starts; returns the process count. Splits the CPU into
     devices: `requested`, else env JAX_NUM_CPU_DEVICES when set, else one per core; then joins
     the other processes of a multi-process run (`initialize_distributed`). On a GPU host its
@@ -49,12 +61,16 @@ def configure_devices(requested: int | None, flag: str = "--devices", distribute
             jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # JAX already started in this process (a test calling main): keep its devices
         if requested is not None and requested > jax.local_device_count():
-            raise UsageError(f"{flag} {requested}: this process already runs JAX on "
-                             f"{jax.local_device_count()} device(s); pass {flag} in a fresh process") from None
+            raise UsageError(
+                f"{flag} {requested}: this process already runs JAX on "
+                f"{jax.local_device_count()} device(s); pass {flag} in a fresh process"
+            ) from None
     processes = initialize_distributed(coordinator_timeout) if distributed else 1
     if requested is not None and jax.default_backend() != "cpu" and requested > jax.local_device_count():
-        raise UsageError(f"{flag} {requested}: this host has {jax.local_device_count()} "
-                         f"{jax.default_backend().upper()} device(s); give at most that many")
+        raise UsageError(
+            f"{flag} {requested}: this host has {jax.local_device_count()} "
+            f"{jax.default_backend().upper()} device(s); give at most that many"
+        )
     return processes
 
 
@@ -96,9 +112,11 @@ def _distributed_settings() -> tuple[str, int, int] | None:
         return None
     if len(given) < len(DISTRIBUTED_ENV):
         missing = [name for name in DISTRIBUTED_ENV if name not in given]
-        raise UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but {' and '.join(missing)} "
-                         f"{'is' if len(missing) == 1 else 'are'} not: set all of {', '.join(DISTRIBUTED_ENV)} "
-                         "for a multi-process run, or none of them")
+        raise UsageError(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not: set all of {', '.join(DISTRIBUTED_ENV)} "
+            "for a multi-process run, or none of them"
+        )
     address, count, index = values["JAX_COORDINATOR_ADDRESS"], values["JAX_NUM_PROCESSES"], values["JAX_PROCESS_ID"]
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -106,8 +124,10 @@ def _distributed_settings() -> tuple[str, int, int] | None:
     if not count.isdigit() or int(count) < 1:
         raise UsageError(f"JAX_NUM_PROCESSES={count!r} must be a positive integer, e.g. 2")
     if not index.isdigit() or int(index) >= int(count):
-        raise UsageError(f"JAX_PROCESS_ID={index!r} must be an integer from 0 to JAX_NUM_PROCESSES - 1 "
-                         f"({int(count) - 1 if count.isdigit() else '?'})")
+        raise UsageError(
+            f"JAX_PROCESS_ID={index!r} must be an integer from 0 to JAX_NUM_PROCESSES - 1 "
+            f"({int(count) - 1 if count.isdigit() else '?'})"
+        )
     return address, int(count), int(index)
 
 
@@ -122,8 +142,10 @@ def _wait_for(address: str, timeout_s: float) -> None:
                 return
         except OSError:
             if time.monotonic() >= deadline:
-                raise UsageError(f"the coordinator JAX_COORDINATOR_ADDRESS={address} did not answer within "
-                                 f"{timeout_s:g} s: start process 0 there first, or fix the address") from None
+                raise UsageError(
+                    f"the coordinator JAX_COORDINATOR_ADDRESS={address} did not answer within "
+                    f"{timeout_s:g} s: start process 0 there first, or fix the address"
+                ) from None
             time.sleep(0.2)
 
 
@@ -134,8 +156,10 @@ def _check_port_free(address: str) -> None:
         try:
             probe.bind((host.strip("[]"), int(port)))
         except OSError as error:
-            raise UsageError(f"process 0 cannot serve JAX_COORDINATOR_ADDRESS={address} ({error.strerror}): "
-                             "choose a free port on this host") from None
+            raise UsageError(
+                f"process 0 cannot serve JAX_COORDINATOR_ADDRESS={address} ({error.strerror}): "
+                "choose a free port on this host"
+            ) from None
 
 
 def initialize_distributed(timeout_s: float = DISTRIBUTED_TIMEOUT_S) -> int:

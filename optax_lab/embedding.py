@@ -45,8 +45,9 @@ CHUNK = 16  # slots a chunk: a review wastes half a chunk on average (4k slots o
 BLOCK = 1024  # chunks a loop step: 16,384 rows of 16 floats (1 MB, a core's L2); 256-1,024 measured alike
 _IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS
 _ROWS = lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(0,), start_index_map=(0,))
-_ADD_ROWS = lax.ScatterDimensionNumbers(update_window_dims=(1,), inserted_window_dims=(0,),
-                                        scatter_dims_to_operand_dims=(0,))
+_ADD_ROWS = lax.ScatterDimensionNumbers(
+    update_window_dims=(1,), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
+)
 
 
 def take_rows(table: jax.Array, ids: jax.Array) -> jax.Array:
@@ -60,8 +61,7 @@ def _add_rows(into: jax.Array, ids: jax.Array, rows: jax.Array, is_sorted: bool 
     return lax.scatter_add(into, ids[:, None], rows, _ADD_ROWS, indices_are_sorted=is_sorted, mode=_IN_BOUNDS)
 
 
-def chunk_layout(ids: jax.Array, vocabulary: int, budget: int | None = None
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def chunk_layout(ids: jax.Array, vocabulary: int, budget: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(chunks [Q, CHUNK], segments [Q] int32, used int32): the chunks of `ids` [B, L] that hold
     an index, example after example, then padding chunks (example B); and how many are not
     padding. Q = `budget` (default: every chunk, B x ceil(L / CHUNK)); a budget below the batch's
@@ -84,8 +84,9 @@ def chunk_layout(ids: jax.Array, vocabulary: int, budget: int | None = None
     used = jnp.minimum(ends[-1], budget)
     held = slot < used
     source = jnp.where(held, example * per_row + slot - take_rows(starts[:, None], example)[:, 0], 0)
-    chunks = jnp.where(held[:, None], take_rows(ids.reshape(examples * per_row, CHUNK), source),
-                       jnp.asarray(vocabulary, ids.dtype))
+    chunks = jnp.where(
+        held[:, None], take_rows(ids.reshape(examples * per_row, CHUNK), source), jnp.asarray(vocabulary, ids.dtype)
+    )
     return chunks, jnp.where(held, example, examples), used
 
 
@@ -122,8 +123,9 @@ def _over_used_blocks(used: jax.Array, chunks: jax.Array, block, out: jax.Array)
     return lax.fori_loop(0, jnp.minimum((used + size - 1) // size, blocks), block, out)
 
 
-def _sum_chunks_alone(table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array,
-                      out: jax.Array) -> jax.Array:
+def _sum_chunks_alone(
+    table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array, out: jax.Array
+) -> jax.Array:
     """out [B, D] plus each chunk's rows summed into its example's row; padding indices (>= V)
     add nothing. Column by column: XLA fuses the CHUNK gathers and their sum into one loop, where
     a [size, CHUNK, D] gather and its reduction went through memory."""
@@ -132,8 +134,10 @@ def _sum_chunks_alone(table: jax.Array, chunks: jax.Array, segments: jax.Array, 
 
     def block(i, total):
         ids = lax.dynamic_slice_in_dim(chunks, i * size, size).astype(jnp.int32)
-        rows = [jnp.where((ids[:, c] < vocabulary)[:, None], take_rows(table, jnp.minimum(ids[:, c], vocabulary - 1)), 0)
-                for c in range(CHUNK)]
+        rows = [
+            jnp.where((ids[:, c] < vocabulary)[:, None], take_rows(table, jnp.minimum(ids[:, c], vocabulary - 1)), 0)
+            for c in range(CHUNK)
+        ]
         example = jnp.minimum(lax.dynamic_slice_in_dim(segments, i * size, size), total.shape[0] - 1)
         return _add_rows(total, example, functools.reduce(jnp.add, rows), is_sorted=True)
 
@@ -162,8 +166,9 @@ def _sum_chunks_of_replicas(axis_size, in_batched, table, chunks, segments, used
 
 
 @jax.custom_batching.sequential_vmap
-def _spread_chunks(cotangent: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array,
-                   out: jax.Array) -> jax.Array:
+def _spread_chunks(
+    cotangent: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array, out: jax.Array
+) -> jax.Array:
     """out [V, D] plus each example's cotangent row added at every index of its chunks (the
     transpose of `_sum_chunks`): a scatter per column, each of the block's cotangent rows, which
     are never copied CHUNK times; padding indices (>= V) are dropped."""
@@ -174,15 +179,16 @@ def _spread_chunks(cotangent: jax.Array, chunks: jax.Array, segments: jax.Array,
         example = jnp.minimum(lax.dynamic_slice_in_dim(segments, i * size, size), cotangent.shape[0] - 1)
         rows = take_rows(cotangent, example)
         for c in range(CHUNK):
-            total = lax.scatter_add(total, ids[:, c:c + 1], rows, _ADD_ROWS, mode=lax.GatherScatterMode.FILL_OR_DROP)
+            total = lax.scatter_add(total, ids[:, c : c + 1], rows, _ADD_ROWS, mode=lax.GatherScatterMode.FILL_OR_DROP)
         return total
 
     return _over_used_blocks(used, chunks, block, out)
 
 
 @jax.custom_vjp
-def _fast_bag(table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array,
-              examples: jax.Array) -> jax.Array:
+def _fast_bag(
+    table: jax.Array, chunks: jax.Array, segments: jax.Array, used: jax.Array, examples: jax.Array
+) -> jax.Array:
     return _sum_chunks(table, chunks, segments, used, jnp.zeros((examples.shape[0], table.shape[1]), table.dtype))
 
 
@@ -210,8 +216,9 @@ def _native_bag(table: jax.Array, chunks: jax.Array, segments: jax.Array, exampl
     return _add_rows(jnp.zeros((examples + 1, table.shape[1]), table.dtype), segments, sums, is_sorted=True)[:-1]
 
 
-def embedding_bag(table: jax.Array, ids: jax.Array, mean: bool = False, budget: int | None = None,
-                  native: bool = False) -> jax.Array:
+def embedding_bag(
+    table: jax.Array, ids: jax.Array, mean: bool = False, budget: int | None = None, native: bool = False
+) -> jax.Array:
     """[B, D]: the sum (or mean) of `table`'s rows at each example's `ids` [B, L] (padding: any
     index >= len(table)). `budget`: the most chunks (`chunk_budget`) this batch can hold;
     `native`: plain JAX ops (forward-mode and per-example gradients)."""

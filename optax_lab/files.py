@@ -89,6 +89,7 @@ def write_files(files: Mapping[str | os.PathLike, bytes | str], fix: str = "choo
 def shareable_command(program: str, argv: Sequence[str]) -> str:
     """`program` and its arguments as reports show them: absolute paths by file name only, so
     nothing committed or shared names a machine's folders."""
+
     def one(arg: str) -> str:
         flag, equals, value = arg.partition("=")
         if equals and Path(value).is_absolute():

@@ -42,8 +42,10 @@ class RunSpec:
             raise UsageError(f"batch size {self.batch_size} of run {self.name!r} must be positive, or 'full'")
         unknown = set(self.model_changes) - {f.name for f in dataclasses.fields(ModelConfig)}
         if unknown:
-            raise UsageError(f"run {self.name!r} changes unknown model fields {sorted(unknown)}: "
-                             f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}")
+            raise UsageError(
+                f"run {self.name!r} changes unknown model fields {sorted(unknown)}: "
+                f"choose from {', '.join(f.name for f in dataclasses.fields(ModelConfig))}"
+            )
 
     def __hash__(self):
         return hash((self.name, self.key))
@@ -56,8 +58,12 @@ class RunSpec:
     def key(self) -> tuple:
         """Runs with equal keys (and equal base model, data and epochs) are the same run: run once, reuse.
         (Which runs share a compiled program is `records.program_key`.)"""
-        return (self.optimizer, tuple(sorted(self.hyperparams.items())), self.batch_size,
-                tuple(sorted(self.model_changes.items())))
+        return (
+            self.optimizer,
+            tuple(sorted(self.hyperparams.items())),
+            self.batch_size,
+            tuple(sorted(self.model_changes.items())),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,18 +85,23 @@ class Lesson:
     epochs: int | None = None
     eval_train: bool = False
     kind: LessonKind = LessonKind.COMPARE
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # more for results.json, e.g. a sweep's criterion
+    extra: Mapping[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # more for results.json, e.g. a sweep's criterion
     workload: str = DEFAULT_WORKLOAD  # what its runs train (`optax_lab.workloads`)
 
     def settings(self, config: Config) -> tuple[int, int | None, int]:
         """(num_words, train_examples or None for all, epochs): the user's explicit values, else
         this lesson's, else the suite's defaults."""
+
         def pick(mine, theirs, default):
             return mine if mine is not None else theirs if theirs is not None else default
 
-        return (pick(config.num_words, self.num_words, DEFAULT_NUM_WORDS),
-                pick(config.train_examples, self.train_examples, None),
-                pick(config.epochs, self.epochs, DEFAULT_EPOCHS))
+        return (
+            pick(config.num_words, self.num_words, DEFAULT_NUM_WORDS),
+            pick(config.train_examples, self.train_examples, None),
+            pick(config.epochs, self.epochs, DEFAULT_EPOCHS),
+        )
 
 
 # The lesson's Adam run (Keras' eps): a preset's run, and the one the engine, scaling and peer

@@ -21,9 +21,15 @@ from optax_lab.records import RunResult, seed_epochs_per_second
 from optax_lab.schema import SCHEMA, diverged_seeds, status_of
 from optax_lab.stats import ci95
 
-__all__ = ["device_info", "final_summary", "model_record", "programs_record", "results_dict",
-           "run_record", "time_to_target"]
-
+__all__ = [
+    "device_info",
+    "final_summary",
+    "model_record",
+    "programs_record",
+    "results_dict",
+    "run_record",
+    "time_to_target",
+]
 
 
 def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
@@ -41,14 +47,25 @@ def final_summary(history: dict[str, np.ndarray]) -> dict[str, float]:
     summary = {"val_loss_mean": mean(last("val_loss")), "val_loss_ci95": ci95(last("val_loss"))}
     for key in [key for key in history if key.startswith("val_") and key != "val_loss"]:  # the workload's metrics
         summary.update({f"{key}_mean": mean(last(key)), f"{key}_ci95": ci95(last(key))})
-    summary.update({key + "_mean": mean(last(key)) for key in history
-                    if key.startswith("train_") and not key.startswith("train_eval_")})
-    summary.update({"best_epoch_mean": mean(best_epoch.astype(np.float64)),
-                    "best_val_loss_mean": mean(best_val), "best_val_loss_ci95": ci95(best_val)})
+    summary.update(
+        {
+            key + "_mean": mean(last(key))
+            for key in history
+            if key.startswith("train_") and not key.startswith("train_eval_")
+        }
+    )
+    summary.update(
+        {
+            "best_epoch_mean": mean(best_epoch.astype(np.float64)),
+            "best_val_loss_mean": mean(best_val),
+            "best_val_loss_ci95": ci95(best_val),
+        }
+    )
     if "train_eval_loss" in history:  # the generalisation gap, both losses with dropout off
         gap = last("val_loss") - last("train_eval_loss")
-        summary.update({"train_eval_loss_mean": mean(last("train_eval_loss")),
-                        "gap_mean": mean(gap), "gap_ci95": ci95(gap)})
+        summary.update(
+            {"train_eval_loss_mean": mean(last("train_eval_loss")), "gap_mean": mean(gap), "gap_ci95": ci95(gap)}
+        )
     return summary
 
 
@@ -65,10 +82,16 @@ def time_to_target(result: RunResult, target: float | workloads.Target | None = 
     hit = reached.any(axis=1)
     per_seed = np.where(hit, reached.argmax(axis=1) + 1.0, math.nan)
     mean = float(per_seed[hit].mean()) if hit.any() else math.nan
-    record = {"metric": target.metric, "value": target.value, "direction": target.direction,
-              "reached_seeds": int(hit.sum()), "epochs_mean": mean, "epochs_per_seed": per_seed.tolist(),
-              "steps_mean": mean * result.settings.steps_per_epoch,
-              "seconds_mean": mean * result.run_s / result.settings.epochs}
+    record = {
+        "metric": target.metric,
+        "value": target.value,
+        "direction": target.direction,
+        "reached_seeds": int(hit.sum()),
+        "epochs_mean": mean,
+        "epochs_per_seed": per_seed.tolist(),
+        "steps_mean": mean * result.settings.steps_per_epoch,
+        "seconds_mean": mean * result.run_s / result.settings.epochs,
+    }
     return {"val_loss": target.value, **record} if target.metric == "val_loss" else record
 
 
@@ -92,8 +115,12 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "final": final_summary(result.history),
         "target": time_to_target(result),
         "point": dict(result.spec.point),
-        "timing": {"program": result.program, "compile_s": result.compile_s, "run_s": result.run_s,
-                   "seed_epochs_per_s": seed_epochs_per_second(result)},
+        "timing": {
+            "program": result.program,
+            "compile_s": result.compile_s,
+            "run_s": result.run_s,
+            "seed_epochs_per_s": seed_epochs_per_second(result),
+        },
         "status": status_of(diverged),
         "diverged_seeds": int(diverged.sum()),
     }
@@ -103,10 +130,20 @@ def programs_record(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
     """Each compiled program once: its compile and run seconds, replicas, calls and the runs it computed."""
     programs: dict[str, dict[str, Any]] = {}
     for run in runs:
-        program = programs.setdefault(run.program, {
-            "compile_s": run.compile_s, "run_s": 0.0, "calls": 0, "replicas": run.settings.num_replicas,
-            "devices": run.devices, "replicas_per_call": run.replicas_per_call,
-            "memory_per_device": run.memory_per_device, "memory_bound": run.memory_bound, "runs": []})
+        program = programs.setdefault(
+            run.program,
+            {
+                "compile_s": run.compile_s,
+                "run_s": 0.0,
+                "calls": 0,
+                "replicas": run.settings.num_replicas,
+                "devices": run.devices,
+                "replicas_per_call": run.replicas_per_call,
+                "memory_per_device": run.memory_per_device,
+                "memory_bound": run.memory_bound,
+                "runs": [],
+            },
+        )
         program["runs"].append(run.spec.name)
         program["run_s"] += run.run_s
         program["calls"] = max(program["calls"], run.program_calls)
@@ -125,36 +162,62 @@ def _count_compiles_once(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def model_record(model: ModelConfig) -> dict[str, Any]:
-    return {**dataclasses.asdict(model), "widths": list(model.widths), "depth": model.depth,
-            "describe": model.describe()}
+    return {
+        **dataclasses.asdict(model),
+        "widths": list(model.widths),
+        "depth": model.depth,
+        "describe": model.describe(),
+    }
 
 
 def device_info() -> dict[str, Any]:
     device = jax.devices()[0]
     versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "optax", "flax")}
-    return {"platform": device.platform, "device_kind": device.device_kind,
-            "device_count": jax.device_count(), "local_device_count": jax.local_device_count(),
-            "process_count": jax.process_count(), **versions}
+    return {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+        "process_count": jax.process_count(),
+        **versions,
+    }
 
 
 def lesson_record(config: Config, lesson: Lesson) -> dict[str, Any]:
     num_words, train_examples, epochs = lesson.settings(config)
     if workloads.get(lesson.workload).num_words is None:
         num_words = None  # a workload without words: --num-words did not apply
-    return {"name": lesson.name, "title": lesson.title, "question": lesson.question,
-            "runs": [run.name for run in lesson.runs], "kind": lesson.kind, "workload": lesson.workload,
-            "num_words": num_words, "train_examples": train_examples, "epochs": epochs, **lesson.extra}
+    return {
+        "name": lesson.name,
+        "title": lesson.title,
+        "question": lesson.question,
+        "runs": [run.name for run in lesson.runs],
+        "kind": lesson.kind,
+        "workload": lesson.workload,
+        "num_words": num_words,
+        "train_examples": train_examples,
+        "epochs": epochs,
+        **lesson.extra,
+    }
 
 
 def workloads_record(lessons: Sequence[Lesson], datasets: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each workload the lessons ran on: its target (what a cross-workload ranking needs), how it
     was set, its defaults, and the data it was given."""
-    return {name: {**workloads.get(name).record(), "dataset": datasets.get(name)}
-            for name in dict.fromkeys(lesson.workload for lesson in lessons)}
+    return {
+        name: {**workloads.get(name).record(), "dataset": datasets.get(name)}
+        for name in dict.fromkeys(lesson.workload for lesson in lessons)
+    }
 
 
-def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, Any], runs: Sequence[RunResult],
-                 command: str, compile_cache: bool) -> dict[str, Any]:
+def results_dict(
+    config: Config,
+    lessons: Sequence[Lesson],
+    dataset: dict[str, Any],
+    runs: Sequence[RunResult],
+    command: str,
+    compile_cache: bool,
+) -> dict[str, Any]:
     """The results contract (`schema.py`); `dataset` is the first dataset's record, with each
     workload's under "workloads" (as the runner's data loading gives it)."""
     dataset = dict(dataset)
@@ -163,13 +226,15 @@ def results_dict(config: Config, lessons: Sequence[Lesson], dataset: dict[str, A
     results = {
         "schema": SCHEMA,
         "preset": config.name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
         "dataset": dataset,
         "device": device_info(),
         "order": config.order,
         "compile_cache": compile_cache,
-        "model": model_record(first.base_model(config.model)) if first.mlp is not None else {"describe": first.model_text},
+        "model": model_record(first.base_model(config.model))
+        if first.mlp is not None
+        else {"describe": first.model_text},
         "workloads": workloads_record(lessons, datasets),
         "lessons": [lesson_record(config, lesson) for lesson in lessons],
         "runs": _count_compiles_once([run_record(run) for run in runs]),

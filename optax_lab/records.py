@@ -31,8 +31,17 @@ from optax_lab.lessons import RunSpec
 if TYPE_CHECKING:
     from optax_lab.workloads import Workload
 
-__all__ = ["Fingerprint", "Job", "ProgramSettings", "RunResult", "fingerprint", "program_digest", "program_key",
-           "seed_epochs_per_second", "split_hyperparams"]
+__all__ = [
+    "Fingerprint",
+    "Job",
+    "ProgramSettings",
+    "RunResult",
+    "fingerprint",
+    "program_digest",
+    "program_key",
+    "seed_epochs_per_second",
+    "split_hyperparams",
+]
 
 
 def split_hyperparams(spec: RunSpec) -> tuple[dict[str, Any], dict[str, float]]:
@@ -45,8 +54,13 @@ def program_key(spec: RunSpec) -> tuple:
     """Specs with equal keys (on equal data, model, workload and settings) share one compiled
     program: everything but the traced hyperparameters' values."""
     static, traced = split_hyperparams(spec)
-    return (spec.optimizer, tuple(sorted(static.items(), key=lambda item: item[0])), tuple(sorted(traced)),
-            spec.batch_size, tuple(sorted(spec.model_changes.items())))
+    return (
+        spec.optimizer,
+        tuple(sorted(static.items(), key=lambda item: item[0])),
+        tuple(sorted(traced)),
+        spec.batch_size,
+        tuple(sorted(spec.model_changes.items())),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +82,14 @@ class Job:
     @property
     def program_key(self) -> tuple:
         """Jobs with equal program keys are points of one compiled program."""
-        return (program_key(self.spec), self.num_words, self.train_examples, self.epochs, self.eval_train,
-                self.workload.key)
+        return (
+            program_key(self.spec),
+            self.num_words,
+            self.train_examples,
+            self.epochs,
+            self.eval_train,
+            self.workload.key,
+        )
 
     @property
     def data_key(self) -> tuple:

@@ -41,8 +41,17 @@ STORE_SCHEMA = 1
 PLAN_LABEL = "planned programs"  # the inputs' catch-all: the programs the options and presets make
 VERSIONED_PACKAGES = ("jax", "jaxlib", "optax", "flax", "optax_lab")
 # RunResult's scalar fields, saved as they are: the timings of the process that trained the program.
-_SCALARS = ("compile_s", "run_s", "program", "program_run_s", "program_calls", "devices", "replicas_per_call",
-            "memory_per_device", "memory_bound")
+_SCALARS = (
+    "compile_s",
+    "run_s",
+    "program",
+    "program_run_s",
+    "program_calls",
+    "devices",
+    "replicas_per_call",
+    "memory_per_device",
+    "memory_bound",
+)
 
 
 class Unfinished(Exception):
@@ -60,20 +69,32 @@ def package_versions() -> dict[str, str]:
 
 
 def _encode(result: RunResult) -> dict[str, Any]:
-    return {"name": result.spec.name, "seeds": list(result.seeds),
-            "settings": {**dataclasses.asdict(result.settings), "order": str(result.settings.order)},
-            **{field: getattr(result, field) for field in _SCALARS},
-            # tolist() gives exact Python floats of float32 values; json writes them round-trippably
-            # (NaN and Infinity included, which json reads back).
-            "history": {key: {"dtype": str(values.dtype), "values": values.tolist()}
-                        for key, values in result.history.items()}}
+    return {
+        "name": result.spec.name,
+        "seeds": list(result.seeds),
+        "settings": {**dataclasses.asdict(result.settings), "order": str(result.settings.order)},
+        **{field: getattr(result, field) for field in _SCALARS},
+        # tolist() gives exact Python floats of float32 values; json writes them round-trippably
+        # (NaN and Infinity included, which json reads back).
+        "history": {
+            key: {"dtype": str(values.dtype), "values": values.tolist()} for key, values in result.history.items()
+        },
+    }
 
 
 def _decode(record: Mapping[str, Any], spec: RunSpec, model: ModelConfig, workload: Workload) -> RunResult:
     settings = ProgramSettings(**{**record["settings"], "order": Order(record["settings"]["order"])})
     history = {key: np.asarray(item["values"], dtype=item["dtype"]) for key, item in record["history"].items()}
-    return RunResult(spec, workload, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings,
-                     tuple(record["seeds"]), history, model=model, **{field: record[field] for field in _SCALARS})
+    return RunResult(
+        spec,
+        workload,
+        optimizers.hyperparams(spec.optimizer, spec.hyperparams),
+        settings,
+        tuple(record["seeds"]),
+        history,
+        model=model,
+        **{field: record[field] for field in _SCALARS},
+    )
 
 
 def _read(path: Path) -> tuple[dict | None, dict[str, dict], int]:
@@ -141,17 +162,21 @@ class RunStore:
         self.created_out = not self.out.exists()  # `discard` removes only a folder it made
 
     @classmethod
-    def open(cls, out: Path, resume: bool, command: str) -> "RunStore":
+    def open(cls, out: Path, resume: bool, command: str) -> RunStore:
         store = cls(out, resume, command)
         header, programs, whole = _read(store.path) if store.path.is_file() else (None, {}, 0)
         if resume and header is None:
             finished = " (it holds a finished run: nothing to resume)" if (store.out / "results.json").is_file() else ""
-            raise UsageError(f"--resume: {store.out} holds no interrupted run, no {RUNS_FILE}{finished}: run "
-                             "without --resume, or give the --out of the interrupted run")
+            raise UsageError(
+                f"--resume: {store.out} holds no interrupted run, no {RUNS_FILE}{finished}: run "
+                "without --resume, or give the --out of the interrupted run"
+            )
         if not resume and header is not None:
-            raise UsageError(f"--out {store.out} holds an interrupted run ({len(programs)} programs finished, in "
-                             f"{RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another "
-                             "--out) to start over")
+            raise UsageError(
+                f"--out {store.out} holds an interrupted run ({len(programs)} programs finished, in "
+                f"{RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another "
+                "--out) to start over"
+            )
         if resume:
             store.header, store.stored = header, programs
             if whole < store.path.stat().st_size:  # cut a torn last line off before appending after it
@@ -162,32 +187,46 @@ class RunStore:
         """Fresh: write the header. Resuming: the stored inputs must equal these, else a UsageError
         saying what differs."""
         if not self.resume:
-            self.header = {"kind": STORE_KIND, "schema": STORE_SCHEMA, "config_hash": print_.digest,
-                           "command": self.command, "inputs": print_.inputs,
-                           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            self.header = {
+                "kind": STORE_KIND,
+                "schema": STORE_SCHEMA,
+                "config_hash": print_.digest,
+                "command": self.command,
+                "inputs": print_.inputs,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            }
             with atomic_file(self.path) as handle:
                 handle.write(json.dumps(self.header, allow_nan=False).encode() + b"\n")
             return
         if self.header.get("schema") == STORE_SCHEMA and self.header.get("config_hash") == print_.digest:
             return
         before = self.header.get("inputs") or {}
-        changes = [f"{label} was {_shown(before.get(label))}, now {_shown(value)}"
-                   for label, value in print_.inputs.items() if before.get(label) != value]
-        changes += [f"{label} was {_shown(value)}, now unset" for label, value in before.items()
-                    if label not in print_.inputs]
+        changes = [
+            f"{label} was {_shown(before.get(label))}, now {_shown(value)}"
+            for label, value in print_.inputs.items()
+            if before.get(label) != value
+        ]
+        changes += [
+            f"{label} was {_shown(value)}, now unset" for label, value in before.items() if label not in print_.inputs
+        ]
         if len(changes) > 1:  # the plan differs because an option does: name the option
             changes = [change for change in changes if not change.startswith(PLAN_LABEL)]
         what = "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")
-        raise UsageError(f"--resume: {what or 'the stored run is of another optax-lab'}: resume with the options "
-                         f"of the interrupted run (it ran `{self.header.get('command', '?')}`) or use a new --out")
+        raise UsageError(
+            f"--resume: {what or 'the stored run is of another optax-lab'}: resume with the options "
+            f"of the interrupted run (it ran `{self.header.get('command', '?')}`) or use a new --out"
+        )
 
-    def restore(self, digest: str, specs: Sequence[RunSpec], model: ModelConfig,
-                workload: Workload) -> list[RunResult] | None:
+    def restore(
+        self, digest: str, specs: Sequence[RunSpec], model: ModelConfig, workload: Workload
+    ) -> list[RunResult] | None:
         """The stored runs of this program (None: it has not finished)."""
         program = self.stored.get(digest)
         if program is None or [run["name"] for run in program["runs"]] != [spec.name for spec in specs]:
             return None
-        restored = [_decode(record, spec, model, workload) for record, spec in zip(program["runs"], specs)]
+        restored = [
+            _decode(record, spec, model, workload) for record, spec in zip(program["runs"], specs, strict=False)
+        ]
         self.finished += restored
         self.programs_restored += 1
         return restored

@@ -27,8 +27,7 @@ from optax_lab.planning import Planner, Round, RunPlanner, group_label, program_
 from optax_lab.records import Job, RunResult, fingerprint, program_digest
 from optax_lab.run_store import PLAN_LABEL, RunStore, Unfinished, package_versions
 
-__all__ = ["Progress", "load_arrays", "partial_results", "resume_inputs", "run", "run_programs",
-           "train_and_evaluate"]
+__all__ = ["Progress", "load_arrays", "partial_results", "resume_inputs", "run", "run_programs", "train_and_evaluate"]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per program
 # "compiled" after it compiles and "trained" after it ran (name: its first run, +k points), or
@@ -37,12 +36,21 @@ Progress = Callable[[str, str, float], None]
 
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
-    return {"name": dataset.name, "source": dataset.source, "n_train": int(dataset.x_train.shape[0]),
-            "n_test": int(dataset.x_test.shape[0]), "num_words": dataset.num_words}
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "n_train": int(dataset.x_train.shape[0]),
+        "n_test": int(dataset.x_test.shape[0]),
+        "num_words": dataset.num_words,
+    }
 
 
-def load_arrays(config: Config, jobs: Sequence[Job], warn: Callable[[str], None] | None = None,
-                arrays: dict[tuple, engine.Arrays] | None = None) -> tuple[dict[tuple, engine.Arrays], dict[str, Any]]:
+def load_arrays(
+    config: Config,
+    jobs: Sequence[Job],
+    warn: Callable[[str], None] | None = None,
+    arrays: dict[tuple, engine.Arrays] | None = None,
+) -> tuple[dict[tuple, engine.Arrays], dict[str, Any]]:
     """The data of every job on the device, keyed by `Job.data_key` (added to `arrays` when given),
     each workload's model checked against it and every batch size too, before any training; and
     the first loaded dataset's record, with each workload's under "workloads"."""
@@ -52,12 +60,17 @@ def load_arrays(config: Config, jobs: Sequence[Job], warn: Callable[[str], None]
     checked: set[tuple] = set()
     for job in jobs:
         if job.data_key not in arrays:
-            dataset, warning = job.workload.data(workloads.DataRequest(
-                job.workload.name, config.dataset, config.imdb_archive, job.num_words, job.train_examples))
+            dataset, warning = job.workload.data(
+                workloads.DataRequest(
+                    job.workload.name, config.dataset, config.imdb_archive, job.num_words, job.train_examples
+                )
+            )
             if warning and warn and warning not in warned:
                 warn(warning)
                 warned.add(warning)
-            arrays[job.data_key] = engine.Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+            arrays[job.data_key] = engine.Arrays.from_numpy(
+                dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+            )
             records.setdefault(job.workload.name, dataset_record(dataset))
         data = arrays[job.data_key]
         if (job.workload.key, job.model(config)) not in checked:  # a model that does not fit its loss fails here
@@ -68,15 +81,23 @@ def load_arrays(config: Config, jobs: Sequence[Job], warn: Callable[[str], None]
     return arrays, {**first, "workloads": records}
 
 
-def run_programs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, engine.Arrays], seeds: tuple[int, ...],
-                 progress: Progress | None = None, store: RunStore | None = None) -> list[RunResult]:
+def run_programs(
+    config: Config,
+    jobs: Sequence[Job],
+    arrays: Mapping[tuple, engine.Arrays],
+    seeds: tuple[int, ...],
+    progress: Progress | None = None,
+    store: RunStore | None = None,
+) -> list[RunResult]:
     """Every job's runs, one compiled program per group of points (`program_groups`); with a
     `store`, each program saved as soon as it finishes, and one that finished before restored."""
     results = []
     for group in program_groups(jobs):
         label, first = group_label(group), group[0]
         digest = program_digest(group, seeds)
-        restored = store.restore(digest, [job.spec for job in group], first.model(config), first.workload) if store else None
+        restored = (
+            store.restore(digest, [job.spec for job in group], first.model(config), first.workload) if store else None
+        )
         if restored is not None:
             if progress:
                 progress("restored", label, restored[0].program_run_s)
@@ -88,9 +109,18 @@ def run_programs(config: Config, jobs: Sequence[Job], arrays: Mapping[tuple, eng
                 progress("compiled", label, seconds)
 
         trained = engine.train_points(
-            [job.spec for job in group], arrays[first.data_key], workload=first.workload, seeds=seeds,
-            epochs=first.epochs, order=config.order, model_config=first.base_model(config), eval_train=first.eval_train,
-            max_replicas=_max_replicas(config), devices=config.devices, on_compiled=compiled)
+            [job.spec for job in group],
+            arrays[first.data_key],
+            workload=first.workload,
+            seeds=seeds,
+            epochs=first.epochs,
+            order=config.order,
+            model_config=first.base_model(config),
+            eval_train=first.eval_train,
+            max_replicas=_max_replicas(config),
+            devices=config.devices,
+            on_compiled=compiled,
+        )
         if store:
             store.add(digest, label, trained)
         if progress:
@@ -104,8 +134,9 @@ def _one_or_all(values) -> Any:
     return distinct[0] if len(distinct) == 1 else distinct
 
 
-def resume_inputs(config: Config, jobs: Sequence[Job], dataset_info: Mapping[str, Any], seeds: tuple[int, ...],
-                  command: str = "run") -> dict[str, Any]:
+def resume_inputs(
+    config: Config, jobs: Sequence[Job], dataset_info: Mapping[str, Any], seeds: tuple[int, ...], command: str = "run"
+) -> dict[str, Any]:
     """What changes this run's results, by the labels a user knows (hashed by `records.fingerprint`):
     the options as they took effect, the data by name and checksum, the devices, the package
     versions, and a digest of every planned program (what the presets and the registry make of them)."""
@@ -131,29 +162,45 @@ def resume_inputs(config: Config, jobs: Sequence[Job], dataset_info: Mapping[str
         "devices": f"{engine.replica_devices(config.devices)} x {device.platform} ({device.device_kind})",
     }
     for name, data in (dataset_info.get("workloads") or {"": dataset_info}).items():
-        inputs[f"data {name}".strip()] = (f"{data['name']} from {data['source']}: {data['n_train']} train / "
-                                          f"{data['n_test']} test, {data['num_words']} words")
+        inputs[f"data {name}".strip()] = (
+            f"{data['name']} from {data['source']}: {data['n_train']} train / "
+            f"{data['n_test']} test, {data['num_words']} words"
+        )
     inputs.update(package_versions())
     groups = program_groups(jobs)
-    inputs[PLAN_LABEL] = (f"{len(groups)} programs of {len(jobs)} runs, seeds {seeds[0]}..{seeds[-1]} "
-                          f"(digest {program_digest(jobs, seeds)})")
+    inputs[PLAN_LABEL] = (
+        f"{len(groups)} programs of {len(jobs)} runs, seeds {seeds[0]}..{seeds[-1]} "
+        f"(digest {program_digest(jobs, seeds)})"
+    )
     return inputs
 
 
-def partial_results(config: Config, lessons: Sequence[Lesson], dataset_info: dict[str, Any],
-                    finished: Sequence[RunResult], command: str, compile_cache: bool,
-                    not_started: str = "") -> dict[str, Any]:
+def partial_results(
+    config: Config,
+    lessons: Sequence[Lesson],
+    dataset_info: dict[str, Any],
+    finished: Sequence[RunResult],
+    command: str,
+    compile_cache: bool,
+    not_started: str = "",
+) -> dict[str, Any]:
     """The results of the runs that finished, marked incomplete: each lesson keeps its finished
     runs (a lesson with none is dropped), and "incomplete" names every planned run that is
     missing and how to resume."""
     done = {result.spec.name for result in finished}
-    kept = [dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.name in done))
-            for lesson in lessons]
-    results = results_dict(config, [lesson for lesson in kept if lesson.runs], dataset_info, finished, command,
-                           compile_cache)
+    kept = [
+        dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.name in done)) for lesson in lessons
+    ]
+    results = results_dict(
+        config, [lesson for lesson in kept if lesson.runs], dataset_info, finished, command, compile_cache
+    )
     missing = [run.name for lesson in lessons for run in lesson.runs if run.name not in done]
-    results["incomplete"] = {"missing_runs": list(dict.fromkeys(missing)), "finished_runs": len(finished),
-                             "not_started": not_started, "resume": f"{command} --resume"}
+    results["incomplete"] = {
+        "missing_runs": list(dict.fromkeys(missing)),
+        "finished_runs": len(finished),
+        "not_started": not_started,
+        "resume": f"{command} --resume",
+    }
     return results
 
 
@@ -163,13 +210,24 @@ def _max_replicas(config: Config) -> int:
 
 def _check_host_memory(config: Config, jobs: Sequence[Job]) -> None:
     """Refuse, before loading anything, a run whose histories cannot fit the host (`--seeds` huge)."""
-    engine.check_results_fit(config.seeds * len(jobs), max(job.epochs for job in jobs),
-                             max(job.model(config).depth for job in jobs), host_available_bytes(), config.seeds)
+    engine.check_results_fit(
+        config.seeds * len(jobs),
+        max(job.epochs for job in jobs),
+        max(job.model(config).depth for job in jobs),
+        host_available_bytes(),
+        config.seeds,
+    )
 
 
-def run(planner: Planner, *, command: str = "", progress: Progress | None = None,
-        warn: Callable[[str], None] | None = None, compile_cache: bool = False,
-        store: RunStore | None = None) -> dict[str, Any]:
+def run(
+    planner: Planner,
+    *,
+    command: str = "",
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+    compile_cache: bool = False,
+    store: RunStore | None = None,
+) -> dict[str, Any]:
     """The results dict of every program `planner` plans. With a `store`, a stop during training
     (Ctrl-C, SIGTERM, an error) raises `Unfinished` with the finished runs' results, marked
     incomplete; a resumed run whose options differ stops before any training."""
@@ -195,8 +253,13 @@ def run(planner: Planner, *, command: str = "", progress: Progress | None = None
     except BaseException as cause:
         if store is None:
             raise
-        partial = (partial_results(config, planner.lessons, dataset_info, store.finished, command, compile_cache,
-                                   planner.not_started) if store.finished else None)
+        partial = (
+            partial_results(
+                config, planner.lessons, dataset_info, store.finished, command, compile_cache, planner.not_started
+            )
+            if store.finished
+            else None
+        )
         raise Unfinished(partial, cause) from cause
     return results_dict(config, planner.lessons, dataset_info, results, command, compile_cache)
 
@@ -208,9 +271,16 @@ def _next_round(rounds, trained: list[RunResult]) -> Round | None:
         return None
 
 
-def train_and_evaluate(config: Config, *, command: str = "", progress: Progress | None = None,
-                       warn: Callable[[str], None] | None = None, compile_cache: bool = False,
-                       store: RunStore | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    config: Config,
+    *,
+    command: str = "",
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+    compile_cache: bool = False,
+    store: RunStore | None = None,
+) -> dict[str, Any]:
     """The results dict of `config`'s runs (see `run`)."""
-    return run(RunPlanner(config), command=command, progress=progress, warn=warn, compile_cache=compile_cache,
-               store=store)
+    return run(
+        RunPlanner(config), command=command, progress=progress, warn=warn, compile_cache=compile_cache, store=store
+    )

@@ -18,8 +18,19 @@ import numpy as np
 from optax_lab.errors import UsageError
 from optax_lab.sweep import Criterion
 
-__all__ = ["FIX_RESULTS", "SCHEMA", "UNNAMED_WORKLOAD", "LessonKind", "Status", "check_results", "diverged_seeds",
-           "status_of", "to_jsonable", "upgrade", "upgrade_tuned"]
+__all__ = [
+    "FIX_RESULTS",
+    "SCHEMA",
+    "UNNAMED_WORKLOAD",
+    "LessonKind",
+    "Status",
+    "check_results",
+    "diverged_seeds",
+    "status_of",
+    "to_jsonable",
+    "upgrade",
+    "upgrade_tuned",
+]
 
 SCHEMA = 1  # results.json's version; a reader refuses any other
 FIX_RESULTS = "pass the results.json written by optax-lab run, or run again"
@@ -91,8 +102,9 @@ def check_results(results: Any, source: str = "results") -> None:
     if "schema" not in results:
         raise UsageError(f"{source} has no 'schema': it is not a results.json of optax-lab; {FIX_RESULTS}")
     if results["schema"] != SCHEMA:
-        raise UsageError(f"{source} has schema {results['schema']!r}, this optax-lab reads schema {SCHEMA}: "
-                         f"{FIX_RESULTS}")
+        raise UsageError(
+            f"{source} has schema {results['schema']!r}, this optax-lab reads schema {SCHEMA}: {FIX_RESULTS}"
+        )
     for key in ("preset", "dataset", "device", "lessons", "runs"):
         if key not in results:
             raise UsageError(f"{source} lacks {key!r}: {FIX_RESULTS}")
@@ -104,8 +116,10 @@ def check_results(results: Any, source: str = "results") -> None:
     for lesson in results["lessons"]:
         for run_name in lesson.get("runs", ()):
             if run_name not in names:
-                raise UsageError(f"{source}: lesson {lesson.get('name')!r} names run {run_name!r}, "
-                                 f"which is not among the runs: {FIX_RESULTS}")
+                raise UsageError(
+                    f"{source}: lesson {lesson.get('name')!r} names run {run_name!r}, "
+                    f"which is not among the runs: {FIX_RESULTS}"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,15 +157,19 @@ def upgrade(results: Mapping[str, Any]) -> dict[str, Any]:
     upgraded = dict(results)
     upgraded["runs"] = [_upgraded_run(run, results) for run in results.get("runs", ())]
     epochs = {run.get("name"): run.get("epochs") for run in upgraded["runs"]}
-    upgraded["lessons"] = [_upgraded_lesson(lesson, ranking, results.get("dataset") or {}, epochs)
-                           for lesson in results.get("lessons", ())]
+    upgraded["lessons"] = [
+        _upgraded_lesson(lesson, ranking, results.get("dataset") or {}, epochs) for lesson in results.get("lessons", ())
+    ]
     workloads = {name: dict(record) for name, record in (results.get("workloads") or {}).items()}
     if any(lesson["workload"] == UNNAMED_WORKLOAD for lesson in upgraded["lessons"]):
         workloads.setdefault(UNNAMED_WORKLOAD, {"name": UNNAMED_WORKLOAD, "metrics": ["acc"], "optimum": None})
     upgraded["workloads"] = workloads
-    upgraded["programs"] = {name: _filled(program, {"devices": 1, "replicas_per_call": None,
-                                                    "memory_per_device": None, "memory_bound": False})
-                            for name, program in (results.get("programs") or {}).items()}
+    upgraded["programs"] = {
+        name: _filled(
+            program, {"devices": 1, "replicas_per_call": None, "memory_per_device": None, "memory_bound": False}
+        )
+        for name, program in (results.get("programs") or {}).items()
+    }
     device = results.get("device") or {}
     upgraded["device"] = _filled(device, {"process_count": 1, "local_device_count": device.get("device_count")})
     return upgraded
@@ -181,11 +199,18 @@ def _lesson_kind(kind: Any, ranked: bool) -> LessonKind:
         return LessonKind.COMPARE
 
 
-def _upgraded_lesson(lesson: Mapping[str, Any], ranking: Mapping[str, Any], dataset: Mapping[str, Any],
-                     epochs: Mapping[str, Any]) -> dict[str, Any]:
+def _upgraded_lesson(
+    lesson: Mapping[str, Any], ranking: Mapping[str, Any], dataset: Mapping[str, Any], epochs: Mapping[str, Any]
+) -> dict[str, Any]:
     kind = _lesson_kind(lesson.get("kind"), bool(ranking))
-    upgraded = _filled(lesson, {"num_words": dataset.get("num_words"), "train_examples": None,
-                                "epochs": next((epochs.get(name) for name in lesson.get("runs", ())), None)})
+    upgraded = _filled(
+        lesson,
+        {
+            "num_words": dataset.get("num_words"),
+            "train_examples": None,
+            "epochs": next((epochs.get(name) for name in lesson.get("runs", ())), None),
+        },
+    )
     upgraded["kind"] = kind.value
     upgraded["workload"] = lesson.get("workload") or UNNAMED_WORKLOAD
     if kind is LessonKind.SWEEP:
@@ -205,8 +230,9 @@ def _upgraded_run(run: Mapping[str, Any], results: Mapping[str, Any]) -> dict[st
     upgraded["workload"] = run.get("workload") or UNNAMED_WORKLOAD
     target = dict(run.get("target") or {})
     if target and "metric" not in target:
-        target = _filled(target, {"metric": "val_loss", "value": target.get("val_loss"), "direction": "min",
-                                  "epochs_per_seed": None})
+        target = _filled(
+            target, {"metric": "val_loss", "value": target.get("val_loss"), "direction": "min", "epochs_per_seed": None}
+        )
     upgraded["target"] = target
     if isinstance(run.get("timing"), Mapping):
         upgraded["timing"] = _filled(run["timing"], {"program": None})

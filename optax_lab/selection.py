@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from optax_lab.sweep import Criterion
 from optax_lab.schema import diverged_seeds
+from optax_lab.sweep import Criterion
 
 __all__ = ["TIE_ALPHA", "best_index", "criterion_text", "on_edge", "paired_tie", "per_seed", "score"]
 
@@ -48,8 +48,10 @@ def score(history: Mapping[str, Any], criterion: Criterion, target: float) -> tu
     Epochs to target breaks its ties (equal epochs are common) by the final val loss."""
     values = per_seed(history, criterion, target)
     final = per_seed(history, Criterion.FINAL_VAL_LOSS, target)
-    return (float(values.mean()) if np.isfinite(values).all() else math.inf,
-            float(final.mean()) if np.isfinite(final).all() else math.inf)
+    return (
+        float(values.mean()) if np.isfinite(values).all() else math.inf,
+        float(final.mean()) if np.isfinite(final).all() else math.inf,
+    )
 
 
 def best_index(histories: Sequence[Mapping[str, Any]], criterion: Criterion, target: float) -> int | None:
@@ -80,7 +82,9 @@ def paired_tie(first: np.ndarray, second: np.ndarray, alpha: float = TIE_ALPHA) 
 
 
 def criterion_text(criterion: Criterion, target: float) -> str:
-    return {Criterion.FINAL_VAL_LOSS: "the final validation loss, mean over seeds",
-            Criterion.BEST_VAL_LOSS: "the best validation loss over the epochs, mean over seeds",
-            Criterion.EPOCHS_TO_TARGET: f"the epochs to a validation loss of {target:g}, mean over seeds "
-                                        "(ties broken by the final validation loss)"}[criterion]
+    return {
+        Criterion.FINAL_VAL_LOSS: "the final validation loss, mean over seeds",
+        Criterion.BEST_VAL_LOSS: "the best validation loss over the epochs, mean over seeds",
+        Criterion.EPOCHS_TO_TARGET: f"the epochs to a validation loss of {target:g}, mean over seeds "
+        "(ties broken by the final validation loss)",
+    }[criterion]

@@ -44,9 +44,11 @@ class Sweep:
         if self.around is None:
             return self.values
         if not isinstance(default, (int, float)) or isinstance(default, bool) or default <= 0:
-            raise UsageError(f"--sweep {self.text}: around: needs a positive default, and "
-                             f"{self.optimizer or 'this optimizer'}'s {self.hyperparam} default is {default!r}; "
-                             "give absolute values instead, e.g. log:1e-4:1e-1:16")
+            raise UsageError(
+                f"--sweep {self.text}: around: needs a positive default, and "
+                f"{self.optimizer or 'this optimizer'}'s {self.hyperparam} default is {default!r}; "
+                "give absolute values instead, e.g. log:1e-4:1e-1:16"
+            )
         return tuple(around_value(default, *self.around, i) for i in range(self.around[1]))
 
 
@@ -71,8 +73,7 @@ def _number(text: str, item: str) -> float:
 
 def _count(text: str, item: str) -> int:
     if not text.strip().isdigit() or int(text) < 2:
-        raise UsageError(f"--sweep {item}: the number of points {text!r} must be an integer of at least 2; "
-                         f"{_EXAMPLE}")
+        raise UsageError(f"--sweep {item}: the number of points {text!r} must be an integer of at least 2; {_EXAMPLE}")
     return int(text)
 
 
@@ -86,7 +87,7 @@ def _range(kind: str, parts: list[str], item: str) -> tuple[float, ...]:
         if low <= 0:
             raise UsageError(f"--sweep {item}: log: bounds must be positive, not {parts[0]}; {_EXAMPLE}")
         exponents = [math.log10(low) + (math.log10(high) - math.log10(low)) * i / (count - 1) for i in range(count)]
-        return tuple(float(f"{10 ** e:.4g}") for e in exponents)
+        return tuple(float(f"{10**e:.4g}") for e in exponents)
     return tuple(float(f"{low + (high - low) * i / (count - 1):.6g}") for i in range(count))
 
 
@@ -105,8 +106,10 @@ def parse_sweep(item: str) -> Sweep:
             raise UsageError(f"--sweep {item}: around: takes DECADES:N, e.g. --sweep main=around:4:17")
         decades = _number(parts[0], item)
         if not 0 < decades <= MAX_DECADES:
-            raise UsageError(f"--sweep {item}: around: spans a positive number of decades, at most {MAX_DECADES:g}, "
-                             "e.g. main=around:4:17")
+            raise UsageError(
+                f"--sweep {item}: around: spans a positive number of decades, at most {MAX_DECADES:g}, "
+                "e.g. main=around:4:17"
+            )
         return Sweep(item, hyperparam, optimizer or None, around=(decades, _count(parts[1], item)))
     if colon:
         raise UsageError(f"--sweep {item}: unknown spacing {kind!r}: use log:, lin:, around: or a list; {_EXAMPLE}")
@@ -141,11 +144,14 @@ class Protocol:
         if self.points < 2:
             raise UsageError(f"--points {self.points}: a grid needs at least 2 points, e.g. --points 17")
         if not 0 < self.decades <= MAX_DECADES:  # also refuses nan and inf
-            raise UsageError(f"--decades {self.decades:g}: the grid spans a positive number of decades, at most "
-                             f"{MAX_DECADES:g}, e.g. --decades 4")
+            raise UsageError(
+                f"--decades {self.decades:g}: the grid spans a positive number of decades, at most "
+                f"{MAX_DECADES:g}, e.g. --decades 4"
+            )
         if self.search_seeds < 1:
-            raise UsageError(f"--search-seeds {self.search_seeds}: stage 1 needs at least 1 seed per point, "
-                             "e.g. --search-seeds 2")
+            raise UsageError(
+                f"--search-seeds {self.search_seeds}: stage 1 needs at least 1 seed per point, e.g. --search-seeds 2"
+            )
         if self.max_extensions < 0:
             raise UsageError(f"--extend {self.max_extensions}: a grid grows by 0 or more decades, e.g. --extend 2")
         return self

@@ -41,12 +41,15 @@ def _extension(default: float, protocol: Protocol, indices: list[int], side: str
     """A decade of new (grid index, value) pairs beyond the grid's `side` edge, at its spacing."""
     edge = min(indices) if side == "low" else max(indices)
     step = -1 if side == "low" else 1
-    return [(edge + step * k, around_value(default, protocol.decades, protocol.points, edge + step * k))
-            for k in range(1, protocol.per_decade + 1)]
+    return [
+        (edge + step * k, around_value(default, protocol.decades, protocol.points, edge + step * k))
+        for k in range(1, protocol.per_decade + 1)
+    ]
 
 
-def _winners(lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion, target: float
-             ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
+def _winners(
+    lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion, target: float
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """optimizer -> batch label -> the best point; and a note per optimizer whose grid all diverged."""
     points: dict[str, dict[str, dict[str, Any]]] = {}
     notes: dict[str, str] = {}
@@ -71,8 +74,10 @@ class TunePlanner:
     def __init__(self, config: Config, protocol: Protocol = Protocol()):
         chosen = selected_workloads(config)
         if len(chosen) != 1:
-            raise UsageError(f"tune works on one workload at a time (tuned.json holds one's points), not "
-                             f"{', '.join(w.name for w in chosen)}: give one --workloads NAME")
+            raise UsageError(
+                f"tune works on one workload at a time (tuned.json holds one's points), not "
+                f"{', '.join(w.name for w in chosen)}: give one --workloads NAME"
+            )
         self.workload, self.protocol, self.ranking_config = chosen[0], protocol, config
         self.config = dataclasses.replace(config, sweeps=(protocol.grid(),), criterion=protocol.criterion)
         self.ranking = plan(config)  # at the registry's defaults: what stage 2 ranks, and the host must hold
@@ -80,15 +85,21 @@ class TunePlanner:
         # Optimizers without a main scale have nothing to search: they go straight to the ranking.
         search = plan(self.config)
         self.programs, self.grows = len(program_groups(distinct_jobs(config, search))), True
-        self.lessons = tuple(dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.point))
-                             for lesson in search)
+        self.lessons = tuple(
+            dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.point)) for lesson in search
+        )
         self.not_started = "stage 2 (each optimizer's tuned point on the ranking seeds)"
         # The search seeds follow the ranking's: disjoint, so the ranking does not reuse the seeds it was chosen on.
         first_search_seed = config.seed + config.seeds
         self.search_seeds = tuple(range(first_search_seed, first_search_seed + protocol.search_seeds))
         self.seeds = tuple(range(config.seed, config.seed + config.seeds))
-        self.resume_extras = {"--seeds": config.seeds, "--points": protocol.points, "--decades": protocol.decades,
-                              "--search-seeds": protocol.search_seeds, "--extend": protocol.max_extensions}
+        self.resume_extras = {
+            "--seeds": config.seeds,
+            "--points": protocol.points,
+            "--decades": protocol.decades,
+            "--search-seeds": protocol.search_seeds,
+            "--extend": protocol.max_extensions,
+        }
         self.points: dict[str, dict[str, dict[str, Any]]] = {}
         self.notes: dict[str, str] = {}
 
@@ -106,8 +117,10 @@ class TunePlanner:
                 batches = self.ranking_config.batches or self.workload.batches
                 self.points[name] = {batch_label(batch): {} for batch in batches}
         tuned = {self.workload.name: Tuned(self.points, "this tune")}
-        stage2 = tuple(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
-                       for lesson in plan(dataclasses.replace(self.ranking_config, tuned=tuned)))
+        stage2 = tuple(
+            dataclasses.replace(lesson, extra={**lesson.extra, "stage": 2})
+            for lesson in plan(dataclasses.replace(self.ranking_config, tuned=tuned))
+        )
         self.lessons, self.not_started = self.lessons + stage2, ""
         yield Round(distinct_jobs(self.ranking_config, stage2), self.seeds)
 
@@ -120,14 +133,20 @@ class TunePlanner:
             main = optimizers.get(name).main
             if not main:
                 continue
-            default = {**optimizers.get(name).all_defaults, **self.workload.defaults_for(name),
-                       **self.config.overrides.get(name, {})}[main]
+            default = {
+                **optimizers.get(name).all_defaults,
+                **self.workload.defaults_for(name),
+                **self.config.overrides.get(name, {}),
+            }[main]
             grid = {around_value(default, protocol.decades, protocol.points, i): i for i in range(protocol.points)}
             while True:
-                mine = sorted((r for r in results if r.spec.optimizer == name and r.spec in runs),
-                              key=lambda r: r.spec.point[main])
-                index = best_index([r.history for r in mine], protocol.criterion,
-                                   target_loss(self.workload, protocol.criterion))
+                mine = sorted(
+                    (r for r in results if r.spec.optimizer == name and r.spec in runs),
+                    key=lambda r: r.spec.point[main],
+                )
+                index = best_index(
+                    [r.history for r in mine], protocol.criterion, target_loss(self.workload, protocol.criterion)
+                )
                 side = on_edge(index, len(mine)) if index is not None else ""
                 if not side:
                     break
@@ -139,33 +158,53 @@ class TunePlanner:
                 new = []
                 for i, value in _extension(default, protocol, list(grid.values()), side):
                     grid[value] = i
-                    new.append(dataclasses.replace(template, name=template.name.rsplit(" ", 1)[0] + f" {main}={value:g}",
-                                                   hyperparams={**template.hyperparams, main: value},
-                                                   point={main: value}))
+                    new.append(
+                        dataclasses.replace(
+                            template,
+                            name=template.name.rsplit(" ", 1)[0] + f" {main}={value:g}",
+                            hyperparams={**template.hyperparams, main: value},
+                            point={main: value},
+                        )
+                    )
                 runs += new
                 growth = (dataclasses.replace(lesson, runs=tuple(new)),)
                 results += yield Round(distinct_jobs(self.config, growth), self.search_seeds)
-        return dataclasses.replace(lesson, runs=tuple(runs), extra={
-            **lesson.extra, "stage": 1, "extended": extended, "limit_reached": limit})
+        return dataclasses.replace(
+            lesson, runs=tuple(runs), extra={**lesson.extra, "stage": 1, "extended": extended, "limit_reached": limit}
+        )
 
     def finish(self, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The tuning record in `results`, and tuned.json beside it."""
-        results["tuning"] = {**dataclasses.asdict(self.protocol), "search_seeds": list(self.search_seeds),
-                             "seeds": list(self.seeds), "notes": self.notes}
+        results["tuning"] = {
+            **dataclasses.asdict(self.protocol),
+            "search_seeds": list(self.search_seeds),
+            "seeds": list(self.seeds),
+            "notes": self.notes,
+        }
         return {"tuned.json": tuned_record(results, self.points, self.notes)}
 
 
 def tuned_record(results: Mapping[str, Any], points: Mapping, notes: Mapping[str, str]) -> dict[str, Any]:
     """What tuned.json holds: the tuned point per optimizer and batch mode, and how it was chosen."""
     tuning = results["tuning"]
-    return {"schema": schema.SCHEMA, "kind": TUNED_KIND,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": results["command"], "dataset": {k: results["dataset"][k] for k in ("name", "source")},
-            "workload": results["lessons"][0]["workload"],
-            "criterion": tuning["criterion"], "epochs": results["lessons"][0]["epochs"],
-            "grid": {"points": tuning["points"], "decades": tuning["decades"],
-                     "max_extensions": tuning["max_extensions"], "search_seeds": tuning["search_seeds"]},
-            "points": points, "notes": dict(notes)}
+    return {
+        "schema": schema.SCHEMA,
+        "kind": TUNED_KIND,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": results["command"],
+        "dataset": {k: results["dataset"][k] for k in ("name", "source")},
+        "workload": results["lessons"][0]["workload"],
+        "criterion": tuning["criterion"],
+        "epochs": results["lessons"][0]["epochs"],
+        "grid": {
+            "points": tuning["points"],
+            "decades": tuning["decades"],
+            "max_extensions": tuning["max_extensions"],
+            "search_seeds": tuning["search_seeds"],
+        },
+        "points": points,
+        "notes": dict(notes),
+    }
 
 
 def read_tuned_files(paths: Sequence[str | Path]) -> dict[str, Tuned]:
@@ -175,8 +214,10 @@ def read_tuned_files(paths: Sequence[str | Path]) -> dict[str, Tuned]:
     for path in paths:
         workload, points = read_tuned(path)
         if workload in tuned:
-            raise UsageError(f"--tuned {path} and {tuned[workload].source} both hold points of workload {workload}: "
-                             "give one tuned.json per workload")
+            raise UsageError(
+                f"--tuned {path} and {tuned[workload].source} both hold points of workload {workload}: "
+                "give one tuned.json per workload"
+            )
         tuned[workload] = points
     return tuned
 

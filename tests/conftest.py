@@ -23,8 +23,7 @@ use_quick_compiles()
 import pytest  # noqa: E402
 
 from optax_lab.data import load_dataset, synthetic  # noqa: E402
-from optax_lab.engine import Arrays  # noqa: E402
-from optax_lab.engine import counting_compiles  # noqa: E402
+from optax_lab.engine import Arrays, counting_compiles  # noqa: E402
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
 
@@ -48,6 +47,7 @@ TINY_REVIEWS = {
 def error_line(capsys):
     """`error_line()`: what the CLI wrote to stderr, checked to be one bad-input line (exactly one
     line, no blank one, no traceback: what the project promises) and returned."""
+
     def read() -> str:
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("optax-lab: error: ") and "Traceback" not in err[0], err

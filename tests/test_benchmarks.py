@@ -14,42 +14,94 @@ from pathlib import Path
 
 import pytest
 
+from optax_lab import workloads
 from optax_lab.benchmarking.records import BENCH_KIND, benchmark_rows
 from optax_lab.benchmarking.table import machine_label, report_path, timing_markdown
 from optax_lab.cli import main
 from optax_lab.errors import UsageError
-from optax_lab import workloads
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 REPO = Path(__file__).resolve().parents[1]
-CPU = {"cpu": {"brand_raw": "Test CPU 9000", "count": 2}, "system": "Linux", "python_version": "3.11",
-       "jax": {"platform": "cpu", "device_kind": "cpu", "device_count": 1, "jax": "0.10.2", "jaxlib": "0.10.2",
-               "optax": "0.2.8", "flax": "0.12.8"},
-       "fp32_matmul_peak": {"gflops": 100.0, "size": 1024, "repeats": 20}}
-GPU = {**CPU, "jax": {**CPU["jax"], "platform": "gpu", "device_kind": "NVIDIA H100 80GB HBM3"},
-       "fp32_matmul_peak": {"gflops": 50_000.0, "size": 8192, "repeats": 20}}
+CPU = {
+    "cpu": {"brand_raw": "Test CPU 9000", "count": 2},
+    "system": "Linux",
+    "python_version": "3.11",
+    "jax": {
+        "platform": "cpu",
+        "device_kind": "cpu",
+        "device_count": 1,
+        "jax": "0.10.2",
+        "jaxlib": "0.10.2",
+        "optax": "0.2.8",
+        "flax": "0.12.8",
+    },
+    "fp32_matmul_peak": {"gflops": 100.0, "size": 1024, "repeats": 20},
+}
+GPU = {
+    **CPU,
+    "jax": {**CPU["jax"], "platform": "gpu", "device_kind": "NVIDIA H100 80GB HBM3"},
+    "fp32_matmul_peak": {"gflops": 50_000.0, "size": 8192, "repeats": 20},
+}
 
 
 def entry(optimizer: str, batch: str, median: float, iqr: float = 0.01, **info) -> dict:
     """One benchmark as pytest-benchmark writes it; `median`/`iqr` are seconds per epoch call."""
     steps = 1 if batch == "full" else 25_000 // int(batch)
-    extra = {"bench": BENCH_KIND, "schema": 1, "optimizer": optimizer, "hyperparams": {"learning_rate": 0.01},
-             "batch": batch, "batch_size": 25_000 if batch == "full" else int(batch), "steps_per_epoch": steps,
-             "dataset": "imdb", "n_train": 25_000, "n_test": 25_000, "num_words": 100, "model": "32-32 relu",
-             "seeds": 8, "order": "per-seed", "compile_s": 2.0, "compile_cache": False, "val_loss": 0.6,
-             "val_epochs": 3, "diverged_seeds": 0, "flops_per_step": 8e7, "flops_per_epoch": 5e9, "flops_exact": True,
-             "matmul_peak_gflops": 100.0, **info}
-    return {"group": None, "name": f"test_optimizer_epoch[{optimizer}-{batch}]",
-            "fullname": f"bench/bench_optimizers.py::test_optimizer_epoch[{optimizer}-{batch}]",
-            "params": {"optimizer": optimizer}, "extra_info": extra,
-            "stats": {"min": median * 0.9, "max": median * 1.2, "mean": median, "median": median, "iqr": iqr,
-                      "q1": median - iqr / 2, "q3": median + iqr / 2, "rounds": 5, "iterations": 1}}
+    extra = {
+        "bench": BENCH_KIND,
+        "schema": 1,
+        "optimizer": optimizer,
+        "hyperparams": {"learning_rate": 0.01},
+        "batch": batch,
+        "batch_size": 25_000 if batch == "full" else int(batch),
+        "steps_per_epoch": steps,
+        "dataset": "imdb",
+        "n_train": 25_000,
+        "n_test": 25_000,
+        "num_words": 100,
+        "model": "32-32 relu",
+        "seeds": 8,
+        "order": "per-seed",
+        "compile_s": 2.0,
+        "compile_cache": False,
+        "val_loss": 0.6,
+        "val_epochs": 3,
+        "diverged_seeds": 0,
+        "flops_per_step": 8e7,
+        "flops_per_epoch": 5e9,
+        "flops_exact": True,
+        "matmul_peak_gflops": 100.0,
+        **info,
+    }
+    return {
+        "group": None,
+        "name": f"test_optimizer_epoch[{optimizer}-{batch}]",
+        "fullname": f"bench/bench_optimizers.py::test_optimizer_epoch[{optimizer}-{batch}]",
+        "params": {"optimizer": optimizer},
+        "extra_info": extra,
+        "stats": {
+            "min": median * 0.9,
+            "max": median * 1.2,
+            "mean": median,
+            "median": median,
+            "iqr": iqr,
+            "q1": median - iqr / 2,
+            "q3": median + iqr / 2,
+            "rounds": 5,
+            "iterations": 1,
+        },
+    }
 
 
 def output(machine: dict, entries: list[dict]) -> dict:
-    return {"machine_info": machine, "commit_info": {}, "benchmarks": entries,
-            "datetime": "2025-01-01T00:00:00+00:00", "version": "5.3.1"}
+    return {
+        "machine_info": machine,
+        "commit_info": {},
+        "benchmarks": entries,
+        "datetime": "2025-01-01T00:00:00+00:00",
+        "version": "5.3.1",
+    }
 
 
 def write_json(path: Path, data) -> Path:
@@ -62,14 +114,22 @@ def write_json(path: Path, data) -> Path:
 
 
 def test_timing_table_has_step_times_rates_losses_and_roofline():
-    rows = benchmark_rows(output(CPU, [
-        entry("slow", "500", median=0.5, iqr=0.05, val_loss=0.58),
-        entry("slow", "full", median=0.2, iqr=0.02, val_loss=None, diverged_seeds=8),
-        entry("fast", "500", median=0.25, iqr=0.01, flops_exact=False),
-        entry("fast", "full", median=0.1),
-        {"name": "test_adam_cold_compile_seconds", "extra_info": {"compile_s_median": 2.0},
-         "stats": {"median": 2.0, "iqr": 0.1}},  # an engine benchmark: not a row
-    ]))
+    rows = benchmark_rows(
+        output(
+            CPU,
+            [
+                entry("slow", "500", median=0.5, iqr=0.05, val_loss=0.58),
+                entry("slow", "full", median=0.2, iqr=0.02, val_loss=None, diverged_seeds=8),
+                entry("fast", "500", median=0.25, iqr=0.01, flops_exact=False),
+                entry("fast", "full", median=0.1),
+                {
+                    "name": "test_adam_cold_compile_seconds",
+                    "extra_info": {"compile_s_median": 2.0},
+                    "stats": {"median": 2.0, "iqr": 0.1},
+                },  # an engine benchmark: not a row
+            ],
+        )
+    )
     assert [row.key for row in rows] == [("slow", "500"), ("slow", "full"), ("fast", "500"), ("fast", "full")]
     text = timing_markdown(CPU, rows, {"command": "pytest bench/", "wall_s": 100.0})
     lines = text.splitlines()
@@ -118,10 +178,12 @@ def test_rounds_fill_the_time_budget_within_bounds():
 
 
 def test_records_table_and_compare_need_no_jax_and_every_export_resolves():
-    code = ("import sys; import optax_lab.benchmarking as b, optax_lab.benchmarking.compare; "
-            "assert 'jax' not in sys.modules, 'reading or rendering imported jax'; "
-            "missing = [name for name in b.__all__ if getattr(b, name, None) is None]; "
-            "assert not missing, missing")
+    code = (
+        "import sys; import optax_lab.benchmarking as b, optax_lab.benchmarking.compare; "
+        "assert 'jax' not in sys.modules, 'reading or rendering imported jax'; "
+        "missing = [name for name in b.__all__ if getattr(b, name, None) is None]; "
+        "assert not missing, missing"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -131,12 +193,30 @@ def test_records_table_and_compare_need_no_jax_and_every_export_resolves():
 
 
 def test_compare_gives_speedups_and_flags_mismatched_runs(tmp_path, capsys):
-    cpu = write_json(tmp_path / "laptop.json", output(CPU, [
-        entry("adam", "500", 0.4), entry("adam", "full", 0.2), entry("sgd", "500", 0.3), entry("lion", "500", 0.3)]))
-    gpu = write_json(tmp_path / "gpu.json", output(GPU, [
-        entry("adam", "500", 0.1), entry("adam", "full", 0.01),
-        entry("sgd", "500", 0.05, seeds=2),  # different seeds: flagged, not compared
-        entry("dog", "500", 0.1)]))  # only on the GPU
+    cpu = write_json(
+        tmp_path / "laptop.json",
+        output(
+            CPU,
+            [
+                entry("adam", "500", 0.4),
+                entry("adam", "full", 0.2),
+                entry("sgd", "500", 0.3),
+                entry("lion", "500", 0.3),
+            ],
+        ),
+    )
+    gpu = write_json(
+        tmp_path / "gpu.json",
+        output(
+            GPU,
+            [
+                entry("adam", "500", 0.1),
+                entry("adam", "full", 0.01),
+                entry("sgd", "500", 0.05, seeds=2),  # different seeds: flagged, not compared
+                entry("dog", "500", 0.1),
+            ],
+        ),
+    )  # only on the GPU
     out = tmp_path / "out" / "cmp.md"
     assert main(["compare", str(cpu), str(gpu), "--out", str(out)]) == 0
     text = out.read_text()
@@ -147,8 +227,9 @@ def test_compare_gives_speedups_and_flags_mismatched_runs(tmp_path, capsys):
     assert "not compared" in sgd and "⚠ B differs from A: seeds 8 vs 2" in sgd
     assert "not run in B" in next(line for line in text.splitlines() if line.startswith("| lion |"))
     assert "not run in A" in next(line for line in text.splitlines() if line.startswith("| dog |"))
-    assert ("B vs A: geometric-mean speed-up 4.00× over 1 optimizers (range 4.00–4.00×); "
-            "1 flagged as mismatched.") in text
+    assert (
+        "B vs A: geometric-mean speed-up 4.00× over 1 optimizers (range 4.00–4.00×); 1 flagged as mismatched."
+    ) in text
     assert "| A | cpu-test-cpu-9000 | laptop.json |" in text and "| B | gpu-nvidia-h100-80gb-hbm3 | gpu.json |" in text
     assert "![speed-up over A](cmp.png)" in text
     assert (tmp_path / "out" / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -156,14 +237,19 @@ def test_compare_gives_speedups_and_flags_mismatched_runs(tmp_path, capsys):
     assert "comparison:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json at all", "is not JSON"),
-    ({"schema": 1, "preset": "lesson", "runs": []}, "is not pytest-benchmark JSON"),  # an optax-lab results.json
-    ([1, 2, 3], "is not pytest-benchmark JSON"),
-    (output(CPU, []), "holds no optimizer benchmarks (an empty selection)"),
-    (output(CPU, [{"name": "test_lesson_end_to_end_seconds", "extra_info": {}, "stats": {"median": 1.0}}]),
-     "holds no optimizer benchmarks"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json at all", "is not JSON"),
+        ({"schema": 1, "preset": "lesson", "runs": []}, "is not pytest-benchmark JSON"),  # an optax-lab results.json
+        ([1, 2, 3], "is not pytest-benchmark JSON"),
+        (output(CPU, []), "holds no optimizer benchmarks (an empty selection)"),
+        (
+            output(CPU, [{"name": "test_lesson_end_to_end_seconds", "extra_info": {}, "stats": {"median": 1.0}}]),
+            "holds no optimizer benchmarks",
+        ),
+    ],
+)
 def test_compare_bad_input_is_one_line_and_exit_2(tmp_path, error_line, content, message):
     good = write_json(tmp_path / "good.json", output(CPU, [entry("adam", "500", 0.1)]))
     bad = write_json(tmp_path / "bad.json", content)
@@ -197,7 +283,7 @@ def mlp_matmul_flops(widths: tuple[int, ...], examples: int) -> tuple[int, int]:
     """(forward, forward + backward) matmul FLOPs of a Dense stack for `examples` examples: a
     layer's forward and its weight gradient are 2·in·out each per example, its input gradient
     another 2·in·out except for the first layer (the data needs no gradient)."""
-    layers = list(zip(widths, widths[1:]))
+    layers = list(zip(widths, widths[1:], strict=False))
     forward = sum(2 * a * b for a, b in layers) * examples
     backward = sum((2 if i else 1) * 2 * a * b for i, (a, b) in enumerate(layers)) * examples
     return forward, forward + backward
@@ -262,9 +348,19 @@ def test_epoch_bench_carries_state_and_records_json_safe_extra_info(small_data):
     assert len(losses) == 4 and losses[-1] < losses[0]  # the state carried: training went on
     assert float(validation["val_loss"].mean()) < first_val
     assert "val_loss" not in bench.history[0]  # the timed epoch does not validate
-    info = extra_info(bench, dataset="synthetic", warmup_s=warm, rounds=3, timed_epochs=4, val_epochs=3,
-                      validation=validation, flops=bench.flops(), peak=MatmulPeak(100.0, 256, 3),
-                      compile_cache=False, stats={"median": 0.02, "iqr": 0.001})
+    info = extra_info(
+        bench,
+        dataset="synthetic",
+        warmup_s=warm,
+        rounds=3,
+        timed_epochs=4,
+        val_epochs=3,
+        validation=validation,
+        flops=bench.flops(),
+        peak=MatmulPeak(100.0, 256, 3),
+        compile_cache=False,
+        stats={"median": 0.02, "iqr": 0.001},
+    )
     json.dumps(info, allow_nan=False)
     assert info["steps_per_epoch"] == 4 and info["seeds"] == 2 and info["batch"] == "500"
     assert info["train_loss"] == pytest.approx(losses[-1])
@@ -282,9 +378,23 @@ def test_bench_json_carries_extra_and_machine_info_and_compares(tmp_path, capsys
     """One measuring `pytest bench/` run (smoke sizes, one program): its JSON alone must be
     enough for `optax-lab compare`, and the timing table goes where --bench-report says."""
     data, table = tmp_path / "bench.json", tmp_path / "table.md"
-    command = [sys.executable, "-m", "pytest", "bench/bench_optimizers.py", "--smoke", "--optimizers", "sgd",
-               "--batch", "500", "-p", "no:cacheprovider", "-q", f"--benchmark-json={data}",
-               "--bench-report", str(table)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/bench_optimizers.py",
+        "--smoke",
+        "--optimizers",
+        "sgd",
+        "--batch",
+        "500",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--benchmark-json={data}",
+        "--bench-report",
+        str(table),
+    ]
     # Not an xdist worker, whatever this test runs under: pytest-benchmark measures nothing in one.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
@@ -307,8 +417,16 @@ def test_a_measuring_bench_refuses_the_tests_quick_compile_flags():
     """The tests compile with QUICK_COMPILE_FLAGS in XLA_FLAGS (conftest), which a subprocess
     inherits: a measuring `pytest bench` must refuse them in one line, a --smoke run takes them."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
-    command = [sys.executable, "-m", "pytest", "bench/bench_workloads.py", "--collect-only", "-q",
-               "-p", "no:cacheprovider"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/bench_workloads.py",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     refused = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     assert refused.returncode == pytest.ExitCode.USAGE_ERROR
     assert "XLA_FLAGS holds the tests' quick compile flags" in refused.stderr and "Traceback" not in refused.stderr

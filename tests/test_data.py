@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import http.server
+import json
 import shutil
 import socket
 import threading
@@ -30,7 +30,7 @@ def multi_hot(rows: list[set[int]], width: int) -> np.ndarray:
 
 # Training counts of the tiny archive: bad 4, great 3; acting, movie, plot, the 2 each (ties by
 # the word); boring, i, is, it, loved, movie's, was 1 each. Ranks from 1, index = rank + 3:
-BAD, GREAT, ACTING, MOVIE, PLOT, THE, BORING, I, IS, IT, LOVED, MOVIES, WAS = range(4, 17)
+BAD, GREAT, ACTING, MOVIE, PLOT, THE, BORING, I, IS, IT, LOVED, MOVIES, WAS = range(4, 17)  # noqa: E741
 
 
 def test_tiny_archive_is_encoded_like_keras(tiny_archive):
@@ -38,12 +38,18 @@ def test_tiny_archive_is_encoded_like_keras(tiny_archive):
     assert warning is None and data.name == "imdb" and data.num_words == 10
     assert data.source.startswith(tiny_archive.name + " (sha256 ") and "/" not in data.source  # no machine path
     # Rows: neg then pos, by review id. Index 1 always; 2 when a word has index >= 10.
-    np.testing.assert_array_equal(data.x_train, multi_hot([
-        {1, BAD, MOVIE, ACTING},  # "Bad movie. Bad, bad acting!": every word in the vocabulary
-        {1, THE, PLOT, BAD, 2},  # "was", "boring" are ranked past the vocabulary
-        {1, GREAT, MOVIE, ACTING, 2},  # "<br />" splits "acting.<br />I"; "i", "loved", "it" are OOV
-        {1, THE, PLOT, GREAT, 2},  # "movie's" is one token, not "movie"
-    ], 10))
+    np.testing.assert_array_equal(
+        data.x_train,
+        multi_hot(
+            [
+                {1, BAD, MOVIE, ACTING},  # "Bad movie. Bad, bad acting!": every word in the vocabulary
+                {1, THE, PLOT, BAD, 2},  # "was", "boring" are ranked past the vocabulary
+                {1, GREAT, MOVIE, ACTING, 2},  # "<br />" splits "acting.<br />I"; "i", "loved", "it" are OOV
+                {1, THE, PLOT, GREAT, 2},  # "movie's" is one token, not "movie"
+            ],
+            10,
+        ),
+    )
     np.testing.assert_array_equal(data.y_train, [0, 0, 1, 1])
     np.testing.assert_array_equal(data.x_test, multi_hot([{1, BAD, PLOT}, {1, GREAT, 2}], 10))
     np.testing.assert_array_equal(data.y_test, [0, 1])
@@ -90,6 +96,7 @@ def test_bad_arguments_are_usage_errors(name, num_words):
 
 # --- archive validation ----------------------------------------------------------------------
 
+
 def _wrong_archive(kind, tmp_path, write_archive, tiny_reviews):
     if kind == "missing":
         return tmp_path / "missing.tar.gz"
@@ -109,14 +116,17 @@ def _wrong_archive(kind, tmp_path, write_archive, tiny_reviews):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("missing", "is not a file"),
-    ("folder", "is not a file"),
-    ("random bytes", "not a readable .tar.gz"),
-    ("uncompressed tar", "not a readable .tar.gz"),
-    ("no aclImdb", r"no aclImdb/train/neg/\*.txt inside"),
-    ("train only", r"no aclImdb/test/neg/\*.txt inside"),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("missing", "is not a file"),
+        ("folder", "is not a file"),
+        ("random bytes", "not a readable .tar.gz"),
+        ("uncompressed tar", "not a readable .tar.gz"),
+        ("no aclImdb", r"no aclImdb/train/neg/\*.txt inside"),
+        ("train only", r"no aclImdb/test/neg/\*.txt inside"),
+    ],
+)
 def test_wrong_local_archive_is_a_usage_error_naming_it(kind, expected, tmp_path, write_archive, tiny_reviews):
     path = _wrong_archive(kind, tmp_path, write_archive, tiny_reviews)
     with pytest.raises(UsageError, match=expected) as error:
@@ -133,6 +143,7 @@ def test_missing_archive_from_env_names_the_variable(tmp_path, monkeypatch):
 
 
 # --- download --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def server(tmp_path, tiny_archive):
@@ -196,6 +207,7 @@ def test_connection_refused_is_a_usage_error(isolated_cache):
 
 # --- encoded-array cache ---------------------------------------------------------------------
 
+
 def _no_tokenising(*args, **kwargs):
     raise AssertionError("re-tokenised although the encoded arrays are cached")
 
@@ -229,6 +241,7 @@ def test_a_torn_cache_entry_is_rebuilt(tiny_archive, isolated_cache):
 
 # --- the real archive (../shared/data) -------------------------------------------------------
 
+
 def test_real_imdb_matches_keras_conventions(real_imdb):
     data, _, _ = real_imdb
     assert data.x_train.shape == (25_000, 100) and data.x_test.shape == (25_000, 100)
@@ -255,8 +268,25 @@ def test_real_imdb_second_load_comes_from_the_cache(real_imdb, real_archive, mon
 def test_a_cli_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, monkeypatch, capsys):
     _, cache, _ = real_imdb
     monkeypatch.setenv("OPTAX_LAB_CACHE", str(cache))  # the tokenisation the data tests made
-    assert main(["run", "--preset", "gd-vs-sgd", "--seeds", "2", "--epochs", "2", "--imdb-archive", str(real_archive),
-                 "--out", str(tmp_path), "--no-compile-cache"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "gd-vs-sgd",
+                "--seeds",
+                "2",
+                "--epochs",
+                "2",
+                "--imdb-archive",
+                str(real_archive),
+                "--out",
+                str(tmp_path),
+                "--no-compile-cache",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["dataset"]["name"] == "imdb" and results["dataset"]["n_train"] == 25_000
     assert results["dataset"]["source"].startswith(real_archive.name) and str(real_archive) not in json.dumps(results)
@@ -265,6 +295,7 @@ def test_a_cli_run_on_the_real_imdb_archive(real_imdb, real_archive, tmp_path, m
 
 
 # --- synthetic-imdb --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def synthetic_set() -> Dataset:

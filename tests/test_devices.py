@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from optax_lab.engine import Layout, replica_layout
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -32,7 +33,8 @@ SCRIPT = textwrap.dedent("""
     for order in (Order.SHARED,):  # the shared-order path reads the first seed's key across devices
         one = engine.train_points(specs, data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=order, devices=1)
         with engine.counting_compiles() as compiles:
-            four = engine.train_points(specs, data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=order, devices=4)
+            four = engine.train_points(specs, data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=order,
+                                       devices=4)
         out[order] = {"compiles": len(compiles), "devices": four[0].devices,
                       "max_difference": max(float(np.abs(a.history[k] - b.history[k]).max())
                                             for a, b in zip(one, four) for k in a.history)}
@@ -52,8 +54,13 @@ SCRIPT = textwrap.dedent("""
 def test_a_grid_split_over_four_cpu_devices_equals_one_device(tmp_path):
     # The CLI picks the device count; XLA_FLAGS keeps this session's quick compiles (conftest).
     env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
-    process = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                             env={**env, "OPTAX_LAB_CACHE": str(tmp_path / "cache")}, timeout=600)
+    process = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**env, "OPTAX_LAB_CACHE": str(tmp_path / "cache")},
+        timeout=600,
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     for order, found in json.loads(process.stdout.strip().splitlines()[-1]).items():
         assert found["devices"] == 4 and found["compiles"] == 1, (order, found)

@@ -104,8 +104,9 @@ def test_swept_integers_reach_optax_as_integers():
 
 
 def _tuned(path, point) -> str:
-    path.write_text(json.dumps({"schema": SCHEMA, "kind": TUNED_KIND, "workload": "imdb-mlp",
-                                "points": {"adam": {"500": point}}}))
+    path.write_text(
+        json.dumps({"schema": SCHEMA, "kind": TUNED_KIND, "workload": "imdb-mlp", "points": {"adam": {"500": point}}})
+    )
     return str(path)
 
 
@@ -114,14 +115,21 @@ BAD_VALUES = [  # (options, what the one line must say): --set, --sweep and tune
     (["--set", "adam.learning_rate=inf"], "adam.learning_rate='inf' is not finite"),
     (["--set", "adam.learning_rate=1e999"], "adam.learning_rate=inf is not finite"),
     (["--set", "adam.learning_rate=abc"], "adam.learning_rate='abc' is not a number: learning_rate takes a number"),
-    (["--set", "adam.learning_rate=-1"], ("adam.learning_rate=-1 is outside the domain: learning_rate takes a "
-                                          "number in (0, inf), e.g. adam.learning_rate=")),
+    (
+        ["--set", "adam.learning_rate=-1"],
+        (
+            "adam.learning_rate=-1 is outside the domain: learning_rate takes a "
+            "number in (0, inf), e.g. adam.learning_rate="
+        ),
+    ),
     (["--set", "adam.b1=2"], "adam.b1=2 is outside the domain: b1 takes a number in [0, 1), e.g. adam.b1=0.9"),
     (["--set", "adam.eps=None"], "adam.eps=None is not allowed: eps takes a number in [0, inf)"),
     (["--set", "adam.nesterov=yes"], "adam.nesterov='yes' is not True or False"),
     (["--set", 'adam.learning_rate="0.1"'], "adam.learning_rate='0.1' is text, not a number"),
-    (["--set", "lookahead_adam.sync_period=1.5", "--optimizers", "lookahead_adam"],
-     "lookahead_adam.sync_period=1.5 is not an integer"),
+    (
+        ["--set", "lookahead_adam.sync_period=1.5", "--optimizers", "lookahead_adam"],
+        "lookahead_adam.sync_period=1.5 is not an integer",
+    ),
     (["--sweep", "adam.b1=0.9,1.5"], "--sweep adam.b1=0.9,1.5: adam.b1=1.5 is outside the domain"),
     (["--sweep", "learning_rate=lin:0:1:3"], "adam.learning_rate=0.0 is outside the domain"),
     (["--sweep", "adam.nesterov=0,1"], "adam.nesterov=0.0 is not True or False"),

@@ -12,12 +12,10 @@ import pytest
 
 from optax_lab import embedding
 from optax_lab.config import ModelConfig
+from optax_lab.embedding import CHUNK, WORD_PAD, chunk_budget, chunk_layout, embedding_bag
+from optax_lab.engine import Arrays, program_settings, shuffled_indices, word_budgets
 from optax_lab.lessons import RunSpec
-from optax_lab.embedding import CHUNK, chunk_budget, chunk_layout, embedding_bag
 from optax_lab.workloads import build_model
-from optax_lab.engine import Arrays, program_settings, shuffled_indices
-from optax_lab.embedding import WORD_PAD
-from optax_lab.engine import word_budgets
 
 VOCABULARY, WIDTH = 60, 8
 
@@ -38,11 +36,16 @@ def _chunks(ids: np.ndarray) -> int:
     return int((-(-(ids < VOCABULARY).sum(axis=1) // CHUNK)).sum())
 
 
-@pytest.mark.parametrize("native, mean", [
-    pytest.param(False, False, id="sum-custom-vjp"), pytest.param(True, True, id="mean-native"),
-    # CI checks each path and each reduction once; the other two pairs complete the square
-    pytest.param(True, False, id="sum-native", marks=pytest.mark.slow),
-    pytest.param(False, True, id="mean-custom-vjp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "native, mean",
+    [
+        pytest.param(False, False, id="sum-custom-vjp"),
+        pytest.param(True, True, id="mean-native"),
+        # CI checks each path and each reduction once; the other two pairs complete the square
+        pytest.param(True, False, id="sum-native", marks=pytest.mark.slow),
+        pytest.param(False, True, id="mean-custom-vjp", marks=pytest.mark.slow),
+    ],
+)
 def test_the_bag_is_the_dense_layer_of_the_multi_hot_row(native, mean, monkeypatch):
     monkeypatch.setattr(embedding, "BLOCK", 3)  # several loop blocks, the last one partly padding
     rng = np.random.default_rng(0)
@@ -57,6 +60,7 @@ def test_the_bag_is_the_dense_layer_of_the_multi_hot_row(native, mean, monkeypat
     dense_grad = np.einsum("sbv,sbd->svd", multi_hot / counts, cotangent)
     exact = max(_chunks(np.asarray(ids[s])) for s in range(seeds))  # the budget at the batch's own chunks
     for budget in (None, exact, exact + 5):
+
         def bag(table, rows, budget=budget):
             return embedding_bag(table, rows, mean, budget, native)
 
@@ -81,8 +85,9 @@ def test_replicas_of_one_batch_read_their_tables_side_by_side(monkeypatch):
     grads = jax.vmap(jax.vmap(jax.grad(lambda t: jnp.tanh(bag(t)).sum())))(tables)
     dense = np.einsum("bv,spvd->spbd", multi_hot, tables)
     np.testing.assert_allclose(values, dense, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(grads, np.einsum("bv,spbd->spvd", multi_hot, 1 - np.tanh(dense) ** 2),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        grads, np.einsum("bv,spbd->spvd", multi_hot, 1 - np.tanh(dense) ** 2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_the_native_bag_has_forward_over_reverse_and_per_example_gradients():
@@ -130,13 +135,14 @@ def test_chunk_layout_keeps_every_chunk_in_order_then_padding():
     budget = _chunks(ids) + 4
     chunks, segments, used = chunk_layout(jnp.asarray(ids), VOCABULARY, budget)
     assert int(used) == _chunks(ids)
-    expected = [(i, row[k:k + CHUNK]) for i, row in enumerate(ids) for k in range(0, len(row), CHUNK)
-                if row[k] < VOCABULARY]
+    expected = [
+        (i, row[k : k + CHUNK]) for i, row in enumerate(ids) for k in range(0, len(row), CHUNK) if row[k] < VOCABULARY
+    ]
     for slot, (example, words) in enumerate(expected):
         assert segments[slot] == example
-        np.testing.assert_array_equal(np.asarray(chunks[slot])[:len(words)], words)
-    assert (np.asarray(segments[len(expected):]) == len(ids)).all()
-    assert (np.asarray(chunks[len(expected):]) >= VOCABULARY).all()
+        np.testing.assert_array_equal(np.asarray(chunks[slot])[: len(words)], words)
+    assert (np.asarray(segments[len(expected) :]) == len(ids)).all()
+    assert (np.asarray(chunks[len(expected) :]) >= VOCABULARY).all()
 
 
 _shuffled = jax.jit(shuffled_indices, static_argnums=1)
@@ -164,8 +170,9 @@ def test_the_host_budgets_bound_every_batch_the_program_runs(batch):
     assert budgets[50] == chunks.sum() and budgets[20] == (-(-(test < VOCABULARY).sum(axis=1) // CHUNK)).sum()
     # Every batch of many seeds and epochs, the ragged last one included, fits; and the bound is
     # reached by the batch of the longest rows, so it is no looser than any order-free bound.
-    worst = max(chunks[steps].sum() for seed in range(20) for epoch in range(3)
-                for steps in _batches(50, batch, seed, epoch))
+    worst = max(
+        chunks[steps].sum() for seed in range(20) for epoch in range(3) for steps in _batches(50, batch, seed, epoch)
+    )
     assert worst <= budgets[batch] == chunk_budget(chunks * CHUNK, batch, padded_with=0)
     assert budgets[batch] >= np.sort(chunks)[::-1][:batch].sum()
     assert Arrays.from_numpy(train.astype(np.int32), np.zeros(50), test, np.zeros(20)).x_train.dtype == np.int32

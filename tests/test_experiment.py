@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from optax_lab.config import Config, ModelConfig, Order
-from optax_lab.schema import LessonKind
 from optax_lab.errors import UsageError
-from optax_lab.runner import train_and_evaluate
 from optax_lab.files import atomic_file, write_files
-from optax_lab.schema import SCHEMA, Status, check_results, diverged_seeds, to_jsonable
+from optax_lab.runner import train_and_evaluate
+from optax_lab.schema import SCHEMA, LessonKind, Status, check_results, diverged_seeds, to_jsonable
 
 
 def test_a_shrunk_default_config_runs_the_main_job():
-    config = dataclasses.replace(Config(), preset="momentum", dataset="synthetic-imdb", seeds=2, epochs=2,
-                                 order=Order.SHARED)
+    config = dataclasses.replace(
+        Config(), preset="momentum", dataset="synthetic-imdb", seeds=2, epochs=2, order=Order.SHARED
+    )
     results = train_and_evaluate(config)
     check_results(to_jsonable(results))
     assert results["schema"] == SCHEMA and results["order"] == "shared"
@@ -34,8 +34,9 @@ def test_a_shrunk_default_config_runs_the_main_job():
 
 
 def test_an_optimizer_ranking_is_a_lesson_of_kind_ranking_per_batch_mode():
-    config = dataclasses.replace(Config(), optimizers=("sgd",), batches=(None,), dataset="synthetic-imdb",
-                                 seeds=1, epochs=1)
+    config = dataclasses.replace(
+        Config(), optimizers=("sgd",), batches=(None,), dataset="synthetic-imdb", seeds=1, epochs=1
+    )
     results = train_and_evaluate(config)
     assert [(lesson["name"], lesson["kind"]) for lesson in results["lessons"]] == [("batch-full", LessonKind.RANKING)]
 
@@ -83,6 +84,16 @@ def test_write_files_changes_nothing_when_one_file_cannot_be_written(tmp_path):
 def test_commands_in_reports_name_files_not_machine_paths():
     from optax_lab.files import shareable_command
 
-    shown = shareable_command("optax-lab", ["run", "--imdb-archive", "/data/aclImdb_v1.tar.gz", "--out=/tmp/x/run",
-                                            "--set", "adam.b1=0.9", "relative/out"])
+    shown = shareable_command(
+        "optax-lab",
+        [
+            "run",
+            "--imdb-archive",
+            "/data/aclImdb_v1.tar.gz",
+            "--out=/tmp/x/run",
+            "--set",
+            "adam.b1=0.9",
+            "relative/out",
+        ],
+    )
     assert shown == "optax-lab run --imdb-archive aclImdb_v1.tar.gz --out=run --set adam.b1=0.9 relative/out"

@@ -29,8 +29,9 @@ def test_piped_list_is_one_whole_entry_per_tab_separated_line(what, capsys):
 
 
 def test_list_in_a_real_pipe_greps_whole_names():
-    done = subprocess.run([sys.executable, "-m", "optax_lab.cli", "list"], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "optax_lab.cli", "list"], capture_output=True, text=True, timeout=120, check=True
+    )
     names = [line.split("\t")[0] for line in done.stdout.splitlines() if "optimistic" in line]
     assert names == ["optimistic_gradient_descent", "optimistic_adam_v2", "optimistic_adam"]
     assert done.stderr == ""
@@ -45,8 +46,16 @@ def test_list_json_has_every_optimizer_with_its_hyperparameters_defaults_and_dom
     hyperparams = {h["name"]: h for h in adam["hyperparameters"]}
     assert list(hyperparams) == list(optimizers.get("adam").accepted)
     assert hyperparams["learning_rate"]["default"] == optimizers.get("adam").defaults["learning_rate"]
-    assert hyperparams["b1"]["domain"] == {"kind": "real", "text": "a number in [0, 1)", "low": 0.0, "high": 1.0,
-                                           "low_open": False, "high_open": True, "optional": False, "choices": []}
+    assert hyperparams["b1"]["domain"] == {
+        "kind": "real",
+        "text": "a number in [0, 1)",
+        "low": 0.0,
+        "high": 1.0,
+        "low_open": False,
+        "high_open": True,
+        "optional": False,
+        "choices": [],
+    }
     assert hyperparams["b1"]["traced"] and not hyperparams["nesterov"]["traced"]
     assert hyperparams["learning_rate"]["domain"]["high"] is None  # infinity is no JSON number
     cocob = next(entry for entry in entries if entry["name"] == "cocob")
@@ -87,8 +96,12 @@ def test_a_wide_terminal_shows_every_column_and_a_narrow_one_says_what_it_left_o
 
 def test_the_summary_table_never_cuts_a_run_name():
     name = "imdb-10k-mlp: optimistic_gradient_descent @full"
-    run = {"name": name, "status": "ok", "final": {"val_loss_mean": 0.5, "val_loss_ci95": 0.01, "val_acc_mean": 0.8},
-           "timing": {"compile_s": 1.0, "seed_epochs_per_s": 10.0}}
+    run = {
+        "name": name,
+        "status": "ok",
+        "final": {"val_loss_mean": 0.5, "val_loss_ci95": 0.01, "val_acc_mean": 0.8},
+        "timing": {"compile_s": 1.0, "seed_epochs_per_s": 10.0},
+    }
     console = Console(width=80, force_terminal=True, color_system=None, record=True)
     summary_table(console, {"dataset": {"name": "imdb", "source": "x"}, "order": "per-seed", "runs": [run]}, 8)
     assert name in console.export_text()

@@ -9,11 +9,11 @@ import pytest
 from optax_lab import devices, engine, workloads
 from optax_lab.cli import main
 from optax_lab.config import ModelConfig, Order
-from optax_lab.lessons import RunSpec
 from optax_lab.data import synthetic
-from optax_lab.errors import UsageError
-from optax_lab.engine import HEADROOM, Arrays, program_settings
 from optax_lab.embedding import WORD_PAD
+from optax_lab.engine import HEADROOM, Arrays, program_settings
+from optax_lab.errors import UsageError
+from optax_lab.lessons import RunSpec
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -40,8 +40,9 @@ def wide_data() -> Arrays:
     return Arrays.from_numpy(*synthetic.generate(num_words=400, seed=0, num_train=2000, num_test=1000))
 
 
-@pytest.mark.parametrize("optimizer, batch, seeds, points, order, widths", ESTIMATED,
-                         ids=[_id(row) for row in ESTIMATED])
+@pytest.mark.parametrize(
+    "optimizer, batch, seeds, points, order, widths", ESTIMATED, ids=[_id(row) for row in ESTIMATED]
+)
 def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, batch, seeds, points, order, widths):
     model, spec = ModelConfig(widths=widths), RunSpec(optimizer, optimizer, batch_size=batch)
     settings = program_settings(spec, wide_data, 3, seeds, order, num_points=points)
@@ -55,7 +56,7 @@ def test_estimate_is_at_least_xla_and_at_most_twice_it(wide_data, optimizer, bat
 def _word_rows(rng: np.random.Generator, n: int, length: int = 64, vocabulary: int = 10_000) -> np.ndarray:
     """uint16 word rows as the words workloads read them: distinct ids, left-aligned, WORD_PAD after."""
     rows = np.full((n, length), WORD_PAD, np.uint16)
-    for row, count in zip(rows, rng.integers(1, length, n)):
+    for row, count in zip(rows, rng.integers(1, length, n), strict=False):
         row[:count] = np.sort(rng.choice(vocabulary, count, replace=False))
     return rows
 
@@ -87,12 +88,15 @@ def test_the_estimate_counts_the_workloads_own_model(optimizer, batch):
 ESTIMATE = engine.MemoryEstimate(fixed=100, per_seed=10, per_replica=5)
 
 
-@pytest.mark.parametrize("seeds, points, free, devices, expected", [
-    (8, 4, 10_000, 1, (8, 4)),  # everything fits
-    (8, 4, int((100 + 80 + 8 * 2 * 5) / HEADROOM) + 1, 1, (8, 2)),  # two points of every seed
-    (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 1, (3, 1)),  # three seeds
-    (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 2, (6, 1)),  # three seeds on each of two devices
-])
+@pytest.mark.parametrize(
+    "seeds, points, free, devices, expected",
+    [
+        (8, 4, 10_000, 1, (8, 4)),  # everything fits
+        (8, 4, int((100 + 80 + 8 * 2 * 5) / HEADROOM) + 1, 1, (8, 2)),  # two points of every seed
+        (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 1, (3, 1)),  # three seeds
+        (8, 1, int((100 + 3 * 15) / HEADROOM) + 1, 2, (6, 1)),  # three seeds on each of two devices
+    ],
+)
 def test_replicas_per_call_is_the_largest_that_fits(seeds, points, free, devices, expected):
     assert engine.replicas_per_call(ESTIMATE, seeds, points, free, devices) == expected
 
@@ -102,13 +106,16 @@ def test_one_replica_that_cannot_fit_names_the_estimate_and_the_fix():
         engine.replicas_per_call(engine.MemoryEstimate(10**9, 0, 1), 1, 1, 10**9)
 
 
-@pytest.mark.parametrize("max_replicas, fits, expected", [
-    (128, (8, 16), (8, 16)),
-    (64, (8, 16), (8, 8)),  # --max-replicas: two calls of 8 points
-    (64, (8, 5), (8, 4)),  # 16 points in 4 balanced calls, not 5 + 5 + 5 + 1
-    (4, (8, 16), (4, 1)),  # --max-replicas below the seeds splits the seeds
-    (64, (3, 1), (3, 1)),  # 8 seeds in 3 calls of 3 (one padded)
-])
+@pytest.mark.parametrize(
+    "max_replicas, fits, expected",
+    [
+        (128, (8, 16), (8, 16)),
+        (64, (8, 16), (8, 8)),  # --max-replicas: two calls of 8 points
+        (64, (8, 5), (8, 4)),  # 16 points in 4 balanced calls, not 5 + 5 + 5 + 1
+        (4, (8, 16), (4, 1)),  # --max-replicas below the seeds splits the seeds
+        (64, (3, 1), (3, 1)),  # 8 seeds in 3 calls of 3 (one padded)
+    ],
+)
 def test_call_shape(max_replicas, fits, expected):
     assert engine.call_shape(8, 16, max_replicas, fits) == expected
 
@@ -116,24 +123,30 @@ def test_call_shape(max_replicas, fits, expected):
 def test_memory_bound_calls_equal_one_call_and_compile_once(small_data, monkeypatch):
     specs = [RunSpec(f"adam {rate}", "adam", {"learning_rate": rate}, 500) for rate in (0.001, 0.01)]
     whole = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
-    estimate = engine.estimate_memory(ModelConfig(), specs[0], program_settings(specs[0], small_data, 2, 1, Order.SHARED),
-                                      IMDB_MLP)
+    estimate = engine.estimate_memory(
+        ModelConfig(), specs[0], program_settings(specs[0], small_data, 2, 1, Order.SHARED), IMDB_MLP
+    )
     # Room for two replicas: the three seeds run as two calls of two seeds, one point each.
     monkeypatch.setattr(devices, "memory_per_device", lambda devices: int(estimate.bytes_for(2, 1) / HEADROOM))
     with engine.counting_compiles() as compiles:
-        chunked = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=Order.SHARED)
+        chunked = engine.train_points(
+            specs, small_data, workload=IMDB_MLP, seeds=(0, 1, 2), epochs=2, order=Order.SHARED
+        )
     assert len(compiles) == 1
     assert [(run.program_calls, run.replicas_per_call, run.memory_bound) for run in chunked] == [(4, 2, True)] * 2
-    for one, other in zip(whole, chunked):
+    for one, other in zip(whole, chunked, strict=False):
         assert not one.memory_bound
         for key in one.history:
             np.testing.assert_allclose(other.history[key], one.history[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--seeds", "100000000"], "--seeds 100000000: the histories of"),
-    (["--num-words", "1000000"], "--num-words 1000000: the dataset would need about"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "100000000"], "--seeds 100000000: the histories of"),
+        (["--num-words", "1000000"], "--num-words 1000000: the dataset would need about"),
+    ],
+)
 def test_requests_too_big_for_the_host_are_one_line(tmp_path, error_line, argv, message):
     out = tmp_path / "out"
     assert main(["run", "--dataset", "synthetic-imdb", "--optimizers", "adam", "--out", str(out), *argv]) == 2

@@ -13,22 +13,30 @@ import optax
 import optax.contrib
 import pytest
 
-from optax_lab import engine, optimizers
+from optax_lab import engine, optimizers, workloads
 from optax_lab.config import ModelConfig
-from optax_lab.lessons import RunSpec
 from optax_lab.data import synthetic
 from optax_lab.errors import UsageError
+from optax_lab.lessons import RunSpec
 from optax_lab.workloads import build_model
-from optax_lab import workloads
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 # --- Discovery: an optax upgrade that adds an optimizer must fail here -------------------------
 
 # Modules of building blocks, not optimizers: a top-level name that is one of theirs is skipped.
-BUILDING_BLOCK_MODULES = (optax.transforms, optax.schedules, optax.losses, optax.tree_utils, optax.tree,
-                          optax.projections, optax.second_order, optax.assignment, optax.perturbations,
-                          optax.microbatching)
+BUILDING_BLOCK_MODULES = (
+    optax.transforms,
+    optax.schedules,
+    optax.losses,
+    optax.tree_utils,
+    optax.tree,
+    optax.projections,
+    optax.second_order,
+    optax.assignment,
+    optax.perturbations,
+    optax.microbatching,
+)
 # Name patterns of building blocks: scalings, clippings, adders, appliers, injectors, adapters.
 BUILDING_BLOCK_PREFIXES = ("scale", "clip", "add_", "apply_", "inject_", "with_", "stateless")
 
@@ -49,9 +57,11 @@ def _looks_like_optimizer(fn) -> bool:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return (any("learning_rate" in name for name in params)
-            or any("GradientTransformation" in str(p.annotation) for p in params.values())
-            or _returns_transformation(fn))
+    return (
+        any("learning_rate" in name for name in params)
+        or any("GradientTransformation" in str(p.annotation) for p in params.values())
+        or _returns_transformation(fn)
+    )
 
 
 def optax_optimizer_names() -> list[str]:
@@ -61,8 +71,14 @@ def optax_optimizer_names() -> list[str]:
     for module, prefix in ((optax, ""), (optax.contrib, "contrib.")):
         for name in dir(module):
             fn = getattr(module, name)
-            if (name.startswith("_") or name.startswith(BUILDING_BLOCK_PREFIXES) or id(fn) in blocks
-                    or inspect.isclass(fn) or inspect.ismodule(fn) or not callable(fn)):
+            if (
+                name.startswith("_")
+                or name.startswith(BUILDING_BLOCK_PREFIXES)
+                or id(fn) in blocks
+                or inspect.isclass(fn)
+                or inspect.ismodule(fn)
+                or not callable(fn)
+            ):
                 continue
             if _looks_like_optimizer(fn):
                 names.append(prefix + name)
@@ -73,8 +89,10 @@ def test_every_optax_optimizer_is_registered_or_excluded():
     registered = {entry.optax_name for entry in optimizers.REGISTRY.values()}
     found = optax_optimizer_names()
     missing = [name for name in found if name not in registered and name not in optimizers.EXCLUDED]
-    assert not missing, (f"optax {optax.__version__} has optimizers that are neither registered nor in "
-                         f"optimizers.EXCLUDED (with a reason): {', '.join(missing)}")
+    assert not missing, (
+        f"optax {optax.__version__} has optimizers that are neither registered nor in "
+        f"optimizers.EXCLUDED (with a reason): {', '.join(missing)}"
+    )
     assert len(found) >= 55  # the rule still finds them: guards against a discovery that finds nothing
 
 
@@ -126,8 +144,11 @@ FIRST_STEP_FILLS_STATE = ("adopt", "rprop")
 
 
 def _float_leaves(tree) -> list[np.ndarray]:
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)
-            if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)]
+    return [
+        np.asarray(leaf)
+        for leaf in jax.tree.leaves(tree)
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +183,13 @@ def _first_steps(optimizer_data, every_real: bool):
         tx = optimizers.build(name, traced, key=key)
         state = tx.init(params)
         value, grad = jax.value_and_grad(loss)(params)
-        extra = {"value": value, "grad": grad, "value_fn": loss, "obj_fn": loss,
-                 "grad_fn": lambda p, _: jax.grad(loss)(p)}
+        extra = {
+            "value": value,
+            "grad": grad,
+            "value_fn": loss,
+            "obj_fn": loss,
+            "grad_fn": lambda p, _: jax.grad(loss)(p),
+        }
         per_example = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))
         grads = per_example(params, x, y) if "per_example_grads" in entry.needs else grad
         needed = {k: extra[k] for k in entry.needs if k in extra}
@@ -183,10 +209,17 @@ def _first_steps(optimizer_data, every_real: bool):
         return outputs
 
     # The program runs twice, the second time at twice each entry's main scale (no second compile).
-    traced = {name: {k: v for k, v in optimizers.split(name, entry.all_defaults)[1].items()
-                     if every_real or k == entry.main} for name, entry in optimizers.REGISTRY.items()}
-    doubled = {name: {**values, **({optimizers.get(name).main: 2 * values[optimizers.get(name).main]}
-                                   if optimizers.get(name).main else {})} for name, values in traced.items()}
+    traced = {
+        name: {k: v for k, v in optimizers.split(name, entry.all_defaults)[1].items() if every_real or k == entry.main}
+        for name, entry in optimizers.REGISTRY.items()
+    }
+    doubled = {
+        name: {
+            **values,
+            **({optimizers.get(name).main: 2 * values[optimizers.get(name).main]} if optimizers.get(name).main else {}),
+        }
+        for name, values in traced.items()
+    }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`optimistic_adam` is deprecated")
         compiled = jax.jit(every_first_step).lower(params, jax.random.key(1), traced).compile(engine.compiler_options())
@@ -205,7 +238,7 @@ def test_each_entry_takes_a_jitted_step(name, first_steps):
     assert jax.tree.structure(updates) == jax.tree.structure(params), name
     assert all(np.isfinite(leaf).all() for leaf in _float_leaves(updates)), f"{name}: a non-finite first update"
     moved = any(np.abs(leaf).max() > 0 for leaf in _float_leaves(updates))
-    learned = any(not np.array_equal(a, b) for a, b in zip(_float_leaves(before), _float_leaves(after)))
+    learned = any(not np.array_equal(a, b) for a, b in zip(_float_leaves(before), _float_leaves(after), strict=False))
     assert moved or learned, f"{name}: the first step changed neither the params nor the optimizer state"
 
 
@@ -223,7 +256,9 @@ def test_each_entry_sweeps_its_main_scale_traced(name, first_steps):
         return
     assert optimizers.is_traced(name, entry.main, entry.all_defaults[entry.main]), f"{name}: {entry.main} is static"
     once, twice = (_float_leaves(steps[name][::3]) for steps in (outputs, doubled))
-    assert any(not np.allclose(a, b) for a, b in zip(once, twice)), f"{name}: {entry.main} x2 changed nothing"
+    assert any(not np.allclose(a, b) for a, b in zip(once, twice, strict=False)), (
+        f"{name}: {entry.main} x2 changed nothing"
+    )
 
 
 @pytest.mark.slow  # CI time (~30 s): CI traces each entry's main scale, this every real hyperparameter
@@ -259,27 +294,49 @@ def test_every_hyperparameter_has_a_domain_that_holds_its_default():
         assert entry.static <= set(entry.accepted), entry.name
 
 
-@pytest.mark.parametrize("value, reason", [("abc", "not a number"), (float("nan"), "not finite"),
-                                           (float("inf"), "not finite"), (-1, "outside"), (0, "outside")])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("abc", "not a number"),
+        (float("nan"), "not finite"),
+        (float("inf"), "not finite"),
+        (-1, "outside"),
+        (0, "outside"),
+    ],
+)
 def test_a_rate_outside_its_domain_is_one_line_with_an_example(value, reason):
-    with pytest.raises(UsageError, match=rf"adam\.learning_rate=.* is {reason}.*\(0, inf\).*e\.g\. adam\.learning_rate="):
+    with pytest.raises(
+        UsageError, match=rf"adam\.learning_rate=.* is {reason}.*\(0, inf\).*e\.g\. adam\.learning_rate="
+    ):
         optimizers.hyperparams("adam", {"learning_rate": value})
 
 
 def test_betas_integers_and_switches_are_checked():
-    for name, hyperparam, value in (("adam", "b1", 1.0), ("adam", "b2", -0.1), ("lookahead_adam", "sync_period", 1.5),
-                                    ("lookahead_adam", "sync_period", 0), ("sgd", "nesterov", 1),
-                                    ("polyak_sgd", "variant", "sps++")):
+    for name, hyperparam, value in (
+        ("adam", "b1", 1.0),
+        ("adam", "b2", -0.1),
+        ("lookahead_adam", "sync_period", 1.5),
+        ("lookahead_adam", "sync_period", 0),
+        ("sgd", "nesterov", 1),
+        ("polyak_sgd", "variant", "sps++"),
+    ):
         with pytest.raises(UsageError, match=rf"{name}\.{hyperparam}="):
             optimizers.hyperparams(name, {hyperparam: value})
     assert optimizers.hyperparams("sgd", {"momentum": None, "learning_rate": 1})["learning_rate"] == 1
     assert optimizers.split("lookahead_adam", {"sync_period": 6, "learning_rate": 0.1}) == (
-        {"sync_period": 6}, {"learning_rate": 0.1})
+        {"sync_period": 6},
+        {"learning_rate": 0.1},
+    )
 
 
 @pytest.mark.filterwarnings("ignore:`optimistic_adam` is deprecated:DeprecationWarning")  # tagged so
-@pytest.mark.parametrize("name", [name if name in ENGINE_KINDS else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in sorted(optimizers.REGISTRY)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name in ENGINE_KINDS else pytest.param(name, marks=pytest.mark.slow)
+        for name in sorted(optimizers.REGISTRY)
+    ],
+)
 def test_each_optimizer_trains_the_mlp(name, optimizer_data, count_compiles):
     entry = optimizers.get(name)
     result = engine.train(RunSpec(name, name, {}, 500), optimizer_data, workload=IMDB_MLP, seeds=SEEDS, epochs=EPOCHS)
@@ -289,9 +346,11 @@ def test_each_optimizer_trains_the_mlp(name, optimizer_data, count_compiles):
     assert np.all(np.isfinite(loss[:, -1])), f"{name}: final train loss {loss[:, -1]}"
     assert np.all(np.isfinite(result.history["val_loss"][:, -1]))
     if not entry.expected_slow:
-        assert np.all(loss[:, 0] > loss[:, -1]), (f"{name} did not lower the train loss in {EPOCHS} epochs "
-                                                  f"(per seed {loss.tolist()}); fix its defaults or give it "
-                                                  "an expected_slow reason")
+        assert np.all(loss[:, 0] > loss[:, -1]), (
+            f"{name} did not lower the train loss in {EPOCHS} epochs "
+            f"(per seed {loss.tolist()}); fix its defaults or give it "
+            "an expected_slow reason"
+        )
 
 
 # --- Randomness is the seed's own --------------------------------------------------------------
@@ -333,9 +392,11 @@ def _two_steps(name: str, key: jax.Array):
 @pytest.mark.parametrize("name", NOISY)
 def test_noise_comes_from_the_seed_key(name):
     first, again, other = (_two_steps(name, jax.random.key(seed)) for seed in (1, 1, 2))
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=False):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, other)), f"{name}: seeds 1 and 2 drew the same noise"
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=False)), (
+        f"{name}: seeds 1 and 2 drew the same noise"
+    )
 
 
 def test_build_wants_the_key_of_a_noisy_optimizer():
@@ -344,6 +405,7 @@ def test_build_wants_the_key_of_a_noisy_optimizer():
 
 
 # --- Engine pieces the registry relies on ------------------------------------------------------
+
 
 def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
     from optax_lab.config import ModelConfig
@@ -360,12 +422,20 @@ def test_per_example_grads_average_to_the_batch_gradient_and_mask_padding():
     @jax.jit
     def both(params):
         batch = jax.grad(lambda p: IMDB_MLP.loss_and_metrics(logits_of(p, x), y, weights)[0])(params)
-        per_example = engine.per_example_grads(logits_of, lambda p: 0.0, params, x, y, weights, None,
-                                               lambda outputs, targets: binary_cross_entropy(outputs, targets).mean())
+        per_example = engine.per_example_grads(
+            logits_of,
+            lambda p: 0.0,
+            params,
+            x,
+            y,
+            weights,
+            None,
+            lambda outputs, targets: binary_cross_entropy(outputs, targets).mean(),
+        )
         return per_example, batch
 
     per_example, batch = both(params)
-    for g, mean in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch)):
+    for g, mean in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch), strict=False):
         assert g.shape[0] == 8 and np.all(np.asarray(g[6:]) == 0)
         np.testing.assert_allclose(g.sum(0) / 6, mean, rtol=1e-5, atol=1e-6)
 
@@ -394,6 +464,7 @@ def test_schedule_free_validates_at_its_averaged_iterate():
 
 
 # --- Bad names fail with their fix -------------------------------------------------------------
+
 
 def test_unknown_optimizer_names_the_closest():
     with pytest.raises(UsageError, match=r"unknown optimizer 'adamww'.*adamw"):

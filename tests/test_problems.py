@@ -13,25 +13,29 @@ import numpy as np
 import optax
 import pytest
 
-from optax_lab.cli import main
-from optax_lab.presets import PRESETS
-from optax_lab.config import Config, ModelConfig
-from optax_lab.lessons import Lesson, RunSpec
-from optax_lab.schema import LessonKind
-from optax_lab.data import Dataset, subset, synthetic
-from optax_lab.errors import UsageError
-from optax_lab.planning import distinct_jobs, plan
-from optax_lab.workloads import build_model, layer_names
-from optax_lab.engine import Arrays, make_program, program_settings
-from optax_lab.engine import train
 from optax_lab import workloads
+from optax_lab.cli import main
+from optax_lab.config import Config, ModelConfig
+from optax_lab.data import Dataset, subset, synthetic
+from optax_lab.engine import Arrays, make_program, program_settings, train
+from optax_lab.errors import UsageError
+from optax_lab.lessons import Lesson, RunSpec
+from optax_lab.planning import distinct_jobs, plan
+from optax_lab.presets import PRESETS
+from optax_lab.schema import LessonKind
+from optax_lab.workloads import build_model, layer_names
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
 
 def _deep(activation: str, depth: int, **model) -> RunSpec:
-    return RunSpec(f"{activation} {depth}", "adam", {"learning_rate": 1e-3}, 500,
-                   {"widths": (32,) * depth, "activation": activation, **model})
+    return RunSpec(
+        f"{activation} {depth}",
+        "adam",
+        {"learning_rate": 1e-3},
+        500,
+        {"widths": (32,) * depth, "activation": activation, **model},
+    )
 
 
 def test_deep_sigmoid_gradients_vanish_toward_the_input_and_residuals_restore_them(small_data):
@@ -58,14 +62,18 @@ def test_the_recorded_init_gradient_is_the_full_training_set_gradient(small_data
     model = build_model(spec.model_config())
     init_key = jax.random.split(jax.random.key(4), 4)[0]  # the engine's init stream of seed 4
     params = model.init(init_key, small_data.x_train[:1])["params"]
-    grads = jax.grad(lambda p: optax.sigmoid_binary_cross_entropy(
-        model.apply({"params": p}, small_data.x_train), small_data.y_train).mean())(params)
+    grads = jax.grad(
+        lambda p: optax.sigmoid_binary_cross_entropy(
+            model.apply({"params": p}, small_data.x_train), small_data.y_train
+        ).mean()
+    )(params)
     expected = [float(jnp.linalg.norm(grads[name]["kernel"])) for name in layer_names(spec.model_config())]
     np.testing.assert_allclose(result.history["init_grad_norms"][0], expected, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kernel_init, distinct", [("zeros", 1), pytest.param("constant", 1, marks=pytest.mark.slow),
-                                                   ("glorot_uniform", 32)])
+@pytest.mark.parametrize(
+    "kernel_init, distinct", [("zeros", 1), pytest.param("constant", 1, marks=pytest.mark.slow), ("glorot_uniform", 32)]
+)
 def test_equal_initial_weights_keep_hidden_units_identical(small_data, kernel_init, distinct):
     spec = RunSpec(kernel_init, "adam", {"learning_rate": 1e-2}, 500, {"kernel_init": kernel_init})
     result = train(spec, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=3)
@@ -106,8 +114,13 @@ def test_every_step_draws_a_new_dropout_mask(small_data):
     epoch_losses = train(spec, data, workload=IMDB_MLP, seeds=(0,), epochs=12).history["train_loss"][0]
     model = build_model(spec.model_config())
     params = model.init(jax.random.split(jax.random.key(0), 4)[0], x[:1])["params"]  # seed 0's init
-    one_mask_loss = jax.jit(jax.vmap(lambda key: optax.sigmoid_binary_cross_entropy(
-        model.apply({"params": params}, x[:1], train=True, rngs={"dropout": key}), y[:1])[0]))
+    one_mask_loss = jax.jit(
+        jax.vmap(
+            lambda key: optax.sigmoid_binary_cross_entropy(
+                model.apply({"params": params}, x[:1], train=True, rngs={"dropout": key}), y[:1]
+            )[0]
+        )
+    )
     one_mask_losses = np.asarray(one_mask_loss(jax.random.split(jax.random.key(7), 200)))  # 200 masks
     assert np.std(one_mask_losses) > 0
     assert np.std(epoch_losses) < np.std(one_mask_losses) / 3
@@ -118,19 +131,28 @@ def test_the_l2_penalty_adds_its_gradient_to_the_update(small_data):
     """Full batch, SGD with lr η: one step moves each kernel by -η(∇BCE + 2·l2·kernel)."""
     l2, lr = 0.05, 0.1
     spec = RunSpec("l2", "sgd", {"learning_rate": lr}, None, {"l2": l2})
-    program = make_program(spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1), IMDB_MLP)
+    program = make_program(
+        spec.model_config(), spec, program_settings(spec, small_data, epochs=1, num_seeds=1), IMDB_MLP
+    )
     state, _ = jax.jit(program.init)(jnp.array([3]), {"learning_rate": jnp.array([lr])}, jnp.int32(3), small_data)
     params = jax.tree.map(lambda leaf: leaf[0, 0], state.points.params)  # seed 0, point 0
     new_state, _ = jax.jit(program.epoch)(state, jnp.int32(0), small_data)
     model = build_model(spec.model_config())
-    grads = jax.grad(lambda p: optax.sigmoid_binary_cross_entropy(
-        model.apply({"params": p}, small_data.x_train), small_data.y_train).mean())(params)
+    grads = jax.grad(
+        lambda p: optax.sigmoid_binary_cross_entropy(
+            model.apply({"params": p}, small_data.x_train), small_data.y_train
+        ).mean()
+    )(params)
     for name in layer_names(spec.model_config()):
         expected = params[name]["kernel"] - lr * (grads[name]["kernel"] + 2 * l2 * params[name]["kernel"])
         np.testing.assert_allclose(new_state.points.params[name]["kernel"][0, 0], expected, rtol=1e-5, atol=1e-6)
         # Biases are not penalised (Keras' kernel_regularizer).
-        np.testing.assert_allclose(new_state.points.params[name]["bias"][0, 0],
-                                   params[name]["bias"] - lr * grads[name]["bias"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            new_state.points.params[name]["bias"][0, 0],
+            params[name]["bias"] - lr * grads[name]["bias"],
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_pytorch_default_initialiser_matches_torch_linear():
@@ -183,8 +205,12 @@ def test_lesson_settings_precedence():
 def test_problem_presets_are_distinct_programs_under_unique_names():
     config = Config(preset="problems")
     lessons = plan(config)
-    assert [lesson.kind for lesson in lessons] == [LessonKind.VANISHING_GRADIENTS, LessonKind.INITIALISATION,
-                                                   LessonKind.INITIALISATION, LessonKind.OVERFITTING]
+    assert [lesson.kind for lesson in lessons] == [
+        LessonKind.VANISHING_GRADIENTS,
+        LessonKind.INITIALISATION,
+        LessonKind.INITIALISATION,
+        LessonKind.OVERFITTING,
+    ]
     jobs = distinct_jobs(config, lessons)
     assert len(jobs) == 16 + 8 + 8 + 6
     assert len({job.spec.name for job in jobs}) == len(jobs)
@@ -194,19 +220,22 @@ def test_problem_presets_are_distinct_programs_under_unique_names():
         distinct_jobs(config, (clash,))
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["--depth", "0"], "--depth 0"),
-    (["--widths", "32,0"], "[32, 0]"),
-    (["--widths", "32,x"], "'32,x'"),
-    (["--dropout", "1.0"], "dropout rate 1.0"),
-    (["--dropout", "-0.1"], "dropout rate -0.1"),
-    (["--activation", "sigmoidd"], "'sigmoidd'"),
-    (["--init", "xavier"], "'xavier'"),
-    (["--bias-init", "ones"], "'ones'"),
-    (["--norm", "batch"], "'batch'"),
-    (["--l2", "-1"], "l2 penalty -1.0"),
-    (["--train-examples", "0"], "--train-examples 0"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--depth", "0"], "--depth 0"),
+        (["--widths", "32,0"], "[32, 0]"),
+        (["--widths", "32,x"], "'32,x'"),
+        (["--dropout", "1.0"], "dropout rate 1.0"),
+        (["--dropout", "-0.1"], "dropout rate -0.1"),
+        (["--activation", "sigmoidd"], "'sigmoidd'"),
+        (["--init", "xavier"], "'xavier'"),
+        (["--bias-init", "ones"], "'ones'"),
+        (["--norm", "batch"], "'batch'"),
+        (["--l2", "-1"], "l2 penalty -1.0"),
+        (["--train-examples", "0"], "--train-examples 0"),
+    ],
+)
 def test_bad_model_settings_are_one_line_exit_2(tmp_path, error_line, argv, named):
     out = tmp_path / "out"
     assert main(["run", "--preset", "momentum", "--dataset", "synthetic-imdb", *argv, "--out", str(out)]) == 2

@@ -20,8 +20,12 @@ SEEDS = [0, 1, 2]
 PNG = b"\x89PNG\r\n\x1a\n"
 # Val loss per epoch. SLOW never reaches 0.6; FAST ends lowest; DIP has the lowest minimum; EARLY is the
 # only one below 0.6 after one epoch.
-SLOW, FAST, DIP, EARLY = [0.69, 0.68, 0.67, 0.66], [0.66, 0.58, 0.50, 0.45], [0.62, 0.40, 0.50, 0.58], [0.50, 0.52,
-                                                                                                       0.56, 0.59]
+SLOW, FAST, DIP, EARLY = (
+    [0.69, 0.68, 0.67, 0.66],
+    [0.66, 0.58, 0.50, 0.45],
+    [0.62, 0.40, 0.50, 0.58],
+    [0.50, 0.52, 0.56, 0.59],
+)
 
 
 def _run(name, optimizer, point, curve, diverged=(), seed_step=0.002, batch=500):
@@ -37,76 +41,137 @@ def _run(name, optimizer, point, curve, diverged=(), seed_step=0.002, batch=500)
         return float(values.mean()) if values.size else math.nan, ci95(values)
 
     (final, final_ci), (best, best_ci) = stat(kept[:, -1]), stat(kept.min(axis=1) if kept.size else kept)
-    return {"name": name, "optimizer": optimizer, "hyperparams": {"learning_rate": 0.01, **point}, "point": point,
-            "batch_size": batch or 25000, "full_batch": batch is None, "seeds": SEEDS, "epochs": len(curve),
-            "history": history, "final": {"val_loss_mean": final, "val_loss_ci95": final_ci,
-                                          "best_val_loss_mean": best, "best_val_loss_ci95": best_ci,
-                                          "val_acc_mean": 1.2 - final, "train_loss_mean": final - 0.01},
-            "timing": {"program": f"{optimizer}-{batch}", "compile_s": 2.0, "run_s": 0.5, "seed_epochs_per_s": 24.0},
-            "status": "ok" if healthy.all() else "diverged", "diverged_seeds": int((~healthy).sum())}
+    return {
+        "name": name,
+        "optimizer": optimizer,
+        "hyperparams": {"learning_rate": 0.01, **point},
+        "point": point,
+        "batch_size": batch or 25000,
+        "full_batch": batch is None,
+        "seeds": SEEDS,
+        "epochs": len(curve),
+        "history": history,
+        "final": {
+            "val_loss_mean": final,
+            "val_loss_ci95": final_ci,
+            "best_val_loss_mean": best,
+            "best_val_loss_ci95": best_ci,
+            "val_acc_mean": 1.2 - final,
+            "train_loss_mean": final - 0.01,
+        },
+        "timing": {"program": f"{optimizer}-{batch}", "compile_s": 2.0, "run_s": 0.5, "seed_epochs_per_s": 24.0},
+        "status": "ok" if healthy.all() else "diverged",
+        "diverged_seeds": int((~healthy).sum()),
+    }
 
 
 def _results(lessons, runs):
-    return to_jsonable({
-        "schema": 1, "preset": "optimizers", "command": "optax-lab run --optimizers adam --sweep ...",
-        "dataset": {"name": "synthetic-imdb", "source": "generated", "n_train": 300, "n_test": 200, "num_words": 100},
-        "device": {"platform": "cpu", "device_kind": "cpu", "device_count": 1}, "order": "per-seed",
-        "ranking": {"target_val_loss": 0.6}, "lessons": lessons, "runs": runs})
+    return to_jsonable(
+        {
+            "schema": 1,
+            "preset": "optimizers",
+            "command": "optax-lab run --optimizers adam --sweep ...",
+            "dataset": {
+                "name": "synthetic-imdb",
+                "source": "generated",
+                "n_train": 300,
+                "n_test": 200,
+                "num_words": 100,
+            },
+            "device": {"platform": "cpu", "device_kind": "cpu", "device_count": 1},
+            "order": "per-seed",
+            "ranking": {"target_val_loss": 0.6},
+            "lessons": lessons,
+            "runs": runs,
+        }
+    )
 
 
 def _sweep(grids, criterion="final-val-loss", batch=500, **extra):
     """Results with one sweep lesson: grids is {optimizer: [(point, curve, diverged seeds), ...]}."""
     label = batch or "full"
-    runs = [_run(f"{optimizer} @{label} {point}", optimizer, point, curve, diverged, batch=batch)
-            for optimizer, points in grids.items() for point, curve, diverged in points]
-    lesson = {"name": f"sweep-{label}", "title": f"Hyperparameter sweep, {'full batch' if batch is None else label}",
-              "question": "Where?",
-              "kind": "sweep", "runs": [run["name"] for run in runs], "criterion": criterion,
-              "target_val_loss": 0.6, **extra}
+    runs = [
+        _run(f"{optimizer} @{label} {point}", optimizer, point, curve, diverged, batch=batch)
+        for optimizer, points in grids.items()
+        for point, curve, diverged in points
+    ]
+    lesson = {
+        "name": f"sweep-{label}",
+        "title": f"Hyperparameter sweep, {'full batch' if batch is None else label}",
+        "question": "Where?",
+        "kind": "sweep",
+        "runs": [run["name"] for run in runs],
+        "criterion": criterion,
+        "target_val_loss": 0.6,
+        **extra,
+    }
     return _results([lesson], runs)
 
 
 def _lr_grid(*curves, diverged=None):
     diverged = diverged or {}
-    return [({"learning_rate": lr}, curve, diverged.get(lr, ())) for lr, curve in zip((1e-3, 1e-2, 1e-1, 1.0), curves)]
+    return [
+        ({"learning_rate": lr}, curve, diverged.get(lr, ()))
+        for lr, curve in zip((1e-3, 1e-2, 1e-1, 1.0), curves, strict=False)
+    ]
 
 
 def _rows(text):
     """{optimizer: its cells} of the markdown tables whose rows start with a rank."""
-    return {cells[1]: cells for line in text.splitlines() if re.match(r"\| \d+ \| ", line)
-            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    return {
+        cells[1]: cells
+        for line in text.splitlines()
+        if re.match(r"\| \d+ \| ", line)
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # The best point
 
 
-@pytest.mark.parametrize("criterion, chosen, edge", [("final-val-loss", "learning_rate=0.01", "no"),
-                                                     ("best-val-loss", "learning_rate=0.1", "no"),
-                                                     ("epochs-to-target", "learning_rate=1", "**high**")])
+@pytest.mark.parametrize(
+    "criterion, chosen, edge",
+    [
+        ("final-val-loss", "learning_rate=0.01", "no"),
+        ("best-val-loss", "learning_rate=0.1", "no"),
+        ("epochs-to-target", "learning_rate=1", "**high**"),
+    ],
+)
 def test_best_point_follows_each_criterion(criterion, chosen, edge):
     # EARLY is on the grid's high edge
     text = render_markdown(_sweep({"adam": _lr_grid(SLOW, FAST, DIP, EARLY)}, criterion))
     row = _rows(text)["adam"]
     assert row[2] == chosen and row[-1] == edge
     assert row[-3:-1] == ["4", "0"]  # points, points with a diverged seed
-    heads = {"final-val-loss": "| Final val loss ± 95% CI (criterion) |",
-             "best-val-loss": "| Best val loss ± 95% CI (criterion) |", "epochs-to-target": "| Epochs to 0.6 (criterion) |"}
+    heads = {
+        "final-val-loss": "| Final val loss ± 95% CI (criterion) |",
+        "best-val-loss": "| Best val loss ± 95% CI (criterion) |",
+        "epochs-to-target": "| Epochs to 0.6 (criterion) |",
+    }
     assert heads[criterion] in text and text.count("(criterion)") == 1
     if criterion == "epochs-to-target":
         assert row[5] == "1"  # below 0.6 after the first epoch
 
 
 def test_table_is_sorted_best_first_by_the_criterion():
-    text = render_markdown(_sweep({"sgd": _lr_grid(SLOW, SLOW, SLOW, SLOW), "adam": _lr_grid(SLOW, FAST, DIP, EARLY),
-                                   "lion": _lr_grid(DIP, DIP, DIP, DIP)}))
+    text = render_markdown(
+        _sweep(
+            {
+                "sgd": _lr_grid(SLOW, SLOW, SLOW, SLOW),
+                "adam": _lr_grid(SLOW, FAST, DIP, EARLY),
+                "lion": _lr_grid(DIP, DIP, DIP, DIP),
+            }
+        )
+    )
     assert [row[1] for row in _rows(text).values()] == ["adam", "lion", "sgd"]  # finals 0.45, 0.58, 0.66
 
 
 def test_edge_winner_is_marked_with_the_tuners_extensions():
     extra = {"extended": {"sgd": ["low", "low"], "adam": ["high"]}, "limit_reached": ["sgd"], "stage": 1}
-    text = render_markdown(_sweep({"sgd": _lr_grid(FAST, DIP, SLOW, SLOW), "adam": _lr_grid(SLOW, FAST, DIP, SLOW)},
-                                  **extra))
+    text = render_markdown(
+        _sweep({"sgd": _lr_grid(FAST, DIP, SLOW, SLOW), "adam": _lr_grid(SLOW, FAST, DIP, SLOW)}, **extra)
+    )
     rows = _rows(text)
     assert rows["sgd"][2] == "learning_rate=0.001"
     assert rows["sgd"][-1] == "**low** (extended low ×2; still on the edge at the extension limit)"
@@ -117,10 +182,12 @@ def test_edge_winner_is_marked_with_the_tuners_extensions():
 
 def test_diverged_points_are_counted_and_never_chosen():
     # adam's lowest healthy-seed mean is at 0.1, where seed 1 diverged; at 1.0 every seed did
-    grids = {"adam": _lr_grid(SLOW, DIP, FAST, FAST, diverged={0.1: (1,), 1.0: (0, 1, 2)}),
-             "sgd": _lr_grid(FAST, FAST, FAST, FAST, diverged={lr: (0,) for lr in (1e-3, 1e-2, 1e-1, 1.0)})}
+    grids = {
+        "adam": _lr_grid(SLOW, DIP, FAST, FAST, diverged={0.1: (1,), 1.0: (0, 1, 2)}),
+        "sgd": _lr_grid(FAST, FAST, FAST, FAST, diverged={lr: (0,) for lr in (1e-3, 1e-2, 1e-1, 1.0)}),
+    }
     results = _sweep(grids)
-    (_, runs), = lesson_runs(results)
+    ((_, runs),) = lesson_runs(results)
     adam, sgd = sweep_grids(runs, Criterion.FINAL_VAL_LOSS, 0.6)
     assert adam.diverged_points() == 2 and adam.best_run["point"] == {"learning_rate": 0.01}
     assert sgd.best is None and sgd.diverged_points() == 4
@@ -146,13 +213,16 @@ def _two_d(lr, b1):
 def mixed():
     """One lesson: adam over lr (1-D), lion over lr × b1 (2-D, one cell diverged), adamw over three
     hyperparameters, lbfgs with nothing swept."""
-    lion = [({"learning_rate": lr, "b1": b1}, _two_d(lr, b1), (2,) if (lr, b1) == (0.1, 0.95) else ())
-            for b1 in (0.8, 0.9, 0.95) for lr in (0.001, 0.01, 0.1)]
-    adamw = [({"learning_rate": lr, "b1": 0.9, "weight_decay": wd}, FAST, ()) for lr in (0.001, 0.01)
-             for wd in (0.0, 0.1)]
+    lion = [
+        ({"learning_rate": lr, "b1": b1}, _two_d(lr, b1), (2,) if (lr, b1) == (0.1, 0.95) else ())
+        for b1 in (0.8, 0.9, 0.95)
+        for lr in (0.001, 0.01, 0.1)
+    ]
+    adamw = [
+        ({"learning_rate": lr, "b1": 0.9, "weight_decay": wd}, FAST, ()) for lr in (0.001, 0.01) for wd in (0.0, 0.1)
+    ]
     adamw += [({"learning_rate": 0.01, "b1": 0.8, "weight_decay": 0.1}, SLOW, ())]
-    return _sweep({"adam": _lr_grid(SLOW, FAST, DIP, EARLY), "lion": lion, "adamw": adamw,
-                   "lbfgs": [({}, SLOW, ())]})
+    return _sweep({"adam": _lr_grid(SLOW, FAST, DIP, EARLY), "lion": lion, "adamw": adamw, "lbfgs": [({}, SLOW, ())]})
 
 
 def test_two_swept_hyperparameters_render_a_heatmap(mixed):
@@ -166,24 +236,29 @@ def test_two_swept_hyperparameters_render_a_heatmap(mixed):
 
 
 def test_edges_of_a_two_dimensional_grid_name_the_hyperparameter():
-    lion_low_b1 = [({"learning_rate": lr, "b1": b1}, _two_d(lr, b1 + 0.1), ()) for b1 in (0.8, 0.9) for lr in
-                   (0.001, 0.01, 0.1)]
+    lion_low_b1 = [
+        ({"learning_rate": lr, "b1": b1}, _two_d(lr, b1 + 0.1), ()) for b1 in (0.8, 0.9) for lr in (0.001, 0.01, 0.1)
+    ]
     assert _rows(render_markdown(_sweep({"lion": lion_low_b1})))["lion"][-1] == "**b1 low**"
 
 
 def test_sensitivity_plots_split_at_max_panels():
     results = _sweep({f"opt{i}": _lr_grid(SLOW, FAST) for i in range(MAX_PANELS + 1)})
-    (lesson, runs), = lesson_runs(results)
+    ((lesson, runs),) = lesson_runs(results)
     parts = sensitivity_pngs(lesson, sweep_grids(runs, Criterion.FINAL_VAL_LOSS, 0.6))
-    assert [(name, len(grids)) for name, grids in parts] == [("sweep-500-sensitivity.png", MAX_PANELS),
-                                                             ("sweep-500-sensitivity-2.png", 1)]
+    assert [(name, len(grids)) for name, grids in parts] == [
+        ("sweep-500-sensitivity.png", MAX_PANELS),
+        ("sweep-500-sensitivity-2.png", 1),
+    ]
     text = render_markdown(results)
     assert "](sweep-500-sensitivity.png)" in text and "](sweep-500-sensitivity-2.png)" in text
 
 
 def test_write_report_of_a_sweep_end_to_end(tmp_path):
-    results = _sweep({"adam": _lr_grid(SLOW, FAST, DIP, EARLY, diverged={1.0: (0,)}),
-                      "sgd": _lr_grid(SLOW, SLOW, FAST, FAST)}, batch=None)
+    results = _sweep(
+        {"adam": _lr_grid(SLOW, FAST, DIP, EARLY, diverged={1.0: (0,)}), "sgd": _lr_grid(SLOW, SLOW, FAST, FAST)},
+        batch=None,
+    )
     path = write_report(results, tmp_path / "report")
     text = path.read_text()
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.md", "results.json", "sweep-full-sensitivity.png"]
@@ -200,10 +275,24 @@ def test_write_report_of_a_sweep_end_to_end(tmp_path):
 
 def _ranking(curves, tuned_source=None):
     """One ranking lesson at batch 500; curves is {optimizer: (curve, seed_step, diverged)}."""
-    runs = [_run(f"{optimizer} @500", optimizer, {"learning_rate": 0.003162} if tuned_source else {}, curve,
-                 diverged, seed_step=step) for optimizer, (curve, step, diverged) in curves.items()]
-    lesson = {"name": "batch-500", "title": "All optimizers, batch 500", "question": "Which?", "kind": "ranking",
-              "runs": [run["name"] for run in runs]}
+    runs = [
+        _run(
+            f"{optimizer} @500",
+            optimizer,
+            {"learning_rate": 0.003162} if tuned_source else {},
+            curve,
+            diverged,
+            seed_step=step,
+        )
+        for optimizer, (curve, step, diverged) in curves.items()
+    ]
+    lesson = {
+        "name": "batch-500",
+        "title": "All optimizers, batch 500",
+        "question": "Which?",
+        "kind": "ranking",
+        "runs": [run["name"] for run in runs],
+    }
     if tuned_source:
         lesson["tuned_source"] = tuned_source
     return _results([lesson], runs)
@@ -211,31 +300,43 @@ def _ranking(curves, tuned_source=None):
 
 def test_ranking_marks_identical_neighbours_tied_and_distinct_ones_not():
     noisy = [0.66, 0.58, 0.50, 0.55]  # ends 0.1 above FAST, with a seed step of its own
-    results = _ranking({"adam": (FAST, 0.002, ()), "nadam": (FAST, 0.002, ()), "sgd": (noisy, 0.003, ()),
-                        "sign_sgd": (SLOW, 0.002, (0, 1))})
+    results = _ranking(
+        {
+            "adam": (FAST, 0.002, ()),
+            "nadam": (FAST, 0.002, ()),
+            "sgd": (noisy, 0.003, ()),
+            "sign_sgd": (SLOW, 0.002, (0, 1)),
+        }
+    )
     pairs = mode_neighbours(batch_modes(lesson_runs(results)))
     assert [(p.upper["optimizer"], p.lower["optimizer"], p.tied, p.shared) for p in pairs] == [
-        ("adam", "nadam", True, 3), ("nadam", "sgd", False, 3), ("sgd", "sign_sgd", False, 1)]
+        ("adam", "nadam", True, 3),
+        ("nadam", "sgd", False, 3),
+        ("sgd", "sign_sgd", False, 1),
+    ]
     assert pairs[0].p == 1.0 and pairs[1].p < 0.001 and math.isnan(pairs[2].p)
     text = render_markdown(results)
     assert "| batch 500 | adam | nadam | 0.0000 | 3 | tied (p=1) |" in text
     assert "| batch 500 | nadam | sgd | +0.1010 | 3 | differs (p<0.001) |" in text
     assert "| batch 500 | sgd | sign_sgd | +0.1080 | 1 | not tested (1 shared seed) |" in text
     assert "two-sided paired t-test" in text and "p ≥ 0.05" in text
-    assert "Tied with the next one down, their order within seed noise (paired t-test over seeds, p ≥ 0.05): " \
-           "at batch 500 adam–nadam (p=1)." in text
+    assert (
+        "Tied with the next one down, their order within seed noise (paired t-test over seeds, p ≥ 0.05): "
+        "at batch 500 adam–nadam (p=1)." in text
+    )
 
 
 def test_ranking_ties_within_seed_noise():
     # the gap alternates sign across seeds: a paired test can't tell them apart
     jitter = {"adam": ([0.66, 0.58, 0.50, 0.450], 0.004, ()), "nadam": ([0.66, 0.58, 0.50, 0.452], 0.0, ())}
-    pair, = mode_neighbours(batch_modes(lesson_runs(_ranking(jitter))))
+    (pair,) = mode_neighbours(batch_modes(lesson_runs(_ranking(jitter))))
     assert pair.tied and 0.05 <= pair.p < 1.0
 
 
 def test_tuned_ranking_says_where_the_points_come_from():
-    text = render_markdown(_ranking({"adam": (FAST, 0.002, ()), "sgd": (SLOW, 0.002, ())},
-                                    tuned_source="tuned.json (sha256 abcd1234)"))
+    text = render_markdown(
+        _ranking({"adam": (FAST, 0.002, ()), "sgd": (SLOW, 0.002, ())}, tuned_source="tuned.json (sha256 abcd1234)")
+    )
     assert "at its optimizer's tuned point for that batch mode, from tuned.json (sha256 abcd1234)" in text
     assert "| Optimizer | Tuned point | Hyperparameters |" in text
     assert "| adam | learning_rate=0.00316 | lr=0.003162 |" in text

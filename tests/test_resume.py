@@ -20,8 +20,21 @@ from optax_lab import engine, runner
 from optax_lab.cli import main
 from optax_lab.run_store import RUNS_FILE, RunStore
 
-RUN = ["run", "--optimizers", "sgd,adam,momentum", "--batch", "500", "--dataset", "synthetic-imdb",
-       "--train-examples", "1000", "--seeds", "2", "--epochs", "2"]  # three programs
+RUN = [
+    "run",
+    "--optimizers",
+    "sgd,adam,momentum",
+    "--batch",
+    "500",
+    "--dataset",
+    "synthetic-imdb",
+    "--train-examples",
+    "1000",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+]  # three programs
 # The CLI in a child process (it inherits this session's quick compiles in XLA_FLAGS: conftest).
 CLI = [sys.executable, "-c", "import sys; from optax_lab.cli import main; sys.exit(main())"]
 
@@ -46,14 +59,19 @@ def _without_timings(results: dict) -> dict:
 # A child of a backgrounded shell job inherits SIGINT ignored, and Python then installs no
 # KeyboardInterrupt for it: the child puts back what Ctrl-C in a terminal gets. (A `preexec_fn`
 # would do it before exec, but forks this multithreaded process to run it.)
-INTERRUPTIBLE_CLI = [sys.executable, "-c", "import signal, sys; "
-                     "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                     "from optax_lab.cli import main; sys.exit(main())"]
+INTERRUPTIBLE_CLI = [
+    sys.executable,
+    "-c",
+    "import signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from optax_lab.cli import main; sys.exit(main())",
+]
 
 
 def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([*INTERRUPTIBLE_CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, **kwargs)
+    return subprocess.Popen(
+        [*INTERRUPTIBLE_CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +99,11 @@ def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_r
     out, _, status, stderr, env = interrupted
     assert status == 130, stderr
     line = stderr.strip().splitlines()[-1]
-    assert line == (f"optax-lab: interrupted (Ctrl-C) after 2 of 3 programs had finished: their runs are in "
-                    f"{out / RUNS_FILE} and {out / 'report.md'} is marked INCOMPLETE (1 run missing); resume with: "
-                    f"optax-lab {' '.join(RUN)} --out {out} --resume"), stderr
+    assert line == (
+        f"optax-lab: interrupted (Ctrl-C) after 2 of 3 programs had finished: their runs are in "
+        f"{out / RUNS_FILE} and {out / 'report.md'} is marked INCOMPLETE (1 run missing); resume with: "
+        f"optax-lab {' '.join(RUN)} --out {out} --resume"
+    ), stderr
     header, *programs = _lines(out / RUNS_FILE)
     assert header["kind"] == "optax-lab finished programs" and len(header["config_hash"]) == 16
     assert header["inputs"]["--epochs"] == 2 and header["inputs"]["--seeds"] == 2
@@ -97,8 +117,9 @@ def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_r
     report = (out / "report.md").read_text()
     assert report.startswith("# INCOMPLETE: ") and "missing: momentum @500" in report
 
-    resumed = subprocess.run([*CLI, *RUN, "--out", str(out), "--resume"], env=env, capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(
+        [*CLI, *RUN, "--out", str(out), "--resume"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("restored from runs.jsonl") == 2 and resumed.stderr.count("compiled in") == 1
     assert not (out / RUNS_FILE).exists()  # the complete report holds them now
@@ -114,8 +135,9 @@ def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_r
     assert (out / "report.md").read_text().startswith("# optax-lab report")
 
 
-def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(interrupted, tmp_path, error_line,
-                                                                              monkeypatch):
+def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(
+    interrupted, tmp_path, error_line, monkeypatch
+):
     out = tmp_path / "out"
     shutil.copytree(interrupted[1], out)
     stored = (out / RUNS_FILE).read_bytes()
@@ -126,15 +148,18 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(in
 
     assert error([*RUN[:-1], "1", "--out", str(out), "--resume"]).startswith(
         "optax-lab: error: --resume: --epochs was 2, now 1: resume with the options of the interrupted run "
-        f"(it ran `optax-lab {' '.join(RUN)} --out out`) or use a new --out")
+        f"(it ran `optax-lab {' '.join(RUN)} --out out`) or use a new --out"
+    )
     assert "--seeds was 2, now 3; shuffling order was per-seed, now shared:" in error(
-        [*RUN, "--seeds", "3", "--shared-order", "--out", str(out), "--resume"])
+        [*RUN, "--seeds", "3", "--shared-order", "--out", str(out), "--resume"]
+    )
     versions = runner.package_versions()
     monkeypatch.setattr(runner, "package_versions", lambda: {**versions, "optax": "0.0.1"})
     assert "--resume: optax was " in error([*RUN, "--out", str(out), "--resume"])
     assert error([*RUN, "--out", str(out)]) == (
         f"optax-lab: error: --out {out} holds an interrupted run (2 programs finished, in runs.jsonl): add --resume "
-        f"to continue it, or remove {out} (or choose another --out) to start over")
+        f"to continue it, or remove {out} (or choose another --out) to start over"
+    )
     assert (out / RUNS_FILE).read_bytes() == stored
     assert "holds no interrupted run" in error([*RUN, "--out", str(tmp_path / "none"), "--resume"])
     assert not (tmp_path / "none").exists()
@@ -157,13 +182,35 @@ def test_an_interruption_before_the_first_program_leaves_nothing(tmp_path, capsy
     monkeypatch.setattr(engine, "train_points", interrupt)
     assert main([*RUN, "--out", str(tmp_path / "out"), "--no-compile-cache"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "optax-lab: interrupted (Ctrl-C) before the first program finished; nothing was written")
+        "optax-lab: interrupted (Ctrl-C) before the first program finished; nothing was written"
+    )
     assert not (tmp_path / "out").exists()
 
 
-TUNE = ["tune", "--optimizers", "sgd", "--batch", "500", "--dataset", "synthetic-imdb", "--train-examples", "1000",
-        "--seeds", "2", "--epochs", "2", "--points", "3", "--decades", "1", "--search-seeds", "1", "--extend", "0",
-        "--no-compile-cache"]  # two programs: stage 1's grid, stage 2's rerun of the winner
+TUNE = [
+    "tune",
+    "--optimizers",
+    "sgd",
+    "--batch",
+    "500",
+    "--dataset",
+    "synthetic-imdb",
+    "--train-examples",
+    "1000",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--points",
+    "3",
+    "--decades",
+    "1",
+    "--search-seeds",
+    "1",
+    "--extend",
+    "0",
+    "--no-compile-cache",
+]  # two programs: stage 1's grid, stage 2's rerun of the winner
 
 
 @pytest.mark.slow  # two more compiles (about 12 s of CPU): the run test above covers the same store
@@ -205,8 +252,11 @@ def test_sigterm_takes_the_same_path_and_restores_the_handler(tmp_path, capsys, 
     monkeypatch.setattr(RunStore, "add", add_then_terminate)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["run", "--optimizers", "sgd,adam", *RUN[3:], "--out", str(out), "--no-compile-cache"]) == 143
-    assert capsys.readouterr().err.splitlines()[-1].startswith(
-        "optax-lab: terminated (SIGTERM) after 1 of 2 programs had finished")
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith("optax-lab: terminated (SIGTERM) after 1 of 2 programs had finished")
+    )
     assert signal.getsignal(signal.SIGTERM) is before
     assert len(_lines(out / RUNS_FILE)) == 2
     assert json.loads((out / "results.json").read_text())["incomplete"]["missing_runs"] == ["adam @500"]

@@ -12,33 +12,62 @@ import pytest
 from optax_lab.benchmarking.compare import load_runs, render_markdown
 from optax_lab.benchmarking.records import BENCH_KIND
 from optax_lab.benchmarking.scaling import BENCH_KIND as SCALING_KIND
-from optax_lab.benchmarking.scaling import (Curve, Point, curve_record, ladder, measure_point, next_replicas,
-                                            overlay_markdown, predicted_bytes, scaling_curves, scaling_markdown,
-                                            scaling_plot)
+from optax_lab.benchmarking.scaling import (
+    Curve,
+    Point,
+    curve_record,
+    ladder,
+    measure_point,
+    next_replicas,
+    overlay_markdown,
+    predicted_bytes,
+    scaling_curves,
+    scaling_markdown,
+    scaling_plot,
+)
 from optax_lab.cli import main
 from optax_lab.errors import UsageError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-CPU = {"cpu": {"brand_raw": "Test CPU 9000", "count": 2}, "system": "Linux", "python_version": "3.11",
-       "jax": {"platform": "cpu", "device_kind": "cpu", "device_count": 2, "jax": "0.10.2", "jaxlib": "0.10.2"}}
+CPU = {
+    "cpu": {"brand_raw": "Test CPU 9000", "count": 2},
+    "system": "Linux",
+    "python_version": "3.11",
+    "jax": {"platform": "cpu", "device_kind": "cpu", "device_count": 2, "jax": "0.10.2", "jaxlib": "0.10.2"},
+}
 GPU = {**CPU, "jax": {**CPU["jax"], "platform": "gpu", "device_kind": "NVIDIA H100 80GB HBM3", "device_count": 1}}
 
 
-def point(replicas: int, rate: float, devices: int = 1, run_s: float = 1.0, memory: int | None = None,
-          compile_s: float = 2.0) -> Point:
+def point(
+    replicas: int, rate: float, devices: int = 1, run_s: float = 1.0, memory: int | None = None, compile_s: float = 2.0
+) -> Point:
     return Point(replicas, devices, run_s, 3, compile_s, memory, rate, rate * 25_000)
 
 
-def curve(order="shared", batch="500", devices="1", rates=(10.0, 19.0, 30.0, 33.0, 34.0, 32.0), device_count=1,
-          epochs=5) -> Curve:
-    info = {"order": order, "batch": batch, "devices": devices, "device_count": device_count, "epochs": epochs,
-            "dataset": "imdb", "stopped": "the ladder's cap of 32 replicas"}
-    return Curve(info, tuple(point(2 ** i, rate, min(device_count, 2 ** i)) for i, rate in enumerate(rates)))
+def curve(
+    order="shared", batch="500", devices="1", rates=(10.0, 19.0, 30.0, 33.0, 34.0, 32.0), device_count=1, epochs=5
+) -> Curve:
+    info = {
+        "order": order,
+        "batch": batch,
+        "devices": devices,
+        "device_count": device_count,
+        "epochs": epochs,
+        "dataset": "imdb",
+        "stopped": "the ladder's cap of 32 replicas",
+    }
+    return Curve(info, tuple(point(2**i, rate, min(device_count, 2**i)) for i, rate in enumerate(rates)))
 
 
 def output(machine: dict, curves: list[Curve], extra: list[dict] = ()) -> dict:
-    entries = [{"name": f"test_replica_scaling[{c.info['batch']}-{c.info['order']}-{c.info['devices']}]",
-                "extra_info": curve_record(c.info, c.points), "stats": {"median": 60.0, "iqr": 0.0}} for c in curves]
+    entries = [
+        {
+            "name": f"test_replica_scaling[{c.info['batch']}-{c.info['order']}-{c.info['devices']}]",
+            "extra_info": curve_record(c.info, c.points),
+            "stats": {"median": 60.0, "iqr": 0.0},
+        }
+        for c in curves
+    ]
     return {"machine_info": machine, "benchmarks": [*entries, *extra], "datetime": "2025-01-01T00:00:00+00:00"}
 
 
@@ -59,8 +88,15 @@ def test_ladder_doubles_up_to_the_cap():
 
 def test_next_rung_doubles_while_every_budget_allows_and_says_which_stops_it():
     points = [point(1, 10.0, run_s=0.1, memory=1_100), point(2, 19.0, run_s=0.2, memory=1_200)]
-    budget = {"cap": 64, "device_count": 1, "call_budget_s": 1.0, "memory_budget_bytes": 1e9, "elapsed_s": 5.0,
-              "curve_budget_s": 60.0, "calls_per_rung": 4}
+    budget = {
+        "cap": 64,
+        "device_count": 1,
+        "call_budget_s": 1.0,
+        "memory_budget_bytes": 1e9,
+        "elapsed_s": 5.0,
+        "curve_budget_s": 60.0,
+        "calls_per_rung": 4,
+    }
     assert next_replicas(points, **budget) == (4, "")
     replicas, why = next_replicas(points, **{**budget, "cap": 3})
     assert replicas is None and why == "the ladder's cap of 3 replicas"
@@ -115,9 +151,11 @@ def test_the_report_table_names_peak_saturation_and_the_all_devices_gain():
     text = scaling_markdown([both, one], "x-scaling.png")
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| batch 500")}
     assert rows["| batch 500, shared, 1 device"].startswith(
-        "| batch 500, shared, 1 device | 1 | 1–32 | 34.0 | 16 | 850k | 8 | — |")
+        "| batch 500, shared, 1 device | 1 | 1–32 | 34.0 | 16 | 850k | 8 | — |"
+    )
     assert rows["| batch 500, shared, all devices"].startswith(
-        "| batch 500, shared, all devices | 2 | 1–8 | 68.0 | 8 | 1.70M | not reached (still rising at 8) | 2.00× |")
+        "| batch 500, shared, all devices | 2 | 1–8 | 68.0 | 8 | 1.70M | not reached (still rising at 8) | 2.00× |"
+    )
     assert "![replica-epochs/s against replicas, log-log](x-scaling.png)" in text
     assert "| 32 | 32.0 | — |" in text  # the rung table: the all-devices curve stopped at 8
 
@@ -145,20 +183,25 @@ def test_the_plot_is_a_png_for_one_machine_and_for_several():
 
 def test_compare_overlays_two_machines_curves(tmp_path, capsys):
     cpu = write_json(tmp_path / "cpu.json", output(CPU, [curve(), curve(devices="all", device_count=2)]))
-    gpu = write_json(tmp_path / "gpu.json", output(GPU, [curve(rates=(100.0, 200.0, 400.0, 800.0, 1_600.0)),
-                                                         curve(batch="full", rates=(1.0, 2.0))]))
+    gpu = write_json(
+        tmp_path / "gpu.json",
+        output(GPU, [curve(rates=(100.0, 200.0, 400.0, 800.0, 1_600.0)), curve(batch="full", rates=(1.0, 2.0))]),
+    )
     out = tmp_path / "out" / "cmp.md"
     assert main(["compare", str(cpu), str(gpu), "--out", str(out)]) == 0
     text = out.read_text()
     assert "## Replica scaling" in text
     assert "![replica-epochs/s against replicas, overlaid, log-log](cmp-scaling.png)" in text
-    lines = {line.split(" | ")[0]: line for line in text.splitlines()
-             if line.startswith(("| batch 500", "| full batch"))}
+    lines = {
+        line.split(" | ")[0]: line for line in text.splitlines() if line.startswith(("| batch 500", "| full batch"))
+    }
     # A's peak 34 at 16 replicas, B's 1.6k at 16 (still rising): 47× A.
     assert lines["| batch 500, shared, 1 device"] == (
-        "| batch 500, shared, 1 device | 34.0 (16) | 1.60k (16) | 8 | not reached (still rising at 16) | 47.06× |")
+        "| batch 500, shared, 1 device | 34.0 (16) | 1.60k (16) | 8 | not reached (still rising at 16) | 47.06× |"
+    )
     assert lines["| batch 500, shared, all devices"].startswith(
-        "| batch 500, shared, all devices | 34.0 (16 on 2 devices) | — |")
+        "| batch 500, shared, all devices | 34.0 (16 on 2 devices) | — |"
+    )
     assert lines["| batch 500, shared, all devices"].endswith("| — | — |")  # only on A
     assert lines["| full batch, shared, 1 device"].startswith("| full batch, shared, 1 device | — | 2.00 (2) |")
     assert (tmp_path / "out" / "cmp-scaling.png").read_bytes().startswith(PNG)
@@ -173,10 +216,21 @@ def test_overlay_notes_machines_that_ran_different_epochs():
 
 
 def optimizer_entry(optimizer: str, median: float) -> dict:
-    info = {"bench": BENCH_KIND, "schema": 1, "optimizer": optimizer, "batch": "500", "batch_size": 500,
-            "steps_per_epoch": 50, "seeds": 8, "n_train": 25_000}
-    return {"name": f"test_optimizer_epoch[{optimizer}-500]", "extra_info": info,
-            "stats": {"median": median, "iqr": 0.01, "rounds": 5}}
+    info = {
+        "bench": BENCH_KIND,
+        "schema": 1,
+        "optimizer": optimizer,
+        "batch": "500",
+        "batch_size": 500,
+        "steps_per_epoch": 50,
+        "seeds": 8,
+        "n_train": 25_000,
+    }
+    return {
+        "name": f"test_optimizer_epoch[{optimizer}-500]",
+        "extra_info": info,
+        "stats": {"median": median, "iqr": 0.01, "rounds": 5},
+    }
 
 
 def test_compare_without_curves_writes_what_it_always_did(tmp_path):

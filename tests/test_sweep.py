@@ -9,16 +9,15 @@ import json
 import numpy as np
 import pytest
 
-from optax_lab import engine
+from optax_lab import engine, workloads
 from optax_lab.cli import main
 from optax_lab.config import Config, Tuned
-from optax_lab.lessons import RunSpec
 from optax_lab.errors import UsageError
+from optax_lab.lessons import RunSpec
 from optax_lab.planning import plan
 from optax_lab.runner import train_and_evaluate
 from optax_lab.sweep import Criterion, parse_sweep
 from optax_lab.tuning import read_tuned
-from optax_lab import workloads
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -26,6 +25,7 @@ RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 # --- The grammar -------------------------------------------------------------------------------
+
 
 def test_log_lin_around_and_list_sweeps():
     log = parse_sweep("learning_rate=log:1e-4:1e-1:16")
@@ -39,6 +39,7 @@ def test_log_lin_around_and_list_sweeps():
 
 
 # --- Planning: which optimizer gets which grid ---------------------------------------------------
+
 
 def _sweep_runs(optimizers, *sweeps):
     config = Config(optimizers=optimizers, batches=(500,), sweeps=tuple(map(parse_sweep, sweeps)))
@@ -64,6 +65,7 @@ def test_a_sweep_value_outside_a_domain_fails_before_any_work():
 
 # --- The engine: one compile per optimizer, each point its own replicas --------------------------
 
+
 def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
     engine.forget_compiled()  # another test file in this worker may have compiled the looped program
     specs = [RunSpec(f"adam {lr:g}", "adam", {"learning_rate": lr}, 500) for lr in RATES]
@@ -75,7 +77,7 @@ def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
     # The traced-value loop: one 2-replica program called once per point gives the same runs.
     looped = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0, 1), epochs=2, max_replicas=2)
     assert looped[0].program_calls == 5 and len(count_compiles) == 2
-    for whole, part in zip(results, looped):
+    for whole, part in zip(results, looped, strict=False):
         for key, values in whole.history.items():
             np.testing.assert_allclose(part.history[key], values, rtol=2e-5, atol=1e-6, err_msg=key)
     # ... which is the program of a point trained alone (no compile), and gives that point's runs.
@@ -86,21 +88,36 @@ def test_adam_at_five_learning_rates_compiles_once(small_data, count_compiles):
 
 @pytest.mark.slow  # a grid is one program: test_adam_at_five_learning_rates_compiles_once, in CI
 def test_a_grid_of_two_hyperparameters_is_one_program(small_data, count_compiles):
-    specs = [RunSpec("p", "adamw", {"learning_rate": lr, "weight_decay": wd}, 500)
-             for lr in (1e-3, 1e-2) for wd in (0.0, 0.1)]
+    specs = [
+        RunSpec("p", "adamw", {"learning_rate": lr, "weight_decay": wd}, 500)
+        for lr in (1e-3, 1e-2)
+        for wd in (0.0, 0.1)
+    ]
     results = engine.train_points(specs, small_data, workload=IMDB_MLP, seeds=(0,), epochs=1)
     assert len(count_compiles) == 1 and len({r.history["val_loss"][0, 0] for r in results}) == 4
 
 
 def test_a_static_hyperparameter_is_another_program():
     with pytest.raises(ValueError, match="one program"):
-        engine.train_points([RunSpec("a", "lookahead_adam", {"sync_period": k}, 500) for k in (2, 4)],
-                           None, workload=IMDB_MLP, seeds=(0,), epochs=1)
+        engine.train_points(
+            [RunSpec("a", "lookahead_adam", {"sync_period": k}, 500) for k in (2, 4)],
+            None,
+            workload=IMDB_MLP,
+            seeds=(0,),
+            epochs=1,
+        )
 
 
 def test_results_count_a_programs_compile_once_and_share_its_run_time():
-    config = Config(optimizers=("adam",), batches=(500,), sweeps=(parse_sweep("learning_rate=1e-3,1e-2,1e-1"),),
-                    dataset="synthetic-imdb", train_examples=1000, seeds=2, epochs=1)
+    config = Config(
+        optimizers=("adam",),
+        batches=(500,),
+        sweeps=(parse_sweep("learning_rate=1e-3,1e-2,1e-1"),),
+        dataset="synthetic-imdb",
+        train_examples=1000,
+        seeds=2,
+        epochs=1,
+    )
     results = train_and_evaluate(config)
     timings = [run["timing"] for run in results["runs"]]
     assert len({t["program"] for t in timings}) == 1
@@ -113,18 +130,47 @@ def test_results_count_a_programs_compile_once_and_share_its_run_time():
 
 # --- The tuner ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory):
     """`optax-lab tune` end to end, small: (its config, results.json, tuned.json, the output folder)."""
     out = tmp_path_factory.mktemp("tune")
     # sgd around 0.001 for 2 epochs: its best rate is the grid's largest, so the grid must grow.
-    assert main(["tune", "--optimizers", "sgd,cocob", "--set", "sgd.learning_rate=0.001", "--batch", "500",
-                 "--dataset", "synthetic-imdb",
-                 "--train-examples", "1000", "--seeds", "2", "--epochs", "2", "--points", "5", "--decades", "2",
-                 "--search-seeds", "1", "--extend", "1", "--out", str(out), "--no-compile-cache"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--optimizers",
+                "sgd,cocob",
+                "--set",
+                "sgd.learning_rate=0.001",
+                "--batch",
+                "500",
+                "--dataset",
+                "synthetic-imdb",
+                "--train-examples",
+                "1000",
+                "--seeds",
+                "2",
+                "--epochs",
+                "2",
+                "--points",
+                "5",
+                "--decades",
+                "2",
+                "--search-seeds",
+                "1",
+                "--extend",
+                "1",
+                "--out",
+                str(out),
+                "--no-compile-cache",
+            ]
+        )
+        == 0
+    )
     config = Config(optimizers=("sgd", "cocob"), batches=(500,))
-    return (config, (json.loads((out / "results.json").read_text()), json.loads((out / "tuned.json").read_text())),
-            out)
+    return (config, (json.loads((out / "results.json").read_text()), json.loads((out / "tuned.json").read_text())), out)
 
 
 def test_the_tuner_searches_on_its_own_seeds_then_reruns_the_best_point(tuned_run):

@@ -12,18 +12,15 @@ import numpy as np
 import optax
 import pytest
 
-from optax_lab import optimizers
-from optax_lab import engine
+from optax_lab import engine, optimizers, workloads
 from optax_lab.config import FULL_BATCH, ModelConfig, Order
-from optax_lab.lessons import RunSpec
+from optax_lab.engine import Arrays, seed_keys, shuffled_indices, train
 from optax_lab.errors import UsageError
+from optax_lab.lessons import RunSpec
 from optax_lab.metrics import run_record
-from optax_lab.workloads import build_model
-from optax_lab.engine import Arrays, seed_keys, shuffled_indices
 from optax_lab.schema import Status
 from optax_lab.stats import ci95
-from optax_lab.engine import train
-from optax_lab import workloads
+from optax_lab.workloads import build_model
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -128,8 +125,15 @@ def test_compile_time_is_measured_apart_from_run_time(small_data):
             time.sleep(0.5)
             return build_model(ModelConfig())(x, train=train)
 
-    slow = dataclasses.replace(IMDB_MLP, name="slow-to-trace", module=SlowToTrace(), mlp=None, model_text="slow",
-                               probe_layers=None, symmetry_layer=None)
+    slow = dataclasses.replace(
+        IMDB_MLP,
+        name="slow-to-trace",
+        module=SlowToTrace(),
+        mlp=None,
+        model_text="slow",
+        probe_layers=None,
+        symmetry_layer=None,
+    )
     spec = dataclasses.replace(ADAM, batch_size=350)  # a program no other test built
     result = train(spec, small_data, workload=slow, seeds=(0, 1), epochs=1)
     assert result.compile_s >= 0.5, "the compile must include tracing"
@@ -139,6 +143,7 @@ def test_compile_time_is_measured_apart_from_run_time(small_data):
 
 
 # --- Keras matching ----------------------------------------------------------------------------
+
 
 def _keras_reference(update, grads, steps):
     """Apply a numpy Keras-formula optimizer to a scalar parameter for a fixed gradient sequence."""

@@ -16,16 +16,40 @@ import importlib
 from typing import Any
 
 # `optax-lab compare` is `compare.compare`: not re-exported, the name is its module's.
-__all__ = ["BENCH_KIND", "SCHEMA", "EpochBench", "MatmulPeak", "Row", "StepFlops", "benchmark_rows", "extra_info",
-           "matmul_peak", "read_benchmark_json", "report_path", "rounds_for", "step_flops", "throughput",
-           "timing_markdown"]
+__all__ = [
+    "BENCH_KIND",
+    "SCHEMA",
+    "EpochBench",
+    "MatmulPeak",
+    "Row",
+    "StepFlops",
+    "benchmark_rows",
+    "extra_info",
+    "matmul_peak",
+    "read_benchmark_json",
+    "report_path",
+    "rounds_for",
+    "step_flops",
+    "throughput",
+    "timing_markdown",
+]
 
 _MODULE_OF = {
-    "BENCH_KIND": "records", "SCHEMA": "records", "Row": "records", "benchmark_rows": "records",
-    "read_benchmark_json": "records", "throughput": "records",
-    "EpochBench": "epoch", "extra_info": "epoch", "rounds_for": "epoch",
-    "MatmulPeak": "roofline", "StepFlops": "roofline", "matmul_peak": "roofline", "step_flops": "roofline",
-    "report_path": "table", "timing_markdown": "table",
+    "BENCH_KIND": "records",
+    "SCHEMA": "records",
+    "Row": "records",
+    "benchmark_rows": "records",
+    "read_benchmark_json": "records",
+    "throughput": "records",
+    "EpochBench": "epoch",
+    "extra_info": "epoch",
+    "rounds_for": "epoch",
+    "MatmulPeak": "roofline",
+    "StepFlops": "roofline",
+    "matmul_peak": "roofline",
+    "step_flops": "roofline",
+    "report_path": "table",
+    "timing_markdown": "table",
 }
 
 

@@ -19,18 +19,36 @@ from typing import Any
 
 from optax_lab.benchmarking.records import FIX_JSON, Row, benchmark_rows, read_benchmark_json
 from optax_lab.benchmarking.scaling import Curve, overlay_markdown, scaling_curves, scaling_plot
-from optax_lab.benchmarking.table import (DASH, batch_modes, machine_label, machine_text, markdown_table, mode_title,
-                                          peak_text, seconds_text, versions_text)
+from optax_lab.benchmarking.table import (
+    DASH,
+    batch_modes,
+    machine_label,
+    machine_text,
+    markdown_table,
+    mode_title,
+    peak_text,
+    seconds_text,
+    versions_text,
+)
 from optax_lab.errors import UsageError
 from optax_lab.files import write_files
 
-__all__ = ["SAME_MEASUREMENT", "Run", "compare", "load_runs", "mismatch", "render_markdown", "speedup",
-           "speedup_chart"]
+__all__ = ["SAME_MEASUREMENT", "Run", "compare", "load_runs", "mismatch", "render_markdown", "speedup", "speedup_chart"]
 
 # What must agree for two rows to be the same measurement (step time is per step, so the
 # epoch's length may differ only through these, which must match).
-SAME_MEASUREMENT = ("seeds", "batch_size", "steps_per_epoch", "dataset", "n_train", "n_test", "num_words", "model",
-                    "hyperparams", "order")
+SAME_MEASUREMENT = (
+    "seeds",
+    "batch_size",
+    "steps_per_epoch",
+    "dataset",
+    "n_train",
+    "n_test",
+    "num_words",
+    "model",
+    "hyperparams",
+    "order",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,28 +64,37 @@ class Run:
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     if len(paths) < 2:
-        raise UsageError("compare needs two or more --benchmark-json files, e.g. "
-                         "`optax-lab compare laptop.json gpu.json`")
+        raise UsageError(
+            "compare needs two or more --benchmark-json files, e.g. `optax-lab compare laptop.json gpu.json`"
+        )
     loaded = []
     for path in map(Path, paths):
         output = read_benchmark_json(path)
         rows, curves = benchmark_rows(output, str(path)), scaling_curves(output, str(path))
         if not rows and not curves:
-            raise UsageError(f"{path} holds no optimizer benchmarks (an empty selection): {FIX_JSON} "
-                             "with at least one optimizer selected")
+            raise UsageError(
+                f"{path} holds no optimizer benchmarks (an empty selection): {FIX_JSON} "
+                "with at least one optimizer selected"
+            )
         loaded.append((path, output, {row.key: row for row in rows}, {curve.key: curve for curve in curves}))
     # Short column labels, A, B, ...: the machine names are long and may repeat (cold vs warm).
-    runs = [Run(path, chr(ord("A") + i) if i < 26 else f"#{i + 1}", output, rows, curves)
-            for i, (path, output, rows, curves) in enumerate(loaded)]
+    runs = [
+        Run(path, chr(ord("A") + i) if i < 26 else f"#{i + 1}", output, rows, curves)
+        for i, (path, output, rows, curves) in enumerate(loaded)
+    ]
     shared_curves = any(key in run.curves for key in runs[0].curves for run in runs[1:])
     if not shared_curves and not any(key in run.rows for key in runs[0].rows for run in runs[1:]):
         if any(run.curves for run in runs):
-            raise UsageError(f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode "
-                             f"and no scaling curve with the baseline {runs[0].path}: benchmark the same "
-                             "--optimizers/--batch, or the same bench_scaling curves, on each machine")
-        raise UsageError(f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode with "
-                         f"the baseline {runs[0].path} (an empty selection): benchmark the same "
-                         "--optimizers/--batch on each machine")
+            raise UsageError(
+                f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode "
+                f"and no scaling curve with the baseline {runs[0].path}: benchmark the same "
+                "--optimizers/--batch, or the same bench_scaling curves, on each machine"
+            )
+        raise UsageError(
+            f"{', '.join(str(run.path) for run in runs[1:])} share no optimizer × batch mode with "
+            f"the baseline {runs[0].path} (an empty selection): benchmark the same "
+            "--optimizers/--batch on each machine"
+        )
     return runs
 
 
@@ -131,36 +158,59 @@ def _header(runs: Sequence[Run]) -> list[str]:
     machines = [machine_label(run.output["machine_info"]) for run in runs]
     lines = [f"# optax-lab compare: {' vs '.join(machines)}", ""]
     head = ["Run", "Machine", "File", "Device and host", "Versions", "fp32 matmul peak", "Created"]
-    body = [[run.label, machine, run.path.name, machine_text(run.output["machine_info"]),
-             versions_text(run.output["machine_info"]), peak_text(run.output["machine_info"]),
-             run.output.get("datetime", DASH)] for run, machine in zip(runs, machines)]
+    body = [
+        [
+            run.label,
+            machine,
+            run.path.name,
+            machine_text(run.output["machine_info"]),
+            versions_text(run.output["machine_info"]),
+            peak_text(run.output["machine_info"]),
+            run.output.get("datetime", DASH),
+        ]
+        for run, machine in zip(runs, machines, strict=False)
+    ]
     return lines + markdown_table(head, body, rest="---")
 
 
 def render_markdown(runs: Sequence[Run], chart_name: str) -> str:
     baseline = runs[0]
     lines = _header(runs)
-    lines += ["", f"Step time: median (IQR) of an epoch call over its steps (see the timing tables). Speed-up: "
-                  f"{baseline.label}'s step time over the machine's (above 1: faster than {baseline.label}). A row "
-                  "whose runs differ in seeds, batch, data, model or hyperparameters is flagged ⚠ and not compared.",
-              "", f"![speed-up over {baseline.label}]({chart_name})", ""]
+    lines += [
+        "",
+        f"Step time: median (IQR) of an epoch call over its steps (see the timing tables). Speed-up: "
+        f"{baseline.label}'s step time over the machine's (above 1: faster than {baseline.label}). A row "
+        "whose runs differ in seeds, batch, data, model or hyperparameters is flagged ⚠ and not compared.",
+        "",
+        f"![speed-up over {baseline.label}]({chart_name})",
+        "",
+    ]
     keys = _all_keys(runs)
     for mode in batch_modes(row for run in runs for row in run.rows.values()):
         names = _sorted_names(runs, {name for name, batch in keys if batch == mode}, mode)
         lines += [f"## {mode_title(mode)}", "", *_summary(runs, mode), ""]
-        head = ["Optimizer", *(f"{run.label} step" for run in runs),
-                *(f"{run.label} speed-up" for run in runs[1:]), "Note"]
+        head = [
+            "Optimizer",
+            *(f"{run.label} step" for run in runs),
+            *(f"{run.label} speed-up" for run in runs[1:]),
+            "Note",
+        ]
         body = []
         for name in names:
             rows = [run.rows.get((name, mode)) for run in runs]
-            problems = {run.label: mismatch([rows[0], row]) for run, row in zip(runs[1:], rows[1:])}
-            steps = [f"{seconds_text(r.rates['step_s_median'])} ({seconds_text(r.rates['step_s_iqr'])})" if r
-                     else DASH for r in rows]
-            ratios = ["not compared" if problems[run.label] else _ratio_text(speedup(rows[0], row))
-                      for run, row in zip(runs[1:], rows[1:])]
-            absent = [run.label for run, r in zip(runs, rows) if r is None]
-            notes = [f"⚠ {label} differs from {runs[0].label}: {problem}" for label, problem in problems.items()
-                     if problem]
+            problems = {run.label: mismatch([rows[0], row]) for run, row in zip(runs[1:], rows[1:], strict=False)}
+            steps = [
+                f"{seconds_text(r.rates['step_s_median'])} ({seconds_text(r.rates['step_s_iqr'])})" if r else DASH
+                for r in rows
+            ]
+            ratios = [
+                "not compared" if problems[run.label] else _ratio_text(speedup(rows[0], row))
+                for run, row in zip(runs[1:], rows[1:], strict=False)
+            ]
+            absent = [run.label for run, r in zip(runs, rows, strict=False) if r is None]
+            notes = [
+                f"⚠ {label} differs from {runs[0].label}: {problem}" for label, problem in problems.items() if problem
+            ]
             notes += [f"not run in {', '.join(absent)}"] if absent else []
             body.append([name, *steps, *ratios, "; ".join(notes)])
         lines += markdown_table(head, body, aligns=["---"] + ["---:"] * (len(head) - 2) + ["---"]) + [""]
@@ -173,6 +223,7 @@ def _ratio_text(ratio: float | None) -> str:
 
 def _sorted_names(runs: Sequence[Run], names: set[str], mode: str) -> list[str]:
     """By the baseline's step time, fastest first; those it lacks after, by name."""
+
     def key(name):
         row = runs[0].rows.get((name, mode))
         return (row is None, row.rates["step_s_median"] if row else 0.0, name)
@@ -195,8 +246,10 @@ def _summary(runs: Sequence[Run], mode: str) -> list[str]:
                 ratios.append(speedup(base, row))
         if ratios:
             mean = math.exp(sum(map(math.log, ratios)) / len(ratios))
-            text = (f"{run.label} vs {runs[0].label}: geometric-mean speed-up {mean:.2f}× over {len(ratios)} "
-                    f"optimizers (range {min(ratios):.2f}–{max(ratios):.2f}×)")
+            text = (
+                f"{run.label} vs {runs[0].label}: geometric-mean speed-up {mean:.2f}× over {len(ratios)} "
+                f"optimizers (range {min(ratios):.2f}–{max(ratios):.2f}×)"
+            )
         else:
             text = f"{run.label} vs {runs[0].label}: no comparable optimizers"
         lines.append(f"- {text}" + (f"; {flagged} flagged as mismatched" if flagged else "") + ".")
@@ -219,7 +272,7 @@ def speedup_chart(runs: Sequence[Run]) -> bytes:
     height = max(3.0, 0.22 * max(len(v) for v in names.values()) * len(others) + 1.5)
     figure, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), height), squeeze=False)
     bar = 0.8 / len(others)
-    for axis, mode in zip(axes[0], modes):
+    for axis, mode in zip(axes[0], modes, strict=False):
         labelled, extent = set(), math.log10(2.0)
         for i, name in enumerate(names[mode]):
             base = runs[0].rows.get((name, mode))
@@ -231,8 +284,14 @@ def speedup_chart(runs: Sequence[Run]) -> bytes:
                     axis.text(1.0, y, text, va="center", fontsize=6, color="0.4")
                     continue
                 # From 1 to the ratio: left of the line slower than the baseline, right faster.
-                axis.barh(y, ratio - 1.0, left=1.0, height=bar, color=f"C{j}",
-                          label=None if j in labelled else f"{run.label}: {machine_label(run.output['machine_info'])}")
+                axis.barh(
+                    y,
+                    ratio - 1.0,
+                    left=1.0,
+                    height=bar,
+                    color=f"C{j}",
+                    label=None if j in labelled else f"{run.label}: {machine_label(run.output['machine_info'])}",
+                )
                 labelled.add(j)
                 extent = max(extent, abs(math.log10(ratio)))
         axis.axvline(1.0, color="0.3", linewidth=0.8)

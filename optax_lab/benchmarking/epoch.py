@@ -20,8 +20,15 @@ import numpy as np
 
 from optax_lab import engine, optimizers
 from optax_lab.benchmarking.records import BENCH_KIND, SCHEMA, throughput
-from optax_lab.benchmarking.roofline import (MatmulPeak, StepFlops, fixed_epoch_flops, loop_body_counted_once,
-                                             step_flops, unknown_trip_count_loops, xla_flops)
+from optax_lab.benchmarking.roofline import (
+    MatmulPeak,
+    StepFlops,
+    fixed_epoch_flops,
+    loop_body_counted_once,
+    step_flops,
+    unknown_trip_count_loops,
+    xla_flops,
+)
 from optax_lab.config import ModelConfig, Order, batch_label
 from optax_lab.lessons import RunSpec
 from optax_lab.records import split_hyperparams
@@ -40,14 +47,21 @@ class EpochBench:
     """`spec`'s epoch program of `workload` on `data` for `seeds` (vmapped), ready to run epoch
     after epoch."""
 
-    def __init__(self, spec: RunSpec, data: engine.Arrays, seeds: tuple[int, ...], workload: Workload,
-                 model_config: ModelConfig = ModelConfig()):
+    def __init__(
+        self,
+        spec: RunSpec,
+        data: engine.Arrays,
+        seeds: tuple[int, ...],
+        workload: Workload,
+        model_config: ModelConfig = ModelConfig(),
+    ):
         self.spec, self.data, self.seeds = spec, data, tuple(seeds)
         self.model_config = spec.model_config(model_config)
         # Without validation: the timed call is training steps only, at every batch size alike.
         self.settings = dataclasses.replace(
             engine.program_settings(spec, data, epochs=1, num_seeds=len(self.seeds), order=Order.PER_SEED),
-            validate=False)
+            validate=False,
+        )
         program = engine.make_program(self.model_config, spec, self.settings, workload)
         self._evaluate = program.evaluate  # eager, like init: a few ops, not worth a compile
         seed_array, hyperparams, order_seed = engine.replica_inputs(self.seeds, [split_hyperparams(spec)[1]])
@@ -58,8 +72,9 @@ class EpochBench:
         self.init_s = time.perf_counter() - start
         # The epoch index is an int32 scalar on the device, like the order seed it is lowered with.
         # compile_s: trace + lower + XLA compile, as the engine counts it.
-        self.epoch, self.compile_s = engine.aot_compile(program.epoch, self.state, order_seed, data,
-                                                        gathers_rows=self.settings.gathers_rows)
+        self.epoch, self.compile_s = engine.aot_compile(
+            program.epoch, self.state, order_seed, data, gathers_rows=self.settings.gathers_rows
+        )
         self.history: list[dict[str, jax.Array]] = []  # each epoch's metrics, [S] per key
         self._epoch_indices: list[jax.Array] = []
 
@@ -87,10 +102,22 @@ class EpochBench:
 
     def flops(self) -> StepFlops:
         settings = self.settings
-        fixed = fixed_epoch_flops(self.model_config, settings.n_train, settings.n_test, settings.num_features,
-                                  settings.num_replicas, settings.full_batch, settings.validate)
-        return step_flops(xla_flops(self.epoch), fixed, settings.steps_per_epoch, loop_body_counted_once(),
-                          unknown_trip_count_loops(self.epoch))
+        fixed = fixed_epoch_flops(
+            self.model_config,
+            settings.n_train,
+            settings.n_test,
+            settings.num_features,
+            settings.num_replicas,
+            settings.full_batch,
+            settings.validate,
+        )
+        return step_flops(
+            xla_flops(self.epoch),
+            fixed,
+            settings.steps_per_epoch,
+            loop_body_counted_once(),
+            unknown_trip_count_loops(self.epoch),
+        )
 
     def evaluate(self) -> dict[str, jax.Array]:
         """Validation of the current state on the test split ([S] per key), untimed."""
@@ -108,9 +135,20 @@ def _finite_mean(values) -> tuple[float | None, int]:
     return (float(values[finite].mean()) if finite.any() else None), int((~finite).sum())
 
 
-def extra_info(bench: EpochBench, *, dataset: str, warmup_s: float, rounds: int, timed_epochs: int,
-               val_epochs: int, validation: Mapping[str, Any], flops: StepFlops, peak: MatmulPeak | None,
-               compile_cache: bool, stats: Mapping[str, float] | None) -> dict[str, Any]:
+def extra_info(
+    bench: EpochBench,
+    *,
+    dataset: str,
+    warmup_s: float,
+    rounds: int,
+    timed_epochs: int,
+    val_epochs: int,
+    validation: Mapping[str, Any],
+    flops: StepFlops,
+    peak: MatmulPeak | None,
+    compile_cache: bool,
+    stats: Mapping[str, float] | None,
+) -> dict[str, Any]:
     """What a benchmark row records beside pytest-benchmark's timings (JSON-safe values).
     `validation`: `bench.evaluate()` after the fixed short training of `val_epochs` epochs.
     `stats`: the round times' median and iqr in seconds, or None when benchmarks are disabled."""
@@ -119,22 +157,51 @@ def extra_info(bench: EpochBench, *, dataset: str, warmup_s: float, rounds: int,
     val_loss, diverged = _finite_mean(validation["val_loss"])
     val_acc, _ = _finite_mean(validation["val_acc"])
     info = {
-        "bench": BENCH_KIND, "schema": SCHEMA,
-        "optimizer": spec.optimizer, "hyperparams": optimizers.hyperparams(spec.optimizer, spec.hyperparams),
+        "bench": BENCH_KIND,
+        "schema": SCHEMA,
+        "optimizer": spec.optimizer,
+        "hyperparams": optimizers.hyperparams(spec.optimizer, spec.hyperparams),
         "batch": batch_label(None if settings.full_batch else settings.batch_size),
-        "batch_size": settings.batch_size, "steps_per_epoch": settings.steps_per_epoch, "dataset": dataset,
-        "n_train": settings.n_train, "n_test": settings.n_test, "num_words": settings.num_features,
-        "model": bench.model_config.describe(), "seeds": len(bench.seeds), "seed_list": list(bench.seeds),
+        "batch_size": settings.batch_size,
+        "steps_per_epoch": settings.steps_per_epoch,
+        "dataset": dataset,
+        "n_train": settings.n_train,
+        "n_test": settings.n_test,
+        "num_words": settings.num_features,
+        "model": bench.model_config.describe(),
+        "seeds": len(bench.seeds),
+        "seed_list": list(bench.seeds),
         "order": settings.order.value,
-        "compile_s": bench.compile_s, "init_s": bench.init_s, "warmup_s": warmup_s, "compile_cache": compile_cache,
-        "rounds": rounds, "train_loss": train_loss, "train_loss_epochs": timed_epochs,
-        "val_loss": val_loss, "val_acc": val_acc, "val_epochs": val_epochs, "diverged_seeds": diverged,
-        "flops_reported": flops.reported, "flops_fixed": flops.fixed, "flops_per_step": flops.per_step,
-        "flops_per_epoch": flops.per_epoch, "flops_exact": flops.exact,
+        "compile_s": bench.compile_s,
+        "init_s": bench.init_s,
+        "warmup_s": warmup_s,
+        "compile_cache": compile_cache,
+        "rounds": rounds,
+        "train_loss": train_loss,
+        "train_loss_epochs": timed_epochs,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "val_epochs": val_epochs,
+        "diverged_seeds": diverged,
+        "flops_reported": flops.reported,
+        "flops_fixed": flops.fixed,
+        "flops_per_step": flops.per_step,
+        "flops_per_epoch": flops.per_epoch,
+        "flops_exact": flops.exact,
         "matmul_peak_gflops": peak.gflops if peak else None,
     }
     if stats is not None:
-        info.update(throughput(stats["median"], stats["iqr"], settings.steps_per_epoch, len(bench.seeds),
-                               settings.n_train, flops.per_epoch, info["matmul_peak_gflops"]))
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-            for key, value in info.items()}
+        info.update(
+            throughput(
+                stats["median"],
+                stats["iqr"],
+                settings.steps_per_epoch,
+                len(bench.seeds),
+                settings.n_train,
+                flops.per_epoch,
+                info["matmul_peak_gflops"],
+            )
+        )
+    return {
+        key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in info.items()
+    }

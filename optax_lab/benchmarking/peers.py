@@ -14,8 +14,17 @@ from collections.abc import Iterable, Sequence
 from optax_lab.benchmarking.records import is_number
 from optax_lab.benchmarking.table import DASH, markdown_table, rate_text, seconds_text
 
-__all__ = ["BASELINE", "OPTIMIZER_ORDER", "WAYS", "PeerRun", "peers_markdown", "sorted_runs", "speedup",
-           "target_text", "workload_text"]
+__all__ = [
+    "BASELINE",
+    "OPTIMIZER_ORDER",
+    "WAYS",
+    "PeerRun",
+    "peers_markdown",
+    "sorted_runs",
+    "speedup",
+    "target_text",
+    "workload_text",
+]
 
 # The ways a run is written, in table order, and how a row names them.
 WAYS = {"keras": "Keras, the lesson's code", "pytorch": "PyTorch, a plain loop", "optax_lab": "optax_lab"}
@@ -76,16 +85,30 @@ def _optimizer_rank(name: str) -> tuple[int, str]:
 def sorted_runs(runs: Iterable[PeerRun]) -> list[PeerRun]:
     """By optimizer (the lesson's order), then Keras, PyTorch, optax_lab by shuffling (per-seed
     first: it matches separate runs) and device count."""
-    return sorted(runs, key=lambda run: (_optimizer_rank(run.optimizer), _way_rank(run.way), run.order != "per-seed",
-                                         run.order, run.devices))
+    return sorted(
+        runs,
+        key=lambda run: (
+            _optimizer_rank(run.optimizer),
+            _way_rank(run.way),
+            run.order != "per-seed",
+            run.order,
+            run.devices,
+        ),
+    )
 
 
 def speedup(run: PeerRun, runs: Iterable[PeerRun]) -> float | None:
     """`run`'s seed-epochs/s over the Keras row's of the same optimizer; None when either has no
     figure (skipped, or no Keras row)."""
     mine = run.seed_epochs_per_s
-    base = next((r.seed_epochs_per_s for r in runs if r.way == BASELINE and r.optimizer == run.optimizer
-                 and r.seed_epochs_per_s), None)
+    base = next(
+        (
+            r.seed_epochs_per_s
+            for r in runs
+            if r.way == BASELINE and r.optimizer == run.optimizer and r.seed_epochs_per_s
+        ),
+        None,
+    )
     return mine / base if mine and base else None
 
 
@@ -101,10 +124,12 @@ def _loss_text(value: float | None) -> str:
 
 def workload_text(dataset: str, n_train: int, n_test: int, num_words: int, batch_size: int, epochs: int) -> str:
     """The sentence that says what every row trained."""
-    return (f"The lesson's MLP ({num_words} → 32 → 32 → 1, ReLU, sigmoid, binary cross-entropy) on {dataset}: "
-            f"{n_train} training reviews, batch {batch_size}, {epochs} epochs, the loss on all {n_test} test "
-            "reviews after every epoch (the lesson's `validation_data`). Adam 1e-3 and SGD 1e-2, the rates "
-            "Keras' `'adam'` and `'sgd'` use.")
+    return (
+        f"The lesson's MLP ({num_words} → 32 → 32 → 1, ReLU, sigmoid, binary cross-entropy) on {dataset}: "
+        f"{n_train} training reviews, batch {batch_size}, {epochs} epochs, the loss on all {n_test} test "
+        "reviews after every epoch (the lesson's `validation_data`). Adam 1e-3 and SGD 1e-2, the rates "
+        "Keras' `'adam'` and `'sgd'` use."
+    )
 
 
 NOTES = (
@@ -119,7 +144,8 @@ NOTES = (
     "seed-epochs/s over the Keras row's of the same optimizer. Final val loss is after the last epoch, mean over "
     "the seeds; Keras and optax_lab start from Glorot-uniform kernels, PyTorch from its own default, so its loss "
     "differs. Host load is the 1-minute load average after the timed runs: the run itself adds up to one per "
-    "core it keeps busy, so a load above the core count means another process competed for the cores.")
+    "core it keeps busy, so a load above the core count means another process competed for the cores."
+)
 
 
 def target_text(runs: Sequence[PeerRun], target: float) -> str:
@@ -130,12 +156,16 @@ def target_text(runs: Sequence[PeerRun], target: float) -> str:
         ratio = speedup(run, runs) if run.way == "optax_lab" else None
         if ratio is not None:
             detail = run.label.removeprefix(f"{WAYS['optax_lab']}, ")
-            parts.setdefault(run.optimizer, []).append(f"{_ratio_text(ratio)}{' ✓' if ratio >= target else ''} "
-                                                       f"({detail})")
+            parts.setdefault(run.optimizer, []).append(
+                f"{_ratio_text(ratio)}{' ✓' if ratio >= target else ''} ({detail})"
+            )
     if not parts:
         return ""
-    return (f"optax_lab over Keras, ✓ where at least {target:g}×: "
-            + "; ".join(f"{name} {', '.join(texts)}" for name, texts in parts.items()) + ".")
+    return (
+        f"optax_lab over Keras, ✓ where at least {target:g}×: "
+        + "; ".join(f"{name} {', '.join(texts)}" for name, texts in parts.items())
+        + "."
+    )
 
 
 def peers_markdown(runs: Sequence[PeerRun], workload: str = "", target: float | None = None) -> str:
@@ -145,17 +175,39 @@ def peers_markdown(runs: Sequence[PeerRun], workload: str = "", target: float | 
     if not runs:
         return "No peer benchmark ran.\n"
     ordered = sorted_runs(runs)
-    head = ["Optimizer", "Code", "Runs on", "Seeds per run", "Runs", "Run s: median", "Seed-epochs/s", "× Keras",
-            "Compile / warm-up s", "Final val loss", "Host load"]
+    head = [
+        "Optimizer",
+        "Code",
+        "Runs on",
+        "Seeds per run",
+        "Runs",
+        "Run s: median",
+        "Seed-epochs/s",
+        "× Keras",
+        "Compile / warm-up s",
+        "Final val loss",
+        "Host load",
+    ]
     body = []
     for run in ordered:
         if run.skipped:
             body.append([run.optimizer, f"{run.label} (skipped)", *[DASH] * (len(head) - 2)])
             continue
-        body.append([run.optimizer, run.label, run.runs_on or DASH, str(run.seeds), str(len(run.run_seconds)),
-                     seconds_text(run.seconds), rate_text(run.seed_epochs_per_s), _ratio_text(speedup(run, runs)),
-                     f"{run.setup_s:.2f}" if is_number(run.setup_s) else DASH, _loss_text(run.val_loss),
-                     f"{run.host_load:.1f}" if is_number(run.host_load) else DASH])
+        body.append(
+            [
+                run.optimizer,
+                run.label,
+                run.runs_on or DASH,
+                str(run.seeds),
+                str(len(run.run_seconds)),
+                seconds_text(run.seconds),
+                rate_text(run.seed_epochs_per_s),
+                _ratio_text(speedup(run, runs)),
+                f"{run.setup_s:.2f}" if is_number(run.setup_s) else DASH,
+                _loss_text(run.val_loss),
+                f"{run.host_load:.1f}" if is_number(run.host_load) else DASH,
+            ]
+        )
     lines = [text for text in (workload, NOTES) if text]
     lines = [" ".join(lines), "", *markdown_table(head, body, aligns=["---", "---", "---", *["---:"] * 8])]
     verdict = target_text(runs, target) if target is not None else ""

@@ -19,8 +19,18 @@ from typing import Any
 
 from optax_lab.errors import UsageError
 
-__all__ = ["BENCH_KIND", "FIX_JSON", "NEEDED_INFO", "SCHEMA", "Row", "benchmark_rows", "check_benchmark_json",
-           "is_number", "read_benchmark_json", "throughput"]
+__all__ = [
+    "BENCH_KIND",
+    "FIX_JSON",
+    "NEEDED_INFO",
+    "SCHEMA",
+    "Row",
+    "benchmark_rows",
+    "check_benchmark_json",
+    "is_number",
+    "read_benchmark_json",
+    "throughput",
+]
 
 BENCH_KIND = "optimizer-epoch"  # extra_info["bench"] of an optimizer benchmark; others are ignored
 SCHEMA = 1  # extra_info["schema"]
@@ -34,15 +44,27 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def throughput(epoch_median: float, epoch_iqr: float, steps: int, seeds: int, n_train: int,
-               flops_per_epoch: float | None, peak_gflops: float | None) -> dict[str, float | None]:
+def throughput(
+    epoch_median: float,
+    epoch_iqr: float,
+    steps: int,
+    seeds: int,
+    n_train: int,
+    flops_per_epoch: float | None,
+    peak_gflops: float | None,
+) -> dict[str, float | None]:
     """Rates from an epoch call's median time (seconds): per step, samples (training examples
     of all seeds) and seed-epochs per second, achieved GFLOP/s and its fraction of the peak."""
     gflops = flops_per_epoch / epoch_median / 1e9 if is_number(flops_per_epoch) else None
-    return {"epoch_s_median": epoch_median, "step_s_median": epoch_median / steps, "step_s_iqr": epoch_iqr / steps,
-            "samples_per_s": seeds * n_train / epoch_median, "seed_epochs_per_s": seeds / epoch_median,
-            "gflops_per_s": gflops,
-            "peak_fraction": gflops / peak_gflops if gflops is not None and is_number(peak_gflops) else None}
+    return {
+        "epoch_s_median": epoch_median,
+        "step_s_median": epoch_median / steps,
+        "step_s_iqr": epoch_iqr / steps,
+        "samples_per_s": seeds * n_train / epoch_median,
+        "seed_epochs_per_s": seeds / epoch_median,
+        "gflops_per_s": gflops,
+        "peak_fraction": gflops / peak_gflops if gflops is not None and is_number(peak_gflops) else None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,15 +97,25 @@ def benchmark_rows(output: Mapping[str, Any], source: str = "the benchmark data"
         stats = entry.get("stats")
         if not isinstance(stats, Mapping) or not all(is_number(stats.get(key)) for key in ("median", "iqr")):
             raise UsageError(f"{source}: benchmark {name!r} has no stats median/iqr: {FIX_JSON}")
-        rates = throughput(stats["median"], stats["iqr"], info["steps_per_epoch"], info["seeds"], info["n_train"],
-                           info.get("flops_per_epoch"), info.get("matmul_peak_gflops"))
+        rates = throughput(
+            stats["median"],
+            stats["iqr"],
+            info["steps_per_epoch"],
+            info["seeds"],
+            info["n_train"],
+            info.get("flops_per_epoch"),
+            info.get("matmul_peak_gflops"),
+        )
         rows.append(Row(name, info, rates, int(stats.get("rounds") or 0)))
     return rows
 
 
 def check_benchmark_json(output: Any, source: str) -> None:
-    if not isinstance(output, Mapping) or not isinstance(output.get("benchmarks"), list) \
-            or not isinstance(output.get("machine_info"), Mapping):
+    if (
+        not isinstance(output, Mapping)
+        or not isinstance(output.get("benchmarks"), list)
+        or not isinstance(output.get("machine_info"), Mapping)
+    ):
         raise UsageError(f"{source} is not pytest-benchmark JSON (no 'machine_info' and 'benchmarks'): {FIX_JSON}")
 
 

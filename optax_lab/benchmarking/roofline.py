@@ -31,8 +31,17 @@ from optax_lab import engine
 from optax_lab.config import ModelConfig
 from optax_lab.workloads import build_model
 
-__all__ = ["MatmulPeak", "StepFlops", "default_matmul_size", "fixed_epoch_flops", "loop_body_counted_once",
-           "matmul_peak", "step_flops", "unknown_trip_count_loops", "xla_flops"]
+__all__ = [
+    "MatmulPeak",
+    "StepFlops",
+    "default_matmul_size",
+    "fixed_epoch_flops",
+    "loop_body_counted_once",
+    "matmul_peak",
+    "step_flops",
+    "unknown_trip_count_loops",
+    "xla_flops",
+]
 
 
 def xla_flops(executable: Any) -> float:
@@ -47,14 +56,17 @@ def _compiled_flops(function, *args) -> float:
     return xla_flops(engine.aot_compile(function, *args)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loop_body_counted_once() -> bool:
     """Does this XLA count a loop's body once, whatever the trip count? (It did in jax 0.10.)"""
+
     def chain(trips: int) -> float:
         step = lambda carry, m: (carry @ m, None)  # noqa: E731
-        return _compiled_flops(lambda c, ms: jax.lax.scan(step, c, ms)[0],
-                               jax.ShapeDtypeStruct((16, 16), jnp.float32),
-                               jax.ShapeDtypeStruct((trips, 16, 16), jnp.float32))
+        return _compiled_flops(
+            lambda c, ms: jax.lax.scan(step, c, ms)[0],
+            jax.ShapeDtypeStruct((16, 16), jnp.float32),
+            jax.ShapeDtypeStruct((trips, 16, 16), jnp.float32),
+        )
 
     # Not one trip: a one-trip loop is inlined and counted exactly either way.
     return chain(10) == chain(50)
@@ -67,27 +79,38 @@ def unknown_trip_count_loops(compiled: Any) -> int:
     return sum("known_trip_count" not in line for line in whiles)
 
 
-@functools.lru_cache(maxsize=None)
-def fixed_epoch_flops(model_config: ModelConfig, n_train: int, n_test: int, num_features: int,
-                      num_seeds: int, full_batch: bool, validate: bool = True) -> float:
+@functools.cache
+def fixed_epoch_flops(
+    model_config: ModelConfig,
+    n_train: int,
+    n_test: int,
+    num_features: int,
+    num_seeds: int,
+    full_batch: bool,
+    validate: bool = True,
+) -> float:
     """FLOPs of an epoch's work outside its step loop, as the epoch's cost analysis counts it:
     validation (forward pass and loss on the test split) for every seed when the program
     validates and, for mini-batches, the shuffle (its rounds loop also counted once)."""
     flops = 0.0
     if validate:
         model = build_model(model_config)
-        params = jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, num_features)))["params"],
-                                jax.random.key(0))
+        params = jax.eval_shape(lambda key: model.init(key, jnp.zeros((1, num_features)))["params"], jax.random.key(0))
         seeded = jax.tree.map(lambda p: jax.ShapeDtypeStruct((num_seeds, *p.shape), p.dtype), params)
 
         def validation(params, x, y):
             def one(p):
                 logits = model.apply({"params": p}, x)
                 return optax.sigmoid_binary_cross_entropy(logits, y).mean(), ((logits > 0) == (y > 0.5)).mean()
+
             return jax.vmap(one)(params)
 
-        flops += _compiled_flops(validation, seeded, jax.ShapeDtypeStruct((n_test, num_features), jnp.float32),
-                                 jax.ShapeDtypeStruct((n_test,), jnp.float32))
+        flops += _compiled_flops(
+            validation,
+            seeded,
+            jax.ShapeDtypeStruct((n_test, num_features), jnp.float32),
+            jax.ShapeDtypeStruct((n_test,), jnp.float32),
+        )
     if not full_batch:  # a full batch is one step on the unshuffled set
         keys = jax.random.split(jax.random.key(0), num_seeds)
         flops += _compiled_flops(jax.vmap(lambda key: engine.shuffled_indices(key, n_train)), keys)
@@ -135,4 +158,4 @@ def matmul_peak(size: int | None = None, repeats: int = 20) -> MatmulPeak:
         start = time.perf_counter()
         jax.block_until_ready(matmul(a, b))
         best = min(best, time.perf_counter() - start)
-    return MatmulPeak(2 * size ** 3 / best / 1e9, size, repeats)
+    return MatmulPeak(2 * size**3 / best / 1e9, size, repeats)

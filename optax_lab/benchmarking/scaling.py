@@ -27,8 +27,21 @@ from optax_lab.benchmarking.records import is_number
 from optax_lab.benchmarking.table import DASH, markdown_table, mode_title, rate_text
 from optax_lab.errors import UsageError
 
-__all__ = ["BENCH_KIND", "SATURATION", "Curve", "Point", "curve_record", "ladder", "measure_point", "next_replicas",
-           "overlay_markdown", "predicted_bytes", "scaling_curves", "scaling_markdown", "scaling_plot"]
+__all__ = [
+    "BENCH_KIND",
+    "SATURATION",
+    "Curve",
+    "Point",
+    "curve_record",
+    "ladder",
+    "measure_point",
+    "next_replicas",
+    "overlay_markdown",
+    "predicted_bytes",
+    "scaling_curves",
+    "scaling_markdown",
+    "scaling_plot",
+]
 
 BENCH_KIND = "replica-scaling"  # extra_info["bench"] of a scaling curve
 SATURATION = 0.9  # of the peak: where a curve counts as saturated
@@ -49,11 +62,26 @@ class Point:
     samples_per_s: float
 
 
-def measure_point(replicas: int, devices: int, run_seconds: Sequence[float], epochs: int, n_train: int,
-                  compile_s: float, memory_bytes: int | None) -> Point:
+def measure_point(
+    replicas: int,
+    devices: int,
+    run_seconds: Sequence[float],
+    epochs: int,
+    n_train: int,
+    compile_s: float,
+    memory_bytes: int | None,
+) -> Point:
     run_s = statistics.median(run_seconds)
-    return Point(replicas, devices, run_s, len(run_seconds), compile_s, memory_bytes,
-                 replicas * epochs / run_s, replicas * epochs * n_train / run_s)
+    return Point(
+        replicas,
+        devices,
+        run_s,
+        len(run_seconds),
+        compile_s,
+        memory_bytes,
+        replicas * epochs / run_s,
+        replicas * epochs * n_train / run_s,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +119,16 @@ def curve_record(info: Mapping[str, Any], points: Sequence[Point]) -> dict[str, 
     """The extra_info of one curve: its info, its points, and the peak and saturation (for readers
     that take the figures without this module)."""
     curve = Curve(info, tuple(points))
-    return {"bench": BENCH_KIND, "schema": 1, **info, "points": [dataclasses.asdict(p) for p in points],
-            "peak_replica_epochs_per_s": curve.peak.replica_epochs_per_s, "peak_replicas": curve.peak.replicas,
-            "saturation_replicas": curve.saturation.replicas, "still_rising": curve.still_rising}
+    return {
+        "bench": BENCH_KIND,
+        "schema": 1,
+        **info,
+        "points": [dataclasses.asdict(p) for p in points],
+        "peak_replica_epochs_per_s": curve.peak.replica_epochs_per_s,
+        "peak_replicas": curve.peak.replicas,
+        "saturation_replicas": curve.saturation.replicas,
+        "still_rising": curve.still_rising,
+    }
 
 
 def scaling_curves(output: Mapping[str, Any], source: str = "the benchmark data") -> list[Curve]:
@@ -110,8 +145,10 @@ def scaling_curves(output: Mapping[str, Any], source: str = "the benchmark data"
                 raise ValueError
             curve.key  # noqa: B018 - order, batch and devices must be there
         except (KeyError, TypeError, ValueError):
-            raise UsageError(f"{source}: scaling benchmark {entry.get('name', '?')!r} has no valid points: pass a "
-                             "file written by `pytest bench/bench_scaling.py --benchmark-json FILE`") from None
+            raise UsageError(
+                f"{source}: scaling benchmark {entry.get('name', '?')!r} has no valid points: pass a "
+                "file written by `pytest bench/bench_scaling.py --benchmark-json FILE`"
+            ) from None
         curves.append(curve)
     return curves
 
@@ -139,9 +176,17 @@ def predicted_bytes(points: Sequence[Point], replicas: int, devices: int) -> flo
     return y1 + (y1 - y0) / (x1 - x0) * (per_device - x1)
 
 
-def next_replicas(points: Sequence[Point], *, cap: int, device_count: int, call_budget_s: float,
-                  memory_budget_bytes: float, elapsed_s: float, curve_budget_s: float,
-                  calls_per_rung: int) -> tuple[int | None, str]:
+def next_replicas(
+    points: Sequence[Point],
+    *,
+    cap: int,
+    device_count: int,
+    call_budget_s: float,
+    memory_budget_bytes: float,
+    elapsed_s: float,
+    curve_budget_s: float,
+    calls_per_rung: int,
+) -> tuple[int | None, str]:
     """(the next rung, '') or (None, why the curve stops): twice the last rung's replicas, if
     that fits the cap, one call of it (predicted: twice the last call) fits `call_budget_s`, its
     memory per device fits `memory_budget_bytes`, and its compile and calls fit what is left of
@@ -155,8 +200,10 @@ def next_replicas(points: Sequence[Point], *, cap: int, device_count: int, call_
         return None, f"time: a call of {replicas} would take ~{call_s:.1f} s, over the {call_budget_s:g} s budget"
     memory = predicted_bytes(points, replicas, min(device_count, replicas))
     if memory is not None and memory > memory_budget_bytes:
-        return None, (f"memory: {replicas} would need ~{memory / 1e9:.3g} GB a device, over the "
-                      f"{memory_budget_bytes / 1e9:.3g} GB budget")
+        return None, (
+            f"memory: {replicas} would need ~{memory / 1e9:.3g} GB a device, over the "
+            f"{memory_budget_bytes / 1e9:.3g} GB budget"
+        )
     if elapsed_s + last.compile_s + calls_per_rung * call_s > curve_budget_s:
         return None, f"the curve's {curve_budget_s:g} s wall budget"
     return replicas, ""
@@ -181,32 +228,61 @@ def scaling_markdown(curves: Sequence[Curve], plot_name: str) -> str:
     rate at every rung, and the plot."""
     curves = sorted(curves, key=lambda c: c.key)
     first = curves[0].info
-    lines = [f"The lesson's Adam run ({first.get('dataset', '?')}, {first.get('epochs', '?')} epochs with validation "
-             "each, init included), its replicas one program: replica-epochs/s = replicas × epochs ÷ the median "
-             f"call (of {'/'.join(sorted({str(p.rounds) for c in curves for p in c.points}))} timed calls, after a "
-             "warm-up), compile excluded; samples/s counts training examples. Peak: the highest rate; "
-             f"saturation: the fewest replicas reaching {SATURATION:.0%} of it. Each curve climbs 1, 2, 4, ... "
-             "replicas while the next call, its memory and the curve's wall time fit their budgets.", ""]
+    lines = [
+        f"The lesson's Adam run ({first.get('dataset', '?')}, {first.get('epochs', '?')} epochs with validation "
+        "each, init included), its replicas one program: replica-epochs/s = replicas × epochs ÷ the median "
+        f"call (of {'/'.join(sorted({str(p.rounds) for c in curves for p in c.points}))} timed calls, after a "
+        "warm-up), compile excluded; samples/s counts training examples. Peak: the highest rate; "
+        f"saturation: the fewest replicas reaching {SATURATION:.0%} of it. Each curve climbs 1, 2, 4, ... "
+        "replicas while the next call, its memory and the curve's wall time fit their budgets.",
+        "",
+    ]
     peers = _one_device_peers(curves)
-    head = ["Curve", "Devices", "Rungs", "Peak replica-epochs/s", "at replicas", "Samples/s at peak", "Saturation",
-            "All ÷ 1 device", "Compile s (median)", "Stopped by"]
+    head = [
+        "Curve",
+        "Devices",
+        "Rungs",
+        "Peak replica-epochs/s",
+        "at replicas",
+        "Samples/s at peak",
+        "Saturation",
+        "All ÷ 1 device",
+        "Compile s (median)",
+        "Stopped by",
+    ]
     body = []
     for curve in curves:
         peer = peers.get(curve.key[:2])
-        ratio = (f"{curve.peak.replica_epochs_per_s / peer.peak.replica_epochs_per_s:.2f}×"
-                 if curve.key[2] == "all" and peer else DASH)
+        ratio = (
+            f"{curve.peak.replica_epochs_per_s / peer.peak.replica_epochs_per_s:.2f}×"
+            if curve.key[2] == "all" and peer
+            else DASH
+        )
         rungs = f"{curve.points[0].replicas}–{curve.points[-1].replicas}"
-        body.append([curve.name, curve.info.get("device_count", "?"), rungs, rate_text(curve.peak.replica_epochs_per_s),
-                     curve.peak.replicas, rate_text(curve.peak.samples_per_s), _saturation_text(curve), ratio,
-                     f"{statistics.median(p.compile_s for p in curve.points):.2f}", curve.info.get("stopped") or DASH])
+        body.append(
+            [
+                curve.name,
+                curve.info.get("device_count", "?"),
+                rungs,
+                rate_text(curve.peak.replica_epochs_per_s),
+                curve.peak.replicas,
+                rate_text(curve.peak.samples_per_s),
+                _saturation_text(curve),
+                ratio,
+                f"{statistics.median(p.compile_s for p in curve.points):.2f}",
+                curve.info.get("stopped") or DASH,
+            ]
+        )
     aligns = ["---", "---:", "---:", "---:", "---:", "---:", "---", "---:", "---:", "---"]
     lines += markdown_table(head, body, aligns=aligns)
     lines += ["", f"![replica-epochs/s against replicas, log-log]({plot_name})", ""]
     replicas = sorted({p.replicas for c in curves for p in c.points})
     rate = {(c.key, p.replicas): p.replica_epochs_per_s for c in curves for p in c.points}
     lines += ["Replica-epochs/s at each rung:", ""]
-    lines += markdown_table(["Replicas", *(c.name for c in curves)],
-                            [[r, *(rate_text(rate.get((c.key, r))) for c in curves)] for r in replicas])
+    lines += markdown_table(
+        ["Replicas", *(c.name for c in curves)],
+        [[r, *(rate_text(rate.get((c.key, r))) for c in curves)] for r in replicas],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -216,24 +292,42 @@ def overlay_markdown(machines: Sequence[tuple[str, Sequence[Curve]]], plot_name:
     keys = sorted({c.key for _, curves in machines for c in curves})
     by = [{c.key: c for c in curves} for _, curves in machines]
     base = machines[0][0]
-    head = ["Curve", *(f"{label} peak (at replicas)" for label, _ in machines),
-            *(f"{label} saturation" for label, _ in machines), *(f"{label} ÷ {base}" for label, _ in machines[1:])]
+    head = [
+        "Curve",
+        *(f"{label} peak (at replicas)" for label, _ in machines),
+        *(f"{label} saturation" for label, _ in machines),
+        *(f"{label} ÷ {base}" for label, _ in machines[1:]),
+    ]
     body = []
     for key in keys:
         present = [curves.get(key) for curves in by]
         name = next(c for c in present if c).name
-        peaks = [f"{rate_text(c.peak.replica_epochs_per_s)} ({c.peak.replicas}"
-                 + (f" on {c.peak.devices} devices)" if c.peak.devices > 1 else ")") if c else DASH for c in present]
-        ratios = [f"{c.peak.replica_epochs_per_s / present[0].peak.replica_epochs_per_s:.2f}×" if c and present[0]
-                  else DASH for c in present[1:]]
+        peaks = [
+            f"{rate_text(c.peak.replica_epochs_per_s)} ({c.peak.replicas}"
+            + (f" on {c.peak.devices} devices)" if c.peak.devices > 1 else ")")
+            if c
+            else DASH
+            for c in present
+        ]
+        ratios = [
+            f"{c.peak.replica_epochs_per_s / present[0].peak.replica_epochs_per_s:.2f}×" if c and present[0] else DASH
+            for c in present[1:]
+        ]
         body.append([name, *peaks, *(_saturation_text(c) if c else DASH for c in present), *ratios])
     epochs = {label: sorted({str(c.info.get("epochs")) for c in curves}) for label, curves in machines}
-    note = ("" if len({tuple(v) for v in epochs.values()}) == 1 else
-            " ⚠ The machines ran different epochs per call (" + "; ".join(f"{k}: {'/'.join(v)}" for k, v in
-                                                                       epochs.items()) + "): init weighs differently.")
-    lines = ["Replica-epochs/s of the lesson's Adam run against its replicas, one program per rung (see the bench "
-             f"reports). Peak: the highest rate (its replicas in brackets); saturation: the fewest replicas reaching "
-             f"{SATURATION:.0%} of it.{note}", ""]
+    note = (
+        ""
+        if len({tuple(v) for v in epochs.values()}) == 1
+        else " ⚠ The machines ran different epochs per call ("
+        + "; ".join(f"{k}: {'/'.join(v)}" for k, v in epochs.items())
+        + "): init weighs differently."
+    )
+    lines = [
+        "Replica-epochs/s of the lesson's Adam run against its replicas, one program per rung (see the bench "
+        f"reports). Peak: the highest rate (its replicas in brackets); saturation: the fewest replicas reaching "
+        f"{SATURATION:.0%} of it.{note}",
+        "",
+    ]
     lines += markdown_table(head, body) + ["", f"![replica-epochs/s against replicas, overlaid, log-log]({plot_name})"]
     return "\n".join(lines) + "\n"
 
@@ -249,7 +343,7 @@ def scaling_plot(machines: Sequence[tuple[str, Sequence[Curve]]]) -> bytes:
     fig = figure(6.0 * len(modes), 4.4)
     axes = fig.subplots(1, len(modes), squeeze=False)[0]
     styles = {"shared": "-", "per-seed": "--"}
-    for axis, mode in zip(axes, modes):
+    for axis, mode in zip(axes, modes, strict=False):
         for m, (label, curves) in enumerate(machines):
             for curve in sorted((c for c in curves if c.key[0] == mode), key=lambda c: c.key):
                 _, order, devices = curve.key
@@ -258,10 +352,24 @@ def scaling_plot(machines: Sequence[tuple[str, Sequence[Curve]]]) -> bytes:
                 ys = [p.replica_epochs_per_s for p in curve.points]
                 where = f"{curve.info.get('device_count', '?')} devices" if devices == "all" else "1 device"
                 prefix = f"{label}: " if len(machines) > 1 else ""
-                axis.plot(xs, ys, styles.get(order, ":"), color=color, marker="o", markersize=3, linewidth=1.4,
-                          label=f"{prefix}{order}, {where}")
-                axis.plot([curve.saturation.replicas], [curve.saturation.replica_epochs_per_s], "o", markersize=9,
-                          markerfacecolor="none", markeredgecolor=color)
+                axis.plot(
+                    xs,
+                    ys,
+                    styles.get(order, ":"),
+                    color=color,
+                    marker="o",
+                    markersize=3,
+                    linewidth=1.4,
+                    label=f"{prefix}{order}, {where}",
+                )
+                axis.plot(
+                    [curve.saturation.replicas],
+                    [curve.saturation.replica_epochs_per_s],
+                    "o",
+                    markersize=9,
+                    markerfacecolor="none",
+                    markeredgecolor=color,
+                )
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))

@@ -17,8 +17,21 @@ from typing import Any
 from optax_lab.benchmarking.records import Row, is_number
 from optax_lab.errors import UsageError
 
-__all__ = ["DASH", "batch_modes", "machine_label", "machine_text", "markdown_table", "mode_title", "peak_text",
-           "rate_text", "report_path", "seconds_text", "section_header", "timing_markdown", "versions_text"]
+__all__ = [
+    "DASH",
+    "batch_modes",
+    "machine_label",
+    "machine_text",
+    "markdown_table",
+    "mode_title",
+    "peak_text",
+    "rate_text",
+    "report_path",
+    "seconds_text",
+    "section_header",
+    "timing_markdown",
+    "versions_text",
+]
 
 DASH = "—"
 
@@ -39,11 +52,20 @@ def machine_label(machine_info: Mapping[str, Any]) -> str:
 def machine_text(machine_info: Mapping[str, Any]) -> str:
     device, cpu = machine_info.get("jax") or {}, machine_info.get("cpu") or {}
     system = f"{machine_info.get('system', '')} {machine_info.get('release', '')}".strip()
-    host = ", ".join(str(part) for part in (cpu.get("brand_raw") or machine_info.get("processor"),
-                                            f"{cpu['count']} cores" if cpu.get("count") else None, system,
-                                            f"Python {machine_info.get('python_version', '?')}") if part)
-    return (f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) × {device.get('device_count', '?')}; "
-            f"host {host}")
+    host = ", ".join(
+        str(part)
+        for part in (
+            cpu.get("brand_raw") or machine_info.get("processor"),
+            f"{cpu['count']} cores" if cpu.get("count") else None,
+            system,
+            f"Python {machine_info.get('python_version', '?')}",
+        )
+        if part
+    )
+    return (
+        f"{device.get('platform', '?')} ({device.get('device_kind', '?')}) × {device.get('device_count', '?')}; "
+        f"host {host}"
+    )
 
 
 def versions_text(machine_info: Mapping[str, Any]) -> str:
@@ -55,8 +77,10 @@ def peak_text(machine_info: Mapping[str, Any]) -> str:
     peak = machine_info.get("fp32_matmul_peak") or {}
     if not is_number(peak.get("gflops")):
         return "not measured"
-    return (f"{peak['gflops']:.1f} GFLOP/s ({peak.get('size')}×{peak.get('size')} fp32 product at JAX's default "
-            f"precision, best of {peak.get('repeats')}, measured in the same session)")
+    return (
+        f"{peak['gflops']:.1f} GFLOP/s ({peak.get('size')}×{peak.get('size')} fp32 product at JAX's default "
+        f"precision, best of {peak.get('repeats')}, measured in the same session)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,8 +107,10 @@ def _sig(value: float) -> str:
 def rate_text(value: Any) -> str:
     if not is_number(value):
         return DASH
-    return next((f"{_sig(value / scale)}{suffix}" for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3))
-                 if value >= scale), _sig(value))
+    return next(
+        (f"{_sig(value / scale)}{suffix}" for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)) if value >= scale),
+        _sig(value),
+    )
 
 
 def loss_text(info: Mapping[str, Any], key: str = "val_loss") -> str:
@@ -99,13 +125,17 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(head: Sequence[str], lines: Iterable[Sequence[Any]], rest: str = "---:",
-                   aligns: Sequence[str] | None = None) -> list[str]:
+def markdown_table(
+    head: Sequence[str], lines: Iterable[Sequence[Any]], rest: str = "---:", aligns: Sequence[str] | None = None
+) -> list[str]:
     """A markdown table: the first column left-aligned (names), the others by `rest` (numbers:
     right), unless `aligns` gives each column's."""
     aligns = aligns or ["---"] + [rest] * (len(head) - 1)
-    return ["| " + " | ".join(head) + " |", "|" + "|".join(aligns) + "|",
-            *("| " + " | ".join(_cell(c) for c in line) + " |" for line in lines)]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(aligns) + "|",
+        *("| " + " | ".join(_cell(c) for c in line) + " |" for line in lines),
+    ]
 
 
 def batch_modes(rows: Iterable[Row]) -> list[str]:
@@ -127,8 +157,10 @@ def sorted_optimizers(grouped: Mapping[str, Mapping[str, Row]], modes: Sequence[
     order = list(reversed(modes))
 
     def key(name):
-        return tuple((mode not in grouped[name], grouped[name][mode].rates["step_s_median"] if mode in grouped[name]
-                      else 0.0) for mode in order) + (name,)
+        return tuple(
+            (mode not in grouped[name], grouped[name][mode].rates["step_s_median"] if mode in grouped[name] else 0.0)
+            for mode in order
+        ) + (name,)
 
     return sorted(grouped, key=key)
 
@@ -152,14 +184,17 @@ def timing_markdown(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: 
     lines = [f"# optax-lab benchmark: {machine_label(machine_info)}", "", *machine_block(machine_info, rows, meta), ""]
     val_epochs = sorted({row.info.get("val_epochs") for row in rows if row.info.get("val_epochs")})
     lines += [
-        "## Step time", "",
+        "## Step time",
+        "",
         "Step time is one epoch call (all its steps in a `lax.scan`, with the epoch's shuffle, no "
         "validation) over its steps: median (IQR) over the timed rounds, compile excluded. Samples/s counts "
         "training examples of all seeds. Compile s is trace + lower + XLA compile of the epoch program. Val "
         f"loss is on the {first.get('n_test', '?')} test examples after a fixed short training of "
         f"{'/'.join(map(str, val_epochs)) or '?'} epochs (before the timed rounds), mean over the seeds. "
         "Sorted by step time in "
-        f"{mode_title(modes[-1])}, fastest first.", ""]
+        f"{mode_title(modes[-1])}, fastest first.",
+        "",
+    ]
     head = ["Optimizer"]
     for label in ("step: median (IQR)", "samples/s", "compile s", "val loss"):
         head += [f"{mode_title(mode)}: {label}" for mode in modes]
@@ -167,8 +202,10 @@ def timing_markdown(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: 
     for name in names:
         cells = [name]
         per_mode = [grouped[name].get(mode) for mode in modes]
-        cells += [f"{seconds_text(r.rates['step_s_median'])} ({seconds_text(r.rates['step_s_iqr'])})" if r else DASH
-                  for r in per_mode]
+        cells += [
+            f"{seconds_text(r.rates['step_s_median'])} ({seconds_text(r.rates['step_s_iqr'])})" if r else DASH
+            for r in per_mode
+        ]
         cells += [rate_text(r.rates["samples_per_s"]) if r else DASH for r in per_mode]
         cells += [f"{r.info['compile_s']:.2f}" if r and is_number(r.info.get("compile_s")) else DASH for r in per_mode]
         cells += [loss_text(r.info) if r else DASH for r in per_mode]
@@ -191,11 +228,20 @@ def machine_block(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: Ma
         ("Machine", machine_text(machine_info)),
         ("Versions", versions_text(machine_info)),
         ("fp32 matmul peak", peak_text(machine_info)),
-        ("Dataset", f"{info.get('dataset', '?')}: {info.get('n_train', '?')} training / {info.get('n_test', '?')} "
-                    f"test examples × {info.get('num_words', '?')} words; model {info.get('model', '?')}"),
+        (
+            "Dataset",
+            f"{info.get('dataset', '?')}: {info.get('n_train', '?')} training / {info.get('n_test', '?')} "
+            f"test examples × {info.get('num_words', '?')} words; model {info.get('model', '?')}",
+        ),
         ("Seeds", f"{'/'.join(map(str, seeds))} vmapped in each program, {info.get('order', '?')} shuffling"),
-        ("Compile cache", "on: compile s may be cache loads" if cache == {True}
-         else "off: every compile is a real XLA compile" if cache == {False} else "mixed"),
+        (
+            "Compile cache",
+            "on: compile s may be cache loads"
+            if cache == {True}
+            else "off: every compile is a real XLA compile"
+            if cache == {False}
+            else "mixed",
+        ),
         ("Session", session),
         ("Command", f"`{meta['command']}`" if meta.get("command") else DASH),
         ("Created", meta.get("created") or DASH),
@@ -205,21 +251,32 @@ def machine_block(machine_info: Mapping[str, Any], rows: Sequence[Row], meta: Ma
 
 def section_header(machine_info: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     """The top of a bench report that has no timing table (only sections such as scaling)."""
-    pairs = [("Machine", machine_text(machine_info)), ("Versions", versions_text(machine_info)),
-             ("Command", f"`{meta['command']}`" if meta.get("command") else DASH),
-             ("Created", meta.get("created") or DASH)]
+    pairs = [
+        ("Machine", machine_text(machine_info)),
+        ("Versions", versions_text(machine_info)),
+        ("Command", f"`{meta['command']}`" if meta.get("command") else DASH),
+        ("Created", meta.get("created") or DASH),
+    ]
     lines = [f"# optax-lab benchmark: {machine_label(machine_info)}", "", *markdown_table(["", ""], pairs, rest="---")]
     return "\n".join(lines) + "\n"
 
 
-def roofline_section(machine_info: Mapping[str, Any], grouped: Mapping[str, Mapping[str, Row]],
-                     names: Sequence[str], modes: Sequence[str]) -> list[str]:
-    lines = ["## Roofline", "",
-             f"Peak: {peak_text(machine_info)}. FLOPs per step come from XLA's cost analysis of the epoch "
-             "program, which counts a loop body once: a step is the reported FLOPs minus the shuffle "
-             "(compiled on its own), and an epoch is that plus steps × step. Achieved GFLOP/s "
-             "is an epoch's FLOPs over its median time. † a loop inside the step has no known trip count "
-             "(e.g. a line search) and was counted once, so its FLOPs and GFLOP/s are lower bounds.", ""]
+def roofline_section(
+    machine_info: Mapping[str, Any],
+    grouped: Mapping[str, Mapping[str, Row]],
+    names: Sequence[str],
+    modes: Sequence[str],
+) -> list[str]:
+    lines = [
+        "## Roofline",
+        "",
+        f"Peak: {peak_text(machine_info)}. FLOPs per step come from XLA's cost analysis of the epoch "
+        "program, which counts a loop body once: a step is the reported FLOPs minus the shuffle "
+        "(compiled on its own), and an epoch is that plus steps × step. Achieved GFLOP/s "
+        "is an epoch's FLOPs over its median time. † a loop inside the step has no known trip count "
+        "(e.g. a line search) and was counted once, so its FLOPs and GFLOP/s are lower bounds.",
+        "",
+    ]
     head = ["Optimizer"]
     for label in ("FLOP/step", "GFLOP/s", "% of peak"):
         head += [f"{mode_title(mode)}: {label}" for mode in modes]
@@ -228,12 +285,18 @@ def roofline_section(machine_info: Mapping[str, Any], grouped: Mapping[str, Mapp
         per_mode = [grouped[name].get(mode) for mode in modes]
         mark = ["" if r is None or r.info.get("flops_exact", True) else " †" for r in per_mode]
         cells = [name]
-        cells += [f"{rate_text(r.info['flops_per_step'])}{m}" if r and is_number(r.info.get("flops_per_step")) else DASH
-                  for r, m in zip(per_mode, mark)]
-        cells += [f"{_sig(r.rates['gflops_per_s'])}{m}" if r and is_number(r.rates.get("gflops_per_s")) else DASH
-                  for r, m in zip(per_mode, mark)]
-        cells += [f"{100 * r.rates['peak_fraction']:.1f} %" if r and is_number(r.rates.get("peak_fraction")) else DASH
-                  for r in per_mode]
+        cells += [
+            f"{rate_text(r.info['flops_per_step'])}{m}" if r and is_number(r.info.get("flops_per_step")) else DASH
+            for r, m in zip(per_mode, mark, strict=False)
+        ]
+        cells += [
+            f"{_sig(r.rates['gflops_per_s'])}{m}" if r and is_number(r.rates.get("gflops_per_s")) else DASH
+            for r, m in zip(per_mode, mark, strict=False)
+        ]
+        cells += [
+            f"{100 * r.rates['peak_fraction']:.1f} %" if r and is_number(r.rates.get("peak_fraction")) else DASH
+            for r in per_mode
+        ]
         body.append(cells)
     lines += markdown_table(head, body)
     return lines

@@ -30,8 +30,10 @@ DATASET_EXAMPLES = synthetic.NUM_TRAIN + synthetic.NUM_TEST
 BYTES_PER_CELL = 1 + 4 + 4
 MEMORY_SHARE = 0.8  # of the host's available memory: the rest is the program's and the OS's
 
-NO_ARCHIVE_WARNING = (f"no IMDB archive found locally (give --imdb-archive PATH or set {imdb.ENV_ARCHIVE}); "
-                      "using the embedded synthetic-imdb set (--dataset imdb downloads the real one)")
+NO_ARCHIVE_WARNING = (
+    f"no IMDB archive found locally (give --imdb-archive PATH or set {imdb.ENV_ARCHIVE}); "
+    "using the embedded synthetic-imdb set (--dataset imdb downloads the real one)"
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: compared and hashed by identity, not by array
@@ -62,8 +64,9 @@ def check_dataset_name(name: str | None) -> None:
         raise UsageError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
-def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | None = None,
-                 seed: int = 0) -> tuple[Dataset, str | None]:
+def load_dataset(
+    name: str | None, num_words: int = 100, imdb_archive: str | None = None, seed: int = 0
+) -> tuple[Dataset, str | None]:
     """The dataset `name` ("imdb", "synthetic-imdb", or None: IMDB if available locally, else
     synthetic) and a one-line warning for the user, or None.
 
@@ -72,8 +75,9 @@ def load_dataset(name: str | None, num_words: int = 100, imdb_archive: str | Non
     """
     check_dataset_name(name)
     if not isinstance(num_words, int) or num_words < 4:
-        raise UsageError(f"--num-words {num_words!r} must be an integer of at least 4 "
-                         "(indices 0-3 are reserved, like Keras)")
+        raise UsageError(
+            f"--num-words {num_words!r} must be an integer of at least 4 (indices 0-3 are reserved, like Keras)"
+        )
     _check_fits(num_words)
     if name == "synthetic-imdb":
         warning = "--imdb-archive is ignored with --dataset synthetic-imdb" if imdb_archive else None
@@ -94,10 +98,12 @@ def _check_fits(num_words: int) -> None:
     available = host_available_bytes()
     if need > MEMORY_SHARE * available:
         most = int(MEMORY_SHARE * available // (DATASET_EXAMPLES * BYTES_PER_CELL))
-        raise UsageError(f"--num-words {num_words}: the dataset would need about {need / 1e9:.3g} GB "
-                         f"({DATASET_EXAMPLES} reviews x {num_words} words, encoded and as float32 on the host "
-                         f"and the device) but this host has {available / 1e9:.3g} GB available: "
-                         f"use at most --num-words {most}")
+        raise UsageError(
+            f"--num-words {num_words}: the dataset would need about {need / 1e9:.3g} GB "
+            f"({DATASET_EXAMPLES} reviews x {num_words} words, encoded and as float32 on the host "
+            f"and the device) but this host has {available / 1e9:.3g} GB available: "
+            f"use at most --num-words {most}"
+        )
 
 
 def _synthetic(num_words: int, seed: int) -> Dataset:
@@ -120,5 +126,9 @@ def subset(dataset: Dataset, train_examples: int | None, seed: int = 0) -> Datas
     if chosen.size < train_examples:  # one class too small for half: top up from the rest
         rest = np.setdiff1d(np.arange(n), chosen)
         chosen = np.sort(np.concatenate([chosen, rng.permutation(rest)[: train_examples - chosen.size]]))
-    return dataclasses.replace(dataset, x_train=dataset.x_train[chosen], y_train=dataset.y_train[chosen],
-                               source=f"{dataset.source}, {train_examples} of {n} training reviews")
+    return dataclasses.replace(
+        dataset,
+        x_train=dataset.x_train[chosen],
+        y_train=dataset.y_train[chosen],
+        source=f"{dataset.source}, {train_examples} of {n} training reviews",
+    )

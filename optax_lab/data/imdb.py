@@ -42,8 +42,23 @@ import pooch
 from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file, cache_dir
 
-__all__ = ["ARCHIVE_NAME", "ENV_ARCHIVE", "ENV_URL", "IMDB_SHA256", "IMDB_URL", "Encoded", "Reviews", "download_archive",
-           "encode", "file_sha256", "load_imdb", "local_archive", "read_reviews", "tokenize", "word_index"]
+__all__ = [
+    "ARCHIVE_NAME",
+    "ENV_ARCHIVE",
+    "ENV_URL",
+    "IMDB_SHA256",
+    "IMDB_URL",
+    "Encoded",
+    "Reviews",
+    "download_archive",
+    "encode",
+    "file_sha256",
+    "load_imdb",
+    "local_archive",
+    "read_reviews",
+    "tokenize",
+    "word_index",
+]
 
 IMDB_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -72,8 +87,10 @@ def local_archive(imdb_archive: str | os.PathLike | None = None) -> Path | None:
         if given:
             path = Path(given).expanduser()
             if not path.is_file():
-                raise UsageError(f"IMDB archive {str(path)!r} (from {origin}) is not a file: give the path of "
-                                 f"{ARCHIVE_NAME}, or unset it to use the cached or downloaded archive")
+                raise UsageError(
+                    f"IMDB archive {str(path)!r} (from {origin}) is not a file: give the path of "
+                    f"{ARCHIVE_NAME}, or unset it to use the cached or downloaded archive"
+                )
             return path
     cached = cache_dir() / ARCHIVE_NAME
     return cached if cached.is_file() else None  # pooch only ever puts a verified file there
@@ -93,8 +110,9 @@ def download_archive(url: str | None = None, sha256: str = IMDB_SHA256, cache: P
     bar = _RichDownloadBar()
     downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16)
     try:
-        return Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=ARCHIVE_NAME, path=cache,
-                                   downloader=downloader))
+        return Path(
+            pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=ARCHIVE_NAME, path=cache, downloader=downloader)
+        )
     except requests.exceptions.RequestException as error:
         reason = type(error).__name__
         if getattr(error, "response", None) is not None:
@@ -102,8 +120,10 @@ def download_archive(url: str | None = None, sha256: str = IMDB_SHA256, cache: P
         raise UsageError(f"could not download the IMDB archive from {url} ({reason}): {fix}") from None
     except ValueError as error:  # pooch's hash mismatch: "... expected X but got Y ..."
         got = re.search(r"but got (\w+)", str(error))
-        raise UsageError(f"the IMDB archive from {url} has sha256 {got[1] if got else '?'}, expected {sha256}"
-                         f" (download corrupted or wrong file; nothing was kept): {fix}") from None
+        raise UsageError(
+            f"the IMDB archive from {url} has sha256 {got[1] if got else '?'}, expected {sha256}"
+            f" (download corrupted or wrong file; nothing was kept): {fix}"
+        ) from None
     finally:
         bar.close()  # pooch closes it only after a complete download
 
@@ -162,7 +182,7 @@ def read_reviews(archive: Path) -> Reviews:
     """
     word_id: defaultdict[str, int] = defaultdict()
     word_id.default_factory = word_id.__len__  # an unseen word gets the next id
-    found: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {(s, l): [] for s in SPLITS for l in (0, 1)}
+    found: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {(s, label): [] for s in SPLITS for label in (0, 1)}
     fix = f"pass the official {ARCHIVE_NAME}, or omit --imdb-archive/{ENV_ARCHIVE} to download it"
     size = archive.stat().st_size
     with open(archive, "rb") as raw, _Progress(f"tokenising {archive.name}", size) as advance:
@@ -180,8 +200,10 @@ def read_reviews(archive: Path) -> Reviews:
             raise UsageError(f"IMDB archive {str(archive)!r} is not a readable .tar.gz ({error}): {fix}") from None
     for (split, label), group in found.items():
         if not group:
-            raise UsageError(f"{str(archive)!r} is not the {ARCHIVE_NAME} archive (no aclImdb/{split}/"
-                             f"{LABELS[label]}/*.txt inside): {fix}")
+            raise UsageError(
+                f"{str(archive)!r} is not the {ARCHIVE_NAME} archive (no aclImdb/{split}/"
+                f"{LABELS[label]}/*.txt inside): {fix}"
+            )
     ids, labels = {}, {}
     for split in SPLITS:
         rows = [(label, review_id, review) for label in (0, 1) for review_id, review in found[split, label]]
@@ -253,9 +275,15 @@ class _Progress:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
         console = Console(stderr=True)
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                  TimeElapsedColumn(), console=console, transient=True,
-                                  disable=not console.is_terminal)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
         self._task = self._progress.add_task(description, total=total)
 
     def __enter__(self):

@@ -76,5 +76,5 @@ def _split(rng: np.random.Generator, teacher: _Teacher, num_words: int, n: int):
         x[rows, 4:] = rng.random(absent.shape, dtype=np.float32) >= absent
     score = teacher(x) + rng.logistic(size=n)
     y = np.zeros(n, np.float32)
-    y[np.argsort(score, kind="stable")[n - n // 2:]] = 1  # the top half is positive: balanced
+    y[np.argsort(score, kind="stable")[n - n // 2 :]] = 1  # the top half is positive: balanced
     return x, y

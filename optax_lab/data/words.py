@@ -66,7 +66,7 @@ def sequences(reviews: imdb.Reviews, num_words: int, length: int) -> Arrays:
 def _padded(rows: list[np.ndarray], width: int, pad: int) -> np.ndarray:
     out = np.full((len(rows), width), pad, np.int32)
     for i, row in enumerate(rows):
-        out[i, :len(row)] = row
+        out[i, : len(row)] = row
     return out
 
 
@@ -84,13 +84,16 @@ def _load(archive: Path, form: str, encode: Callable[[imdb.Reviews], Arrays]) ->
     archive = Path(archive)
     sha = imdb.file_sha256(archive)
     source = f"{archive.name} (sha256 {sha[:16]})"  # a name and checksum, never a machine path
-    arrays = _cached(cache_dir() / f"imdb-{sha[:16]}-{form}.npz",
-                     lambda: encode(_tokens(archive, cache_dir() / f"imdb-{sha[:16]}-tokens.npz")))
+    arrays = _cached(
+        cache_dir() / f"imdb-{sha[:16]}-{form}.npz",
+        lambda: encode(_tokens(archive, cache_dir() / f"imdb-{sha[:16]}-tokens.npz")),
+    )
     return arrays, source
 
 
 def _tokens(archive: Path, path: Path) -> imdb.Reviews:
     """The tokenised reviews, from the cache when there: word ids flat per split with offsets."""
+
     def flatten() -> Arrays:
         reviews = imdb.read_reviews(archive)
         saved = {"words": np.array(reviews.words, dtype=str)}

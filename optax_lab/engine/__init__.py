@@ -11,21 +11,76 @@ operations) -> `_program` (the program's functions: init, step, epoch, evaluate)
 compiles) -> `_layout` (replicas over devices) -> `_train` (compile, run, time).
 """
 
-from optax_lab.engine._compiling import (BACKEND_COMPILE_EVENT, COMPILED_KEPT, QUICK_COMPILE_FLAGS, aot_compile,
-                                         compiler_options, counting_compiles, enable_compile_cache, forget_compiled,
-                                         quick_compiles_in_env, use_quick_compiles)
+from optax_lab.engine._compiling import (
+    BACKEND_COMPILE_EVENT,
+    COMPILED_KEPT,
+    QUICK_COMPILE_FLAGS,
+    aot_compile,
+    compiler_options,
+    counting_compiles,
+    enable_compile_cache,
+    forget_compiled,
+    quick_compiles_in_env,
+    use_quick_compiles,
+)
 from optax_lab.engine._inputs import Arrays, program_settings, word_budgets
 from optax_lab.engine._layout import Layout, replica_devices, replica_inputs, replica_layout
-from optax_lab.engine._memory import HEADROOM, MemoryEstimate, check_results_fit, estimate_memory, gigabytes, replicas_per_call
-from optax_lab.engine._ops import (distinct_units, flat_params, layer_grad_norms, per_example_grads, shuffled_indices,
-                                   take_examples)
+from optax_lab.engine._memory import (
+    HEADROOM,
+    MemoryEstimate,
+    check_results_fit,
+    estimate_memory,
+    gigabytes,
+    replicas_per_call,
+)
+from optax_lab.engine._ops import (
+    distinct_units,
+    flat_params,
+    layer_grad_norms,
+    per_example_grads,
+    shuffled_indices,
+    take_examples,
+)
 from optax_lab.engine._program import Program, make_program, seed_keys
 from optax_lab.engine._train import call_shape, compile_program, points_per_call, program_id, train, train_points
 
-__all__ = ["BACKEND_COMPILE_EVENT", "COMPILED_KEPT", "HEADROOM", "QUICK_COMPILE_FLAGS", "Arrays", "Layout",
-           "MemoryEstimate", "Program", "aot_compile", "call_shape", "check_results_fit", "compile_program",
-           "compiler_options", "counting_compiles", "distinct_units", "enable_compile_cache", "estimate_memory",
-           "flat_params", "forget_compiled", "gigabytes", "layer_grad_norms", "make_program",
-           "per_example_grads", "points_per_call", "program_id", "program_settings", "quick_compiles_in_env",
-           "replica_devices", "replica_inputs", "replica_layout", "replicas_per_call", "seed_keys",
-           "shuffled_indices", "take_examples", "train", "train_points", "use_quick_compiles", "word_budgets"]
+__all__ = [
+    "BACKEND_COMPILE_EVENT",
+    "COMPILED_KEPT",
+    "HEADROOM",
+    "QUICK_COMPILE_FLAGS",
+    "Arrays",
+    "Layout",
+    "MemoryEstimate",
+    "Program",
+    "aot_compile",
+    "call_shape",
+    "check_results_fit",
+    "compile_program",
+    "compiler_options",
+    "counting_compiles",
+    "distinct_units",
+    "enable_compile_cache",
+    "estimate_memory",
+    "flat_params",
+    "forget_compiled",
+    "gigabytes",
+    "layer_grad_norms",
+    "make_program",
+    "per_example_grads",
+    "points_per_call",
+    "program_id",
+    "program_settings",
+    "quick_compiles_in_env",
+    "replica_devices",
+    "replica_inputs",
+    "replica_layout",
+    "replicas_per_call",
+    "seed_keys",
+    "shuffled_indices",
+    "take_examples",
+    "train",
+    "train_points",
+    "use_quick_compiles",
+    "word_budgets",
+]

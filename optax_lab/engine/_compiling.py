@@ -15,9 +15,19 @@ import jax
 
 from optax_lab.files import cache_dir
 
-__all__ = ["BACKEND_COMPILE_EVENT", "COMPILED_KEPT", "QUICK_COMPILE_FLAGS", "aot_compile", "compiled_programs",
-           "compiler_options", "counting_compiles", "enable_compile_cache", "forget_compiled", "quick_compiles_in_env",
-           "use_quick_compiles"]
+__all__ = [
+    "BACKEND_COMPILE_EVENT",
+    "COMPILED_KEPT",
+    "QUICK_COMPILE_FLAGS",
+    "aot_compile",
+    "compiled_programs",
+    "compiler_options",
+    "counting_compiles",
+    "enable_compile_cache",
+    "forget_compiled",
+    "quick_compiles_in_env",
+    "use_quick_compiles",
+]
 
 # The most recent executables, by configuration. Bounded: each one holds JIT-compiled machine code
 # in its own memory mappings, and a sweep of a few hundred programs in one process otherwise runs

@@ -33,23 +33,48 @@ class Arrays(NamedTuple):
     def from_numpy(cls, x_train, y_train, x_test, y_test) -> Arrays:
         def on_device(array):
             array = np.asarray(array)
-            kind = array.dtype if array.dtype in (np.uint8, np.uint16) else np.int32 if array.dtype.kind in "iu" else np.float32
+            kind = (
+                array.dtype
+                if array.dtype in (np.uint8, np.uint16)
+                else np.int32
+                if array.dtype.kind in "iu"
+                else np.float32
+            )
             return jax.device_put(array.astype(kind))
 
         return cls(*(on_device(a) for a in (x_train, y_train, x_test, y_test)))
 
 
-def program_settings(spec: RunSpec, data: Arrays, epochs: int, num_seeds: int, order: Order = Order.PER_SEED,
-                     eval_train: bool = False, num_points: int = 1) -> ProgramSettings:
+def program_settings(
+    spec: RunSpec,
+    data: Arrays,
+    epochs: int,
+    num_seeds: int,
+    order: Order = Order.PER_SEED,
+    eval_train: bool = False,
+    num_points: int = 1,
+) -> ProgramSettings:
     """The settings `spec` compiles to on `data`; a batch size the data cannot fill is a UsageError."""
     n_train = data.x_train.shape[0]
     batch = n_train if spec.batch_size is None else spec.batch_size
     if not 0 < batch <= n_train:
-        raise UsageError(f"batch size {batch} of run {spec.name!r} must be between 1 and the "
-                         f"{n_train} training examples: lower it or use 'full'")
+        raise UsageError(
+            f"batch size {batch} of run {spec.name!r} must be between 1 and the "
+            f"{n_train} training examples: lower it or use 'full'"
+        )
     features = math.prod(data.x_train.shape[1:])
-    return ProgramSettings(n_train, data.x_test.shape[0], features, batch, epochs, num_seeds, num_points,
-                           Order(order), eval_train, bag_budgets=word_budgets(data, batch))
+    return ProgramSettings(
+        n_train,
+        data.x_test.shape[0],
+        features,
+        batch,
+        epochs,
+        num_seeds,
+        num_points,
+        Order(order),
+        eval_train,
+        bag_budgets=word_budgets(data, batch),
+    )
 
 
 def word_budgets(data: Arrays, batch: int) -> tuple[tuple[int, int], ...]:
@@ -62,7 +87,10 @@ def word_budgets(data: Arrays, batch: int) -> tuple[tuple[int, int], ...]:
         return ()
     train, test = ((np.asarray(x) != WORD_PAD).sum(axis=1) for x in (data.x_train, data.x_test))
     budgets: dict[int, int] = {}
-    for size, chunks in ((batch, chunk_budget(train, batch, padded_with=0)), (len(train), chunk_budget(train, len(train))),
-                         (len(test), chunk_budget(test, len(test)))):
+    for size, chunks in (
+        (batch, chunk_budget(train, batch, padded_with=0)),
+        (len(train), chunk_budget(train, len(train))),
+        (len(test), chunk_budget(test, len(test))),
+    ):
         budgets[size] = max(budgets.get(size, 0), chunks)
     return tuple(sorted(budgets.items()))

@@ -36,13 +36,16 @@ class Layout:
     def specs(self, traced: tuple[str, ...]):
         """PartitionSpecs of (seeds, hyperparams, order seed, data), and of the outputs."""
         split = P("replicas")
-        return ((split if self.axis == 0 else P(), dict.fromkeys(traced, split if self.axis == 1 else P()), P(), P()),
-                split if self.axis == 0 else P(None, "replicas"))
+        return (
+            (split if self.axis == 0 else P(), dict.fromkeys(traced, split if self.axis == 1 else P()), P(), P()),
+            split if self.axis == 0 else P(None, "replicas"),
+        )
 
     def shardings(self, traced: tuple[str, ...]):
         """NamedShardings of (seeds, hyperparams, order seed, data)."""
-        return jax.tree.map(lambda spec: NamedSharding(self.mesh(), spec), self.specs(traced)[0],
-                            is_leaf=lambda x: isinstance(x, P))
+        return jax.tree.map(
+            lambda spec: NamedSharding(self.mesh(), spec), self.specs(traced)[0], is_leaf=lambda x: isinstance(x, P)
+        )
 
     def local(self, settings: ProgramSettings) -> ProgramSettings:
         """The settings of one device's share: its seeds or points."""
@@ -82,8 +85,15 @@ def put(tree, shardings):
     shards it holds of the one global array (every process passes the same values)."""
     if jax.process_count() == 1:
         return jax.device_put(tree, shardings)
-    return jax.tree.map(lambda value, sharding: jax.make_array_from_callback(
-        np.shape(value), sharding, lambda index, value=np.asarray(value): value[index]), tree, shardings)
+    return jax.tree.map(
+        lambda value, sharding: jax.make_array_from_callback(
+            np.shape(value),
+            sharding,
+            lambda index, value=np.asarray(value): value[index],  # noqa: B008 (bound per leaf)
+        ),
+        tree,
+        shardings,
+    )
 
 
 def fetch(history) -> dict[str, np.ndarray]:
@@ -109,19 +119,27 @@ def replica_layout(num_seeds: int, num_points: int, devices: int) -> tuple[Layou
 
 def input_specs(settings: ProgramSettings, traced: tuple[str, ...], data: Arrays, layout: Layout):
     """The program's abstract inputs, placed as the layout places them."""
-    shapes = (jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32),
-              dict.fromkeys(traced, jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)),
-              jax.ShapeDtypeStruct((), jnp.int32), jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data))
+    shapes = (
+        jax.ShapeDtypeStruct((settings.num_seeds,), jnp.int32),
+        dict.fromkeys(traced, jax.ShapeDtypeStruct((settings.num_points,), jnp.float32)),
+        jax.ShapeDtypeStruct((), jnp.int32),
+        jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data),
+    )
     if layout.devices == 1:
         return shapes
     shardings = layout.shardings(traced)
     shardings = (*shardings[:3], jax.tree.map(lambda _: shardings[3], data))
-    return jax.tree.map(lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
-                        shapes, shardings)
+    return jax.tree.map(
+        lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding), shapes, shardings
+    )
 
 
-def replica_inputs(seeds: tuple[int, ...], points: Sequence[Mapping[str, float]] = ({},),
-                   layout: Layout = Layout(), order_seed: int | None = None):
+def replica_inputs(
+    seeds: tuple[int, ...],
+    points: Sequence[Mapping[str, float]] = ({},),
+    layout: Layout = Layout(),
+    order_seed: int | None = None,
+):
     """(seeds [S], traced hyperparameters {name: [P]}, shared-order seed: `order_seed`, else the
     first seed) on the device(s) as the layout splits them, ready before any clock. device_put,
     not jnp.asarray: building arrays from Python ints would compile tiny programs."""

@@ -58,12 +58,19 @@ class MemoryEstimate:
         return self.fixed + seeds * self.per_seed + seeds * points * self.per_replica
 
     def describe(self) -> str:
-        return (f"{gigabytes(self.fixed)} of data + {gigabytes(self.per_seed)} a seed + "
-                f"{gigabytes(self.per_replica)} a replica")
+        return (
+            f"{gigabytes(self.fixed)} of data + {gigabytes(self.per_seed)} a seed + "
+            f"{gigabytes(self.per_replica)} a replica"
+        )
 
 
-def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, workload: Workload,
-                    example: jax.Array | None = None) -> MemoryEstimate:
+def estimate_memory(
+    model_config: ModelConfig,
+    spec: RunSpec,
+    settings: ProgramSettings,
+    workload: Workload,
+    example: jax.Array | None = None,
+) -> MemoryEstimate:
     """The program's memory per device for `settings` (its shapes; the replica counts are the
     estimate's variables), training `workload`'s model on inputs like
     `example` (one row: its shape and dtype; default float features). The workload's own model
@@ -72,12 +79,14 @@ def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     imdb-10k-mlp: 1 % of XLA's figure)."""
     model = workload.build(model_config)
     features = settings.num_features
-    sample = (jnp.zeros((1, features)) if example is None
-              else jax.ShapeDtypeStruct((1, *example.shape[1:]), example.dtype))
+    sample = (
+        jnp.zeros((1, features)) if example is None else jax.ShapeDtypeStruct((1, *example.shape[1:]), example.dtype)
+    )
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
     static, traced = split_hyperparams(spec)
-    state = jax.eval_shape(lambda p: optimizers.build(spec.optimizer, {**static, **traced},
-                                                      key=jax.random.key(0)).init(p), params)
+    state = jax.eval_shape(
+        lambda p: optimizers.build(spec.optimizer, {**static, **traced}, key=jax.random.key(0)).init(p), params
+    )
     param_count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     state_bytes = sum(_bytes(leaf) for leaf in jax.tree.leaves(state))
     units = sum(model_config.widths) + 1  # per example: every layer's outputs (the inputs are the shared data)
@@ -90,15 +99,23 @@ def estimate_memory(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
     per_seed = (0 if shared else epoch_batches) + settings.n_train * units * 2 * FLOAT
     evaluated = settings.n_test + (settings.n_train if settings.eval_train else 0)
     # DP-SGD: each example's gradient, and its clipped copy.
-    per_example_grads = 2 * settings.batch_size * param_count * FLOAT if "per_example_grads" in optimizers.get(
-        spec.optimizer).needs else 0
+    per_example_grads = (
+        2 * settings.batch_size * param_count * FLOAT
+        if "per_example_grads" in optimizers.get(spec.optimizer).needs
+        else 0
+    )
     # A line search (lbfgs) runs the model inside a loop of its own: XLA keeps a copy of the batch.
     line_search = settings.batch_size * features * FLOAT if "value_fn" in optimizers.get(spec.optimizer).needs else 0
     copies = BAG_STATE_COPIES if settings.gathers_rows else STATE_COPIES
-    per_replica = (copies * param_count * FLOAT + state_bytes
-                   + settings.batch_size * units * ACTIVATION_COPIES * FLOAT
-                   + evaluated * units * FLOAT + per_example_grads + line_search
-                   + settings.epochs * (16 + model_config.depth + 1) * FLOAT)  # the history
+    per_replica = (
+        copies * param_count * FLOAT
+        + state_bytes
+        + settings.batch_size * units * ACTIVATION_COPIES * FLOAT
+        + evaluated * units * FLOAT
+        + per_example_grads
+        + line_search
+        + settings.epochs * (16 + model_config.depth + 1) * FLOAT
+    )  # the history
     return MemoryEstimate(data + (epoch_batches if shared else 0), per_seed, per_replica)
 
 
@@ -108,8 +125,9 @@ def _bytes(leaf) -> int:
     return math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
 
 
-def replicas_per_call(memory: MemoryEstimate, num_seeds: int, num_points: int, free_bytes: int,
-                      devices: int = 1) -> tuple[int, int]:
+def replicas_per_call(
+    memory: MemoryEstimate, num_seeds: int, num_points: int, free_bytes: int, devices: int = 1
+) -> tuple[int, int]:
     """(seeds, points) one call of the program holds so that each device's share fits
     HEADROOM of `free_bytes` (one device's): all of them when they fit, else the largest count
     that does (whole seeds first, then points of one seed). A single replica that cannot fit is
@@ -118,15 +136,23 @@ def replicas_per_call(memory: MemoryEstimate, num_seeds: int, num_points: int, f
 
     def fits(seeds: int, points: int) -> bool:
         # Sharded over the devices: each holds 1/devices of the replicas, and all of the data.
-        return memory.bytes_for(math.ceil(seeds / devices), points) <= budget if seeds >= devices else \
-            memory.bytes_for(1, math.ceil(seeds * points / devices)) <= budget
+        return (
+            memory.bytes_for(math.ceil(seeds / devices), points) <= budget
+            if seeds >= devices
+            else memory.bytes_for(1, math.ceil(seeds * points / devices)) <= budget
+        )
 
     if not fits(1, 1):
         need = memory.bytes_for(1, 1)
-        fix = ("lower --num-words or --train-examples, or use a smaller --batch" if memory.fixed > budget / 2
-               else "use a smaller --batch, model or --train-examples")
-        raise UsageError(f"one replica needs about {gigabytes(need)} ({memory.describe()}) but a device has "
-                         f"{gigabytes(budget)} to give: {fix}")
+        fix = (
+            "lower --num-words or --train-examples, or use a smaller --batch"
+            if memory.fixed > budget / 2
+            else "use a smaller --batch, model or --train-examples"
+        )
+        raise UsageError(
+            f"one replica needs about {gigabytes(need)} ({memory.describe()}) but a device has "
+            f"{gigabytes(budget)} to give: {fix}"
+        )
     if fits(num_seeds, num_points):
         return num_seeds, num_points
     if fits(num_seeds, 1):
@@ -149,6 +175,8 @@ def check_results_fit(replicas: int, epochs: int, depth: int, available: int, se
     need = replicas * per_replica
     if need > HEADROOM * available:
         most = max(1, int(HEADROOM * available // (per_replica * max(1, replicas // seeds))))
-        raise UsageError(f"--seeds {seeds}: the histories of {replicas} replicas x {epochs} epochs would need about "
-                         f"{gigabytes(need)} on the host, which has {gigabytes(available)} available: "
-                         f"use at most --seeds {most}")
+        raise UsageError(
+            f"--seeds {seeds}: the histories of {replicas} replicas x {epochs} epochs would need about "
+            f"{gigabytes(need)} on the host, which has {gigabytes(available)} available: "
+            f"use at most --seeds {most}"
+        )

@@ -10,17 +10,30 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["distinct_units", "flat_params", "kernels", "layer_grad_norms", "per_example_grads",
-           "shuffled_indices", "take_examples"]
+__all__ = [
+    "distinct_units",
+    "flat_params",
+    "kernels",
+    "layer_grad_norms",
+    "per_example_grads",
+    "shuffled_indices",
+    "take_examples",
+]
 
 
 def take_examples(x: jax.Array, indices: jax.Array) -> jax.Array:
     """x[indices] ([*indices.shape, *x.shape[1:]]) for int32 `indices` all in [0, len(x)). NumPy-style
     indexing first maps negative indices, and XLA:CPU fuses that select into the gather's loop over
     every output element: an epoch of 10,000-word rows (30 x 512 x 592) then took ~10x longer."""
-    rows = jax.lax.gather(x, indices.reshape(-1, 1), jax.lax.GatherDimensionNumbers(
-        offset_dims=tuple(range(1, x.ndim)), collapsed_slice_dims=(0,), start_index_map=(0,)), (1, *x.shape[1:]),
-        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    rows = jax.lax.gather(
+        x,
+        indices.reshape(-1, 1),
+        jax.lax.GatherDimensionNumbers(
+            offset_dims=tuple(range(1, x.ndim)), collapsed_slice_dims=(0,), start_index_map=(0,)
+        ),
+        (1, *x.shape[1:]),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
     return rows.reshape(*indices.shape, *x.shape[1:])
 
 
@@ -46,6 +59,7 @@ def kernels(params, layers: tuple[str, ...]) -> list[jax.Array]:
 def layer_grad_norms(grads, layers: tuple[str, ...]) -> jax.Array:
     """[L] the L2 norm of each layer's gradient, in `layers`' order: its kernel's where it has
     one (a Dense layer's weights, not its bias), else all of its parameters'."""
+
     def norm(tree):
         weights = tree["kernel"] if isinstance(tree, dict) and "kernel" in tree else tree
         return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(weights)))

@@ -5,8 +5,8 @@ each replica with its seed's init, shuffling, optimizer noise and dropout keys a
 values of the optimizer's real-valued hyperparameters, which are inputs of the program, not
 constants: one compiled program serves every learning rate. The points of a seed share its
 batches, so they are gathered once per seed and XLA fuses the points' layers into wide matmuls.
-The epochs run in a `lax.scan`, each epoch's mini-batch steps in an inner `lax.scan`; the test split is evaluated after every epoch, as the
-lesson's `validation_data` does. No Python loop ever wraps a step.
+The epochs run in a `lax.scan`, each epoch's mini-batch steps in an inner `lax.scan`; the test
+split is evaluated after every epoch, as the lesson's `validation_data` does. No Python loop ever wraps a step.
 
 What is trained is the workload's (`optax_lab.workloads`): its model, its per-example loss and
 metrics, and the probes it declares (layer gradient norms, the symmetry probe, the parameters'
@@ -38,8 +38,15 @@ import optax
 from optax_lab import optimizers
 from optax_lab.config import ModelConfig, Order
 from optax_lab.engine._inputs import Arrays
-from optax_lab.engine._ops import (distinct_units, flat_params, kernels, layer_grad_norms, per_example_grads,
-                                   shuffled_indices, take_examples)
+from optax_lab.engine._ops import (
+    distinct_units,
+    flat_params,
+    kernels,
+    layer_grad_norms,
+    per_example_grads,
+    shuffled_indices,
+    take_examples,
+)
 from optax_lab.lessons import RunSpec
 from optax_lab.records import ProgramSettings, split_hyperparams
 from optax_lab.workloads import Workload
@@ -109,8 +116,10 @@ def _over_points(parts: _Parts, function: Callable, in_axes: tuple) -> Callable:
         return jax.vmap(function, in_axes=in_axes)
 
     def single(*args):
-        args = [arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg)
-                for arg, axis in zip(args, in_axes, strict=True)]
+        args = [
+            arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg)
+            for arg, axis in zip(args, in_axes, strict=True)
+        ]
         return jax.tree.map(lambda leaf: leaf[None], function(*args))
 
     return single
@@ -184,10 +193,13 @@ def _init_seed(parts: _Parts, seed, hyperparams_P, order_seed, data: Arrays) -> 
     params = parts.model.init(init_key, data.x_train[:1])["params"]
     init_grads = jax.grad(lambda p: _measured(parts, p, data.x_train, data.y_train, None)[0])(params)
     points = _over_points(parts, functools.partial(_init_point, parts), (None, None, None, 0))(
-        params, optimizer_key, dropout_key, hyperparams_P)
+        params, optimizer_key, dropout_key, hyperparams_P
+    )
     num_points = jax.tree.leaves(points.params)[0].shape[0]
-    metrics = {"init_grad_norms": layer_grad_norms(init_grads, _layers(parts, params)),
-               **{f"init_{key}": value for key, value in _probes(parts, params).items()}}
+    metrics = {
+        "init_grad_norms": layer_grad_norms(init_grads, _layers(parts, params)),
+        **{f"init_{key}": value for key, value in _probes(parts, params).items()},
+    }
     if parts.workload.trace_params:
         metrics["init_params"] = flat_params(params)
     return SeedState(order_key, points), jax.tree.map(lambda m: jnp.broadcast_to(m, (num_points, *m.shape)), metrics)
@@ -209,8 +221,11 @@ def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch
     """One optimizer step on one batch: ((params, opt_state), (metric sums, grad_norms_L, params_D or None))."""
     params, opt_state = carry
     rows_B, weights_B, step_index = batch
-    x, y = (data.x_train, data.y_train) if rows_B is None else (take_examples(data.x_train, rows_B),
-                                                                take_examples(data.y_train, rows_B))
+    x, y = (
+        (data.x_train, data.y_train)
+        if rows_B is None
+        else (take_examples(data.x_train, rows_B), take_examples(data.y_train, rows_B))
+    )
     step_key = jax.random.fold_in(epoch_dropout_key, step_index) if parts.model_config.dropout > 0 else None
 
     def loss_fn(p):
@@ -222,13 +237,25 @@ def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch
 
     (objective, (loss, values)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     grad_norms_L = layer_grad_norms(grads, _layers(parts, params))
-    extra = {"value": objective, "grad": grads, "value_fn": value_fn, "obj_fn": value_fn,
-             "grad_fn": lambda p, _: jax.grad(value_fn)(p)}
+    extra = {
+        "value": objective,
+        "grad": grads,
+        "value_fn": value_fn,
+        "obj_fn": value_fn,
+        "grad_fn": lambda p, _: jax.grad(value_fn)(p),
+    }
     needs = parts.entry.needs
     if "per_example_grads" in needs:  # DP-SGD clips each example's gradient itself
-        grads = per_example_grads(functools.partial(_logits, parts), functools.partial(_penalty, parts), params,
-                                  x, y, weights_B, step_key,
-                                  lambda outputs, targets: parts.workload.loss_and_metrics(outputs, targets, None)[0])
+        grads = per_example_grads(
+            functools.partial(_logits, parts),
+            functools.partial(_penalty, parts),
+            params,
+            x,
+            y,
+            weights_B,
+            step_key,
+            lambda outputs, targets: parts.workload.loss_and_metrics(outputs, targets, None)[0],
+        )
     updates, opt_state = tx.update(grads, opt_state, params, **{k: extra[k] for k in needs if k in extra})
     params = optax.apply_updates(params, updates)
     size = jnp.float32(parts.settings.batch_size) if weights_B is None else weights_B.sum()
@@ -242,10 +269,13 @@ def _point_epoch(parts: _Parts, state: PointState, epoch_index, batches, data: A
     epoch_dropout_key = jax.random.fold_in(state.dropout_key, epoch_index)
     step = functools.partial(_train_step, parts, tx, epoch_dropout_key, data)
     (params, opt_state), (sums, grad_norms_TxL, params_TxD) = jax.lax.scan(
-        step, (state.params, state.opt_state), batches)
+        step, (state.params, state.opt_state), batches
+    )
     state = state._replace(params=params, opt_state=opt_state)
-    metrics = {**{f"train_{key}": total.sum() / parts.settings.n_train for key, total in sums.items()},
-               "grad_norms": grad_norms_TxL.mean(axis=0)}
+    metrics = {
+        **{f"train_{key}": total.sum() / parts.settings.n_train for key, total in sums.items()},
+        "grad_norms": grad_norms_TxL.mean(axis=0),
+    }
     if parts.workload.trace_params:
         metrics["trajectory"] = params_TxD  # the parameters after each step
     if validate:
@@ -269,7 +299,8 @@ def _seed_epoch(parts: _Parts, state: SeedState, epoch_index, data: Arrays, batc
     batches = _epoch_batches(parts, state.order_key, epoch_index) if batches is None else batches
     epoch_of_point = functools.partial(_point_epoch, parts, validate=validate)
     points, metrics = _over_points(parts, epoch_of_point, (0, None, None, None))(
-        state.points, epoch_index, batches, data)
+        state.points, epoch_index, batches, data
+    )
     return state._replace(points=points), metrics
 
 
@@ -298,7 +329,8 @@ def _evaluate(parts: _Parts, state: SeedState, data: Arrays):
 
 def _init(parts: _Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
     return jax.vmap(functools.partial(_init_seed, parts), in_axes=(0, None, None, None))(
-        seeds_S, hyperparams_P, order_seed, data)
+        seeds_S, hyperparams_P, order_seed, data
+    )
 
 
 def _train(parts: _Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
@@ -313,8 +345,19 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
     spec's model changes applied), specialised on `settings`. Only the spec's program key
     matters: the traced hyperparameters' values are the programs' inputs."""
     entry = optimizers.get(spec.optimizer)
-    parts = _Parts(model=_with_bag_settings(workload.build(model_config), settings, entry.needs),
-                   model_config=model_config, entry=entry, spec=spec, static=split_hyperparams(spec)[0],
-                   workload=workload, settings=settings, declared_layers=workload.layers(model_config))
-    return Program(init=functools.partial(_init, parts), epoch=functools.partial(_epoch, parts),
-                   evaluate=functools.partial(_evaluate, parts), train=functools.partial(_train, parts))
+    parts = _Parts(
+        model=_with_bag_settings(workload.build(model_config), settings, entry.needs),
+        model_config=model_config,
+        entry=entry,
+        spec=spec,
+        static=split_hyperparams(spec)[0],
+        workload=workload,
+        settings=settings,
+        declared_layers=workload.layers(model_config),
+    )
+    return Program(
+        init=functools.partial(_init, parts),
+        epoch=functools.partial(_epoch, parts),
+        evaluate=functools.partial(_evaluate, parts),
+        train=functools.partial(_train, parts),
+    )

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from optax_lab import devices as device_info
 from optax_lab import optimizers
 from optax_lab.config import ModelConfig, Order
-from optax_lab import devices as device_info
 from optax_lab.devices import MAX_REPLICAS
 from optax_lab.engine._compiling import COMPILED_KEPT, aot_compile, compiled_programs
 from optax_lab.engine._inputs import Arrays, program_settings
@@ -29,22 +29,31 @@ from optax_lab.workloads import Workload
 
 __all__ = ["call_shape", "compile_program", "points_per_call", "program_id", "train", "train_points"]
 
-def _executable_key(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout,
-                    workload: Workload) -> tuple:
+
+def _executable_key(
+    model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout, workload: Workload
+) -> tuple:
     """What one compiled executable is specialised on: the run's program key on this model,
     workload, settings and device layout."""
     return (model_config, program_key(spec), settings, layout, workload.key)
 
 
-def program_id(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, workload: Workload,
-               layout: Layout = Layout()) -> str:
+def program_id(
+    model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, workload: Workload, layout: Layout = Layout()
+) -> str:
     """A short stable id of one compiled program (the same in every process)."""
     key = _executable_key(model_config, spec, settings, layout, workload)
     return hashlib.sha1(repr(key).encode()).hexdigest()[:10]
 
 
-def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, data: Arrays,
-                    workload: Workload, layout: Layout = Layout()):
+def compile_program(
+    model_config: ModelConfig,
+    spec: RunSpec,
+    settings: ProgramSettings,
+    data: Arrays,
+    workload: Workload,
+    layout: Layout = Layout(),
+):
     """The compiled whole-training program for this configuration (`model_config` resolved) and
     its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
     (a repeat returns the cached executable and its original compile time). Any traced
@@ -56,8 +65,9 @@ def compile_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramS
         program = make_program(model_config, spec, layout.local(settings), workload)
         traced = tuple(split_hyperparams(spec)[1])
         function = layout.shard(program.train, traced) if layout.devices > 1 else program.train
-        compiled_programs[key] = aot_compile(function, *input_specs(settings, traced, data, layout),
-                                             gathers_rows=settings.gathers_rows)
+        compiled_programs[key] = aot_compile(
+            function, *input_specs(settings, traced, data, layout), gathers_rows=settings.gathers_rows
+        )
         while len(compiled_programs) > COMPILED_KEPT:
             compiled_programs.popitem(last=False)
     return compiled_programs[key]
@@ -87,14 +97,24 @@ def call_shape(num_seeds: int, num_points: int, max_replicas: int, fits: tuple[i
 
 def _chunks(items: Sequence, size: int) -> list[list]:
     """`items` in runs of `size`, the last one padded by repeating its last item (one shape)."""
-    chunks = [list(items[first:first + size]) for first in range(0, len(items), size)]
+    chunks = [list(items[first : first + size]) for first in range(0, len(items), size)]
     return [chunk + chunk[-1:] * (size - len(chunk)) for chunk in chunks]
 
 
-def train_points(specs: Sequence[RunSpec], data: Arrays, *, workload: Workload, seeds: tuple[int, ...], epochs: int,
-                 order: Order = Order.PER_SEED, model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
-                 max_replicas: int = MAX_REPLICAS, devices: int | None = None,
-                 on_compiled: Callable[[float], None] | None = None) -> list[RunResult]:
+def train_points(
+    specs: Sequence[RunSpec],
+    data: Arrays,
+    *,
+    workload: Workload,
+    seeds: tuple[int, ...],
+    epochs: int,
+    order: Order = Order.PER_SEED,
+    model_config: ModelConfig = ModelConfig(),
+    eval_train: bool = False,
+    max_replicas: int = MAX_REPLICAS,
+    devices: int | None = None,
+    on_compiled: Callable[[float], None] | None = None,
+) -> list[RunResult]:
     """Train every spec (hyperparameter points of one program: equal `program_key`) of `workload`
     for every seed, seeds x points on the replica axes of one compiled program, split over up to
     `devices` local devices (default: all; see `replica_layout`). One call holds at most
@@ -105,8 +125,9 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, workload: Workload, 
         raise ValueError(f"train_points needs the points of one program, got {len(specs)} specs of several")
     model = specs[0].model_config(model_config)
     devices = replica_devices(devices)
-    estimate = estimate_memory(model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train),
-                               workload, data.x_train)
+    estimate = estimate_memory(
+        model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train), workload, data.x_train
+    )
     fits = replicas_per_call(estimate, len(seeds), len(specs), device_info.memory_per_device(devices), devices)
     call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
     layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)
@@ -118,21 +139,49 @@ def train_points(specs: Sequence[RunSpec], data: Arrays, *, workload: Workload, 
         data = put(data, jax.tree.map(lambda _: layout.shardings(())[3], data))
     jax.block_until_ready(data)
     points = [split_hyperparams(spec)[1] for spec in specs]
-    histories, run_s, calls = _run_calls(compiled, data, layout, seeds, points, (call_seeds, call_points),
-                                         (padded_seeds, padded_points))
+    histories, run_s, calls = _run_calls(
+        compiled, data, layout, seeds, points, (call_seeds, call_points), (padded_seeds, padded_points)
+    )
     program = program_id(model, specs[0], settings, workload, layout)
-    memory_bound = (call_seeds, call_points) != call_shape(len(seeds), len(specs), max_replicas,
-                                                           (len(seeds), len(specs)))
-    per_device = estimate.bytes_for(math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
-                                    padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices))
-    return [RunResult(spec, workload, optimizers.hyperparams(spec.optimizer, spec.hyperparams), settings, tuple(seeds),
-                      history, compile_s, run_s / len(specs), model, program, run_s, calls, layout.devices,
-                      settings.num_replicas, per_device, memory_bound)
-            for spec, history in zip(specs, histories, strict=True)]
+    memory_bound = (call_seeds, call_points) != call_shape(
+        len(seeds), len(specs), max_replicas, (len(seeds), len(specs))
+    )
+    per_device = estimate.bytes_for(
+        math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
+        padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices),
+    )
+    return [
+        RunResult(
+            spec,
+            workload,
+            optimizers.hyperparams(spec.optimizer, spec.hyperparams),
+            settings,
+            tuple(seeds),
+            history,
+            compile_s,
+            run_s / len(specs),
+            model,
+            program,
+            run_s,
+            calls,
+            layout.devices,
+            settings.num_replicas,
+            per_device,
+            memory_bound,
+        )
+        for spec, history in zip(specs, histories, strict=True)
+    ]
 
 
-def _run_calls(compiled, data: Arrays, layout: Layout, seeds: tuple[int, ...], points: list[dict[str, float]],
-               call: tuple[int, int], padded: tuple[int, int]) -> tuple[list[dict[str, np.ndarray]], float, int]:
+def _run_calls(
+    compiled,
+    data: Arrays,
+    layout: Layout,
+    seeds: tuple[int, ...],
+    points: list[dict[str, float]],
+    call: tuple[int, int],
+    padded: tuple[int, int],
+) -> tuple[list[dict[str, np.ndarray]], float, int]:
     """Run the executable over every chunk of seeds x points: (each point's history [S, E, ...],
     the seconds of the calls alone, the number of calls)."""
     (call_seeds, call_points), (padded_seeds, padded_points) = call, padded
@@ -151,19 +200,38 @@ def _run_calls(compiled, data: Arrays, layout: Layout, seeds: tuple[int, ...], p
             history = fetch(history)  # numpy: slicing compiles nothing
             for i in range(first, min(first + call_points, len(points))):
                 parts[i].append({k: v[:real_seeds, i - first] for k, v in history.items()})
-    histories = [{k: np.concatenate([part[k] for part in point_parts]) for k in point_parts[0]}
-                 for point_parts in parts]
+    histories = [
+        {k: np.concatenate([part[k] for part in point_parts]) for k in point_parts[0]} for point_parts in parts
+    ]
     return histories, run_s, calls
 
 
-def train(spec: RunSpec, data: Arrays, *, workload: Workload, seeds: tuple[int, ...], epochs: int,
-          order: Order = Order.PER_SEED, model_config: ModelConfig = ModelConfig(), eval_train: bool = False,
-          on_compiled: Callable[[float], None] | None = None) -> RunResult:
+def train(
+    spec: RunSpec,
+    data: Arrays,
+    *,
+    workload: Workload,
+    seeds: tuple[int, ...],
+    epochs: int,
+    order: Order = Order.PER_SEED,
+    model_config: ModelConfig = ModelConfig(),
+    eval_train: bool = False,
+    on_compiled: Callable[[float], None] | None = None,
+) -> RunResult:
     """Train `spec` for every seed at once on the base model `model_config` with the spec's model
     changes applied. History: train/val loss and accuracy and "distinct_units" as [seeds, epochs], "grad_norms"
     [seeds, epochs, layers] (each epoch's mean over its steps), "init_grad_norms" [seeds, layers]
     and "init_distinct_units" [seeds] (at initialisation);
     with `eval_train`, also "train_eval_loss"/"train_eval_acc" [seeds, epochs]."""
-    return train_points([spec], data, workload=workload, seeds=seeds, epochs=epochs, order=order,
-                        model_config=model_config, eval_train=eval_train, max_replicas=max(len(seeds), MAX_REPLICAS),
-                        on_compiled=on_compiled)[0]
+    return train_points(
+        [spec],
+        data,
+        workload=workload,
+        seeds=seeds,
+        epochs=epochs,
+        order=order,
+        model_config=model_config,
+        eval_train=eval_train,
+        max_replicas=max(len(seeds), MAX_REPLICAS),
+        on_compiled=on_compiled,
+    )[0]

@@ -19,10 +19,39 @@ batch 500, else as noted.
 """
 
 from optax_lab.optimizers._domains import DOMAINS, Domain, Kind
-from optax_lab.optimizers._registry import (EXCLUDED, EXTRA_INPUTS, NEEDS, REGISTRY, OptimizerEntry, build,
-                                            check_value, current_params, get, hyperparams, is_traced, main_scale,
-                                            split)
+from optax_lab.optimizers._registry import (
+    EXCLUDED,
+    EXTRA_INPUTS,
+    NEEDS,
+    REGISTRY,
+    OptimizerEntry,
+    build,
+    check_value,
+    current_params,
+    get,
+    hyperparams,
+    is_traced,
+    main_scale,
+    split,
+)
 from optax_lab.optimizers._variants import keras_adagrad
 
-__all__ = ["DOMAINS", "EXCLUDED", "EXTRA_INPUTS", "NEEDS", "REGISTRY", "Domain", "Kind", "OptimizerEntry", "build",
-           "check_value", "current_params", "get", "hyperparams", "is_traced", "keras_adagrad", "main_scale", "split"]
+__all__ = [
+    "DOMAINS",
+    "EXCLUDED",
+    "EXTRA_INPUTS",
+    "NEEDS",
+    "REGISTRY",
+    "Domain",
+    "Kind",
+    "OptimizerEntry",
+    "build",
+    "check_value",
+    "current_params",
+    "get",
+    "hyperparams",
+    "is_traced",
+    "keras_adagrad",
+    "main_scale",
+    "split",
+]

@@ -44,7 +44,9 @@ class Domain(NamedTuple):
             text = " or ".join(map(repr, self.choices)) if self.choices else "any Python literal"
         else:
             number = "an integer" if self.kind is Kind.INTEGER else "a number"
-            text = f"{number} in {'(' if self.low_open or math.isinf(self.low) else '['}{self.low:g}, {self.high:g}{')' if self.high_open or math.isinf(self.high) else ']'}"
+            opening = "(" if self.low_open or math.isinf(self.low) else "["
+            closing = ")" if self.high_open or math.isinf(self.high) else "]"
+            text = f"{number} in {opening}{self.low:g}, {self.high:g}{closing}"
         return text + (" or None" if self.optional else "")
 
     def example(self) -> Any:
@@ -99,15 +101,24 @@ class Domain(NamedTuple):
         if reason is None:
             return self.normalise(value)
         example = default if default is not None and self.reason(default) is None else self.example()
-        raise UsageError(f"{label}={value!r} is {reason}: {label.rpartition('.')[2]} takes {self.describe()}, "
-                         f"e.g. {label}={example!r}")
+        raise UsageError(
+            f"{label}={value!r} is {reason}: {label.rpartition('.')[2]} takes {self.describe()}, "
+            f"e.g. {label}={example!r}"
+        )
 
     def record(self) -> dict[str, Any]:
         """The domain for JSON readers (`optax-lab list --json`): infinite bounds are null."""
         low, high = (x if math.isfinite(x) else None for x in (self.low, self.high))
-        return {"kind": self.kind.value, "text": self.describe(), "low": low, "high": high,
-                "low_open": self.low_open, "high_open": self.high_open, "optional": self.optional,
-                "choices": [c if isinstance(c, (str, int, float, bool)) else repr(c) for c in self.choices]}
+        return {
+            "kind": self.kind.value,
+            "text": self.describe(),
+            "low": low,
+            "high": high,
+            "low_open": self.low_open,
+            "high_open": self.high_open,
+            "optional": self.optional,
+            "choices": [c if isinstance(c, (str, int, float, bool)) else repr(c) for c in self.choices],
+        }
 
 
 def _text_number(text: str) -> float | None:
@@ -129,9 +140,24 @@ _OBJECT = Domain(Kind.OTHER, optional=True)
 
 DOMAINS: dict[str, Domain] = {
     # step sizes and scales
-    **dict.fromkeys(("learning_rate", "adam_learning_rate", "max_learning_rate", "estim_lr0", "estim_lr_coef",
-                     "s_init", "scaling", "scale", "trust_coefficient", "l2_norm_clip", "max_step_size",
-                     "min_step_size", "clip_threshold"), _POSITIVE),
+    **dict.fromkeys(
+        (
+            "learning_rate",
+            "adam_learning_rate",
+            "max_learning_rate",
+            "estim_lr0",
+            "estim_lr_coef",
+            "s_init",
+            "scaling",
+            "scale",
+            "trust_coefficient",
+            "l2_norm_clip",
+            "max_step_size",
+            "min_step_size",
+            "clip_threshold",
+        ),
+        _POSITIVE,
+    ),
     "clipping_threshold": _POSITIVE._replace(optional=True),
     "init_estim_sq_dist": _POSITIVE._replace(optional=True),
     # moving-average factors
@@ -141,10 +167,28 @@ DOMAINS: dict[str, Domain] = {
     "decay": _DECAY,  # rmsprop's; keras_adagrad's inverse-time decay declares its own
     "rho": _DECAY,  # adadelta's; sam_sgd's ascent radius declares its own
     # non-negative amounts
-    **dict.fromkeys(("eps", "eps_root", "adam_eps_root", "adam_weight_decay", "min_norm",
-                     "initial_accumulator_value", "initial_scale", "noise_multiplier", "rtol", "alpha",
-                     "weight_lr_power", "threshold", "eta", "gamma"), _NON_NEGATIVE),
-    **dict.fromkeys(("weight_decay", "weight_decay_rate", "optimism", "consistent_rms"), _NON_NEGATIVE._replace(optional=True)),
+    **dict.fromkeys(
+        (
+            "eps",
+            "eps_root",
+            "adam_eps_root",
+            "adam_weight_decay",
+            "min_norm",
+            "initial_accumulator_value",
+            "initial_scale",
+            "noise_multiplier",
+            "rtol",
+            "alpha",
+            "weight_lr_power",
+            "threshold",
+            "eta",
+            "gamma",
+        ),
+        _NON_NEGATIVE,
+    ),
+    **dict.fromkeys(
+        ("weight_decay", "weight_decay_rate", "optimism", "consistent_rms"), _NON_NEGATIVE._replace(optional=True)
+    ),
     "eta_minus": Domain(Kind.REAL, 0.0, 1.0, low_open=True, high_open=True),
     "eta_plus": Domain(Kind.REAL, 1.0, low_open=True),
     "factor": Domain(Kind.REAL, 0.0, 1.0, low_open=True, high_open=True),
@@ -153,20 +197,57 @@ DOMAINS: dict[str, Domain] = {
     "f_min": _ANY_REAL,
     "lower_bound": _ANY_REAL,
     # structure: sizes, periods, counts
-    **dict.fromkeys(("accumulation_size", "memory_size", "num_betas", "rank", "sync_period", "update_interval",
-                     "update_proj_gap"), _COUNT),
-    **dict.fromkeys(("patience", "min_dim_size_to_factor", "ns_steps", "decay_offset",
-                     "print_win_rate_every_n_steps"), _NON_NEGATIVE_INT),
+    **dict.fromkeys(
+        ("accumulation_size", "memory_size", "num_betas", "rank", "sync_period", "update_interval", "update_proj_gap"),
+        _COUNT,
+    ),
+    **dict.fromkeys(
+        ("patience", "min_dim_size_to_factor", "ns_steps", "decay_offset", "print_win_rate_every_n_steps"),
+        _NON_NEGATIVE_INT,
+    ),
     "warmup_steps": _NON_NEGATIVE_INT._replace(optional=True),
     # switches
-    **dict.fromkeys(("adapt_lower_bound", "adaptive", "bias_correction", "bias_correction_mu", "bias_correction_nu",
-                     "centered", "eps_in_sqrt", "factored", "multiply_by_parameter_scale", "nesterov",
-                     "safeguard_warmup", "scale_init_precond", "trust_ratio_mask", "use_clipping", "verbose"),
-                   _SWITCH),
+    **dict.fromkeys(
+        (
+            "adapt_lower_bound",
+            "adaptive",
+            "bias_correction",
+            "bias_correction_mu",
+            "bias_correction_nu",
+            "centered",
+            "eps_in_sqrt",
+            "factored",
+            "multiply_by_parameter_scale",
+            "nesterov",
+            "safeguard_warmup",
+            "scale_init_precond",
+            "trust_ratio_mask",
+            "use_clipping",
+            "verbose",
+        ),
+        _SWITCH,
+    ),
     # dtypes, masks, functions, tuples: passed through as given
-    **dict.fromkeys(("accumulator_dtype", "mu_dtype", "dtype_momentum", "state_dtype", "mask", "weight_decay_mask",
-                     "base_optimizer", "betas", "clip_value_fn", "hessian_diagonal_fn", "init_step", "linesearch",
-                     "muon_weight_dimension_numbers", "weight_dimension_numbers", "ns_coeffs"), _OBJECT),
+    **dict.fromkeys(
+        (
+            "accumulator_dtype",
+            "mu_dtype",
+            "dtype_momentum",
+            "state_dtype",
+            "mask",
+            "weight_decay_mask",
+            "base_optimizer",
+            "betas",
+            "clip_value_fn",
+            "hessian_diagonal_fn",
+            "init_step",
+            "linesearch",
+            "muon_weight_dimension_numbers",
+            "weight_dimension_numbers",
+            "ns_coeffs",
+        ),
+        _OBJECT,
+    ),
     "variant": Domain(Kind.OTHER, choices=("sps", "sps+")),
     "preconditioning": Domain(Kind.OTHER, choices=("frobenius", "spectral", "aol", "schatten")),
 }

@@ -12,11 +12,21 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 
-__all__ = ["dpsgd", "keras_adagrad", "lookahead_adam", "lookahead_eval_params", "mechanize_adam",
-           "reduce_on_plateau_adam", "sam_sgd", "schedule_free_adam", "scale_by_keras_adagrad"]
+__all__ = [
+    "dpsgd",
+    "keras_adagrad",
+    "lookahead_adam",
+    "lookahead_eval_params",
+    "mechanize_adam",
+    "reduce_on_plateau_adam",
+    "sam_sgd",
+    "schedule_free_adam",
+    "scale_by_keras_adagrad",
+]
 
 
 # --- Keras-matched variants, for the lesson's numbers ------------------------------------------
+
 
 class ScaleByKerasAdagradState(NamedTuple):
     sum_of_squares: optax.Updates
@@ -29,8 +39,7 @@ def scale_by_keras_adagrad(initial_accumulator_value: float = 0.1, eps: float = 
     """
 
     def init_fn(params):
-        return ScaleByKerasAdagradState(
-            jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
+        return ScaleByKerasAdagradState(jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -46,8 +55,9 @@ def keras_inverse_time_decay(learning_rate: float, decay: float) -> optax.Schedu
     return lambda count: learning_rate / (1.0 + decay * count)
 
 
-def keras_adagrad(learning_rate: float = 0.001, decay: float = 0.0,
-                  initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> optax.GradientTransformationExtraArgs:
+def keras_adagrad(
+    learning_rate: float = 0.001, decay: float = 0.0, initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> optax.GradientTransformationExtraArgs:
     """Adagrad exactly as tf.keras 2.x computes it, with its legacy per-step `decay`."""
     return optax.chain(
         scale_by_keras_adagrad(initial_accumulator_value, eps),
@@ -57,17 +67,25 @@ def keras_adagrad(learning_rate: float = 0.001, decay: float = 0.0,
 
 # --- Wrappers around a base optimizer, and adapters to the engine's plain params ---------------
 
-def dpsgd(learning_rate: optax.ScalarOrSchedule, l2_norm_clip: float, noise_multiplier: float,
-          momentum: float | None = None, nesterov: bool = False) -> optax.GradientTransformation:
+
+def dpsgd(
+    learning_rate: optax.ScalarOrSchedule,
+    l2_norm_clip: float,
+    noise_multiplier: float,
+    momentum: float | None = None,
+    nesterov: bool = False,
+) -> optax.GradientTransformation:
     """optax.contrib.dpsgd without its int seed: `build()` puts the seed's key in its state."""
     with warnings.catch_warnings():  # dpsgd itself passes on the deprecated `seed`; it is replaced
         warnings.filterwarnings("ignore", message='"seed" is deprecated', category=DeprecationWarning)
-        return optax.contrib.dpsgd(learning_rate, l2_norm_clip, noise_multiplier, seed=0,
-                                   momentum=momentum, nesterov=nesterov)
+        return optax.contrib.dpsgd(
+            learning_rate, l2_norm_clip, noise_multiplier, seed=0, momentum=momentum, nesterov=nesterov
+        )
 
 
-def sam_sgd(learning_rate: optax.ScalarOrSchedule = 0.05, momentum: float | None = 0.9, rho: float = 0.05,
-            sync_period: int = 2) -> optax.GradientTransformationExtraArgs:
+def sam_sgd(
+    learning_rate: optax.ScalarOrSchedule = 0.05, momentum: float | None = 0.9, rho: float = 0.05, sync_period: int = 2
+) -> optax.GradientTransformationExtraArgs:
     """SAM as in its paper: an ascent of rho along the normalized gradient, then SGD from there.
 
     Opaque mode runs the adversarial steps inside one update (via `grad_fn`), so the engine's
@@ -77,27 +95,41 @@ def sam_sgd(learning_rate: optax.ScalarOrSchedule = 0.05, momentum: float | None
     return optax.contrib.sam(optax.sgd(learning_rate, momentum), adversary, sync_period, opaque_mode=True)
 
 
-def mechanize_adam(learning_rate: optax.ScalarOrSchedule = 1.0, weight_decay: float = 1e-2, eps: float = 1e-8,
-                   s_init: float = 1e-6, num_betas: int = 6) -> optax.GradientTransformationExtraArgs:
+def mechanize_adam(
+    learning_rate: optax.ScalarOrSchedule = 1.0,
+    weight_decay: float = 1e-2,
+    eps: float = 1e-8,
+    s_init: float = 1e-6,
+    num_betas: int = 6,
+) -> optax.GradientTransformationExtraArgs:
     """Mechanic learns the step size of Adam's updates; its docs set the base rate to 1."""
     return optax.contrib.mechanize(optax.adam(learning_rate), weight_decay, eps, s_init, num_betas)
 
 
-def schedule_free_adam(learning_rate: float = 0.005, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                       weight_lr_power: float = 2.0) -> optax.GradientTransformationExtraArgs:
+def schedule_free_adam(
+    learning_rate: float = 0.005, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_lr_power: float = 2.0
+) -> optax.GradientTransformationExtraArgs:
     """The generic schedule-free wrapper around Adam with its momentum off, as its docs show."""
     base = optax.adam(learning_rate, b1=0.0, b2=b2, eps=eps)
     return optax.contrib.schedule_free(base, learning_rate, b1=b1, weight_lr_power=weight_lr_power)
 
 
-def reduce_on_plateau_adam(learning_rate: optax.ScalarOrSchedule = 0.01, factor: float = 0.5, patience: int = 2,
-                           rtol: float = 1e-4, accumulation_size: int = 50,
-                           min_scale: float = 0.0) -> optax.GradientTransformationExtraArgs:
+def reduce_on_plateau_adam(
+    learning_rate: optax.ScalarOrSchedule = 0.01,
+    factor: float = 0.5,
+    patience: int = 2,
+    rtol: float = 1e-4,
+    accumulation_size: int = 50,
+    min_scale: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
     """Adam whose steps shrink by `factor` when the train loss, averaged over
     `accumulation_size` steps (one IMDB epoch at batch 500), stops improving for `patience`."""
-    return optax.chain(optax.adam(learning_rate),
-                       optax.contrib.reduce_on_plateau(factor, patience, rtol, accumulation_size=accumulation_size,
-                                                       min_scale=min_scale))
+    return optax.chain(
+        optax.adam(learning_rate),
+        optax.contrib.reduce_on_plateau(
+            factor, patience, rtol, accumulation_size=accumulation_size, min_scale=min_scale
+        ),
+    )
 
 
 class PlainLookaheadState(NamedTuple):
@@ -105,8 +137,9 @@ class PlainLookaheadState(NamedTuple):
     slow_params: optax.Params
 
 
-def lookahead_adam(learning_rate: optax.ScalarOrSchedule = 0.01, sync_period: int = 6,
-                   slow_step_size: float = 0.5) -> optax.GradientTransformation:
+def lookahead_adam(
+    learning_rate: optax.ScalarOrSchedule = 0.01, sync_period: int = 6, slow_step_size: float = 0.5
+) -> optax.GradientTransformation:
     """optax.lookahead around Adam, on plain params.
 
     optax.lookahead wants `LookaheadParams(fast, slow)` as the params; here the engine's params are

@@ -15,5 +15,15 @@ from optax_lab.report.publish import FIX_OUT, check_writable, read_results, writ
 from optax_lab.report.render import render_markdown, render_plots
 from optax_lab.report.sections import SECTIONS, Section, lesson_kind, section_for
 
-__all__ = ["FIX_OUT", "SECTIONS", "Section", "check_writable", "lesson_kind", "read_results", "render_markdown",
-           "render_plots", "section_for", "write_report"]
+__all__ = [
+    "FIX_OUT",
+    "SECTIONS",
+    "Section",
+    "check_writable",
+    "lesson_kind",
+    "read_results",
+    "render_markdown",
+    "render_plots",
+    "section_for",
+    "write_report",
+]

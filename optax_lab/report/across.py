@@ -59,15 +59,18 @@ def workload_times(results: Mapping) -> tuple[Times, Times]:
 
 def _points_text(results: Mapping) -> str:
     """Which hyperparameters the profile ranks: tuned points (and from where), or the defaults."""
-    sources = {lesson.get("tuned_source") for lesson, _ in lesson_runs(results)
-               if lesson_kind(lesson) is LessonKind.RANKING}
+    sources = {
+        lesson.get("tuned_source") for lesson, _ in lesson_runs(results) if lesson_kind(lesson) is LessonKind.RANKING
+    }
     tuned = sorted(source for source in sources if source)
     if tuned and None not in sources and "" not in sources:
         return f"at each optimizer's tuned points from {', '.join(tuned)}"
     if tuned:
         return f"at tuned points from {', '.join(tuned)} where they exist, elsewhere at the defaults"
-    return ("at each optimizer's defaults (the registry's, or the workload's own where it declares them; "
-            "untuned, so a ranking of out-of-the-box behaviour, not of the optimizers at their best)")
+    return (
+        "at each optimizer's defaults (the registry's, or the workload's own where it declares them; "
+        "untuned, so a ranking of out-of-the-box behaviour, not of the optimizers at their best)"
+    )
 
 
 def across_section(results: Mapping) -> list[str]:
@@ -75,15 +78,24 @@ def across_section(results: Mapping) -> list[str]:
     seconds, steps = workload_times(results)
     if len(seconds) < 2:
         return []
-    modes = ", ".join(f"{workload} {mode_prose(batch_modes([entry])[0][0])}"
-                      for workload, entry in _first_rankings(results).items())
-    return [f"## Across {len(seconds)} workloads: performance profiles", "",
-            f"Ranked as AlgoPerf does, {_points_text(results)}; each workload's first batch mode ({modes}), "
-            "each workload's target as its section says.", "",
-            "### By time to the target", "", profile_markdown(seconds, "s", PROFILE_PNG),
-            "### By steps to the target", "",
-            "Steps do not depend on the hardware or the load on it; time also counts what a step costs.", "",
-            profile_markdown(steps, "steps", PROFILE_STEPS_PNG, "steps")]
+    modes = ", ".join(
+        f"{workload} {mode_prose(batch_modes([entry])[0][0])}" for workload, entry in _first_rankings(results).items()
+    )
+    return [
+        f"## Across {len(seconds)} workloads: performance profiles",
+        "",
+        f"Ranked as AlgoPerf does, {_points_text(results)}; each workload's first batch mode ({modes}), "
+        "each workload's target as its section says.",
+        "",
+        "### By time to the target",
+        "",
+        profile_markdown(seconds, "s", PROFILE_PNG),
+        "### By steps to the target",
+        "",
+        "Steps do not depend on the hardware or the load on it; time also counts what a step costs.",
+        "",
+        profile_markdown(steps, "steps", PROFILE_STEPS_PNG, "steps"),
+    ]
 
 
 def across_plots(results: Mapping) -> dict[str, bytes]:

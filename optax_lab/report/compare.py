@@ -8,40 +8,64 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from optax_lab.report.formatting import (batch_text, cell, fmt, lesson_title, mean_ci, names_text, optimizer_text,
-                                         png_name, status_text)
+from optax_lab.report.formatting import (
+    batch_text,
+    cell,
+    fmt,
+    lesson_title,
+    mean_ci,
+    names_text,
+    optimizer_text,
+    png_name,
+    status_text,
+)
 from optax_lab.report.plotting import BAND, draw_seeds, epoch_axis, figure, png_bytes
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count, seed_matrix
 
-TABLE_HEAD = ("| Run | Optimizer | Batch | Val loss ± 95% CI | Val acc % ± 95% CI | Best epoch "
-              "| Compile s | Run s | Seed-epochs/s | Status |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+TABLE_HEAD = (
+    "| Run | Optimizer | Batch | Val loss ± 95% CI | Val acc % ± 95% CI | Best epoch "
+    "| Compile s | Run s | Seed-epochs/s | Status |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+)
 
 
 def compare_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     n_train = results["dataset"].get("n_train")
     best = _best_run(runs)
     lines = [f"## {lesson_title(lesson)}", "", f"*{lesson.get('question', '')}*", "", TABLE_HEAD]
     for run in runs:
         timing = run.get("timing") or {}
         loss = mean_ci(final_stat(run, "val_loss"))
-        cells = [run["name"], optimizer_text(run), batch_text(run, n_train),
-                 f"**{loss}**" if run is best else loss, mean_ci(final_stat(run, "val_acc"), 2, scale=100),
-                 fmt(run["final"].get("best_epoch_mean"), 1), fmt(timing.get("compile_s"), 2),
-                 fmt(timing.get("run_s"), 2), fmt(timing.get("seed_epochs_per_s"), 1), status_text(run)]
+        cells = [
+            run["name"],
+            optimizer_text(run),
+            batch_text(run, n_train),
+            f"**{loss}**" if run is best else loss,
+            mean_ci(final_stat(run, "val_acc"), 2, scale=100),
+            fmt(run["final"].get("best_epoch_mean"), 1),
+            fmt(timing.get("compile_s"), 2),
+            fmt(timing.get("run_s"), 2),
+            fmt(timing.get("seed_epochs_per_s"), 1),
+            status_text(run),
+        ]
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
-    lines += ["", summarize_lesson(runs), "",
-              f"![{lesson_title(lesson)}: loss and accuracy per epoch]({png_name(lesson, 'curves')})", "",
-              f"*Loss (left) and accuracy (right) per epoch; solid: validation, dashed: training. "
-              f"Lines are the mean over {seed_count(runs)} seeds, bands span the {BAND}; "
-              f"seeds that diverged are left out of both, and a run whose every seed diverged is drawn "
-              f"dotted up to where it blew up.*"]
+    lines += [
+        "",
+        summarize_lesson(runs),
+        "",
+        f"![{lesson_title(lesson)}: loss and accuracy per epoch]({png_name(lesson, 'curves')})",
+        "",
+        f"*Loss (left) and accuracy (right) per epoch; solid: validation, dashed: training. "
+        f"Lines are the mean over {seed_count(runs)} seeds, bands span the {BAND}; "
+        f"seeds that diverged are left out of both, and a run whose every seed diverged is drawn "
+        f"dotted up to where it blew up.*",
+    ]
     return lines
 
 
 def compare_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
-    (lesson, runs), = lessons
+    ((lesson, runs),) = lessons
     return {png_name(lesson, "curves"): plot_curves(lesson, runs)}
 
 
@@ -72,8 +96,13 @@ def summarize_lesson(runs: list[Mapping]) -> str:
 def _winner_sentence(best: Mapping, others: list[Mapping], runs: list[Mapping]) -> str:
     best_loss = best["final"]["val_loss_mean"]
     if others:
-        margins = names_text([f"{run['name']} ({run['final']['val_loss_mean']:.4f}) by "
-                              f"{run['final']['val_loss_mean'] - best_loss:.4f}" for run in others])
+        margins = names_text(
+            [
+                f"{run['name']} ({run['final']['val_loss_mean']:.4f}) by "
+                f"{run['final']['val_loss_mean'] - best_loss:.4f}"
+                for run in others
+            ]
+        )
         text = f"**{best['name']}** ends with the lowest validation loss, {best_loss:.4f}, below {margins}"
     else:
         text = f"**{best['name']}** ends with validation loss {best_loss:.4f}"
@@ -82,8 +111,10 @@ def _winner_sentence(best: Mapping, others: list[Mapping], runs: list[Mapping]) 
     if top is best and len(with_acc) > 1:
         text += f", and also the highest validation accuracy ({top['final']['val_acc_mean'] * 100:.2f} %)"
     elif top is not None and top is not best:
-        text += (f"; {top['name']} has the highest validation accuracy ({top['final']['val_acc_mean'] * 100:.2f} %"
-                 f" vs {fmt(best['final'].get('val_acc_mean'), 2, 100)} %)")
+        text += (
+            f"; {top['name']} has the highest validation accuracy ({top['final']['val_acc_mean'] * 100:.2f} %"
+            f" vs {fmt(best['final'].get('val_acc_mean'), 2, 100)} %)"
+        )
     return text + "."
 
 
@@ -111,20 +142,27 @@ def _ci_sentence(best: Mapping, others: list[Mapping]) -> str:
 
 def _gap_speed_sentence(runs: list[Mapping]) -> str:
     clauses = []
-    gaps = {run["name"]: run["final"]["val_loss_mean"] - run["final"]["train_loss_mean"] for run in runs
-            if finite(run["final"].get("val_loss_mean")) and finite(run["final"].get("train_loss_mean"))}
+    gaps = {
+        run["name"]: run["final"]["val_loss_mean"] - run["final"]["train_loss_mean"]
+        for run in runs
+        if finite(run["final"].get("val_loss_mean")) and finite(run["final"].get("train_loss_mean"))
+    }
     if gaps:
         listed = ", ".join(f"{name} {gap:+.4f}" for name, gap in gaps.items())
         widest = max(gaps, key=gaps.get)
-        clauses.append(f"Val − train loss at the end: {listed}" +
-                       (f" (widest: {widest})" if len(gaps) > 1 else ""))
-    rates = {run["name"]: run["timing"]["seed_epochs_per_s"] for run in runs
-             if finite((run.get("timing") or {}).get("seed_epochs_per_s"))}
+        clauses.append(f"Val − train loss at the end: {listed}" + (f" (widest: {widest})" if len(gaps) > 1 else ""))
+    rates = {
+        run["name"]: run["timing"]["seed_epochs_per_s"]
+        for run in runs
+        if finite((run.get("timing") or {}).get("seed_epochs_per_s"))
+    }
     if len(rates) > 1:
         fast, slow = max(rates, key=rates.get), min(rates, key=rates.get)
         if rates[slow] > 0 and rates[fast] / rates[slow] >= 1.05:
-            clauses.append(f"{fast} trains fastest, {rates[fast]:.1f} seed-epochs/s, "
-                           f"{rates[fast] / rates[slow]:.1f}× {slow}'s {rates[slow]:.1f}")
+            clauses.append(
+                f"{fast} trains fastest, {rates[fast]:.1f} seed-epochs/s, "
+                f"{rates[fast] / rates[slow]:.1f}× {slow}'s {rates[slow]:.1f}"
+            )
         else:
             clauses.append(f"all train at about the same speed ({rates[slow]:.1f}–{rates[fast]:.1f} seed-epochs/s)")
     elif rates:
@@ -134,8 +172,11 @@ def _gap_speed_sentence(runs: list[Mapping]) -> str:
 
 
 def _diverged_sentence(runs: list[Mapping]) -> str:
-    diverged = [f"{run['name']} on {run['diverged_seeds']} of {len(run.get('seeds') or ())} seeds"
-                for run in runs if run.get("diverged_seeds")]
+    diverged = [
+        f"{run['name']} on {run['diverged_seeds']} of {len(run.get('seeds') or ())} seeds"
+        for run in runs
+        if run.get("diverged_seeds")
+    ]
     return f"Diverged (NaN loss): {', '.join(diverged)}." if diverged else ""
 
 
@@ -155,8 +196,12 @@ def plot_curves(lesson: Mapping, runs: list[Mapping]) -> bytes:
     for index, run in enumerate(runs):
         color = f"C{index % 10}"
         history = run.get("history") or {}
-        for key, ax, scale in (("val_loss", ax_loss, 1), ("train_loss", ax_loss, 1),
-                               ("val_acc", ax_acc, 100), ("train_acc", ax_acc, 100)):
+        for key, ax, scale in (
+            ("val_loss", ax_loss, 1),
+            ("train_loss", ax_loss, 1),
+            ("val_acc", ax_acc, 100),
+            ("train_acc", ax_acc, 100),
+        ):
             values = seed_matrix(history.get(key)) * scale
             if values.size:
                 style = "-" if key.startswith("val") else "--"
@@ -165,9 +210,11 @@ def plot_curves(lesson: Mapping, runs: list[Mapping]) -> bytes:
         diverged, seeds = run.get("diverged_seeds") or 0, len(run.get("seeds") or ())
         label = run["name"] + (f" ({diverged}/{seeds} seeds diverged)" if diverged else "")
         handles.append(Line2D([], [], color=color, label=label, linestyle=":" if diverged >= seeds > 0 else "-"))
-    handles += [Line2D([], [], color="0.3", label="validation"),
-                Line2D([], [], color="0.3", linestyle="--", label="training"),
-                Patch(color="0.3", alpha=0.2, label=BAND)]
+    handles += [
+        Line2D([], [], color="0.3", label="validation"),
+        Line2D([], [], color="0.3", linestyle="--", label="training"),
+        Patch(color="0.3", alpha=0.2, label=BAND),
+    ]
     for ax, heading, ylabel in ((ax_loss, "Loss", "binary cross-entropy"), (ax_acc, "Accuracy", "accuracy (%)")):
         ax.set_title(heading)
         ax.set_xlabel("epoch")

@@ -110,14 +110,20 @@ def _hyperparam(value: Any) -> str:
 
 def hyperparams_text(run: Mapping) -> str:
     """`lr=0.01, momentum=0.7`: a run's hyperparameters, compact."""
-    return ", ".join(f"{'lr' if key == 'learning_rate' else key}={_hyperparam(value)}"
-                     for key, value in (run.get("hyperparams") or {}).items())
+    return ", ".join(
+        f"{'lr' if key == 'learning_rate' else key}={_hyperparam(value)}"
+        for key, value in (run.get("hyperparams") or {}).items()
+    )
 
 
 def point_text(point: Mapping[str, Any]) -> str:
     """`learning_rate=0.00316, b1=0.9`: a swept or tuned point; `defaults` when it is empty."""
-    return ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
-                     for name, value in point.items()) or "defaults"
+    return (
+        ", ".join(
+            f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in point.items()
+        )
+        or "defaults"
+    )
 
 
 def optimizer_text(run: Mapping) -> str:
@@ -158,14 +164,17 @@ def section_head(lesson: Mapping, runs: list[Mapping]) -> list[str]:
 def setup_text(runs: list[Mapping]) -> str:
     """`Every run: the 1000 most frequent words, 2000 training reviews, batch 500, 40 epochs, 3 seeds.`,
     naming only what all runs share."""
+
     def shared(get):
         values = {get(run) for run in runs}
         return values.pop() if len(values) == 1 and None not in values else None
 
-    parts = [(shared(lambda run: run["num_words"]), "the {} most frequent words"),
-             (shared(lambda run: run["n_train"]), "{} training reviews"),
-             (shared(lambda run: "full" if run.get("full_batch") else run.get("batch_size")), "batch {}"),
-             (shared(lambda run: run.get("epochs")), "{} epochs"),
-             (shared(lambda run: len(run.get("seeds") or ()) or None), "{} seeds")]
+    parts = [
+        (shared(lambda run: run["num_words"]), "the {} most frequent words"),
+        (shared(lambda run: run["n_train"]), "{} training reviews"),
+        (shared(lambda run: "full" if run.get("full_batch") else run.get("batch_size")), "batch {}"),
+        (shared(lambda run: run.get("epochs")), "{} epochs"),
+        (shared(lambda run: len(run.get("seeds") or ()) or None), "{} seeds"),
+    ]
     known = [template.format(value) for value, template in parts if value is not None]
     return f"Every run: {', '.join(known)}." if known and runs else ""

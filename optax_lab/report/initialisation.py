@@ -13,11 +13,35 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optax_lab.report.formatting import (DASH, fmt, lesson_title, mean_ci, names_text, png_name, range_text,
-                                         section_head, short_names, status_text, table_row)
+from optax_lab.report.formatting import (
+    DASH,
+    fmt,
+    lesson_title,
+    mean_ci,
+    names_text,
+    png_name,
+    range_text,
+    section_head,
+    short_names,
+    status_text,
+    table_row,
+)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (CHANCE_LOSS, CHANCE_TOLERANCE, LessonRuns, above_chance, at_chance, below_chance,
-                                      final_stat, finite, healthy_history, healthy_seeds, history, seed_count, val_loss)
+from optax_lab.report.records import (
+    CHANCE_LOSS,
+    CHANCE_TOLERANCE,
+    LessonRuns,
+    above_chance,
+    at_chance,
+    below_chance,
+    final_stat,
+    finite,
+    healthy_history,
+    healthy_seeds,
+    history,
+    seed_count,
+    val_loss,
+)
 
 MAX_LISTED = 3  # name at most this many runs in a clause; beyond that, count them
 
@@ -37,10 +61,10 @@ KERNEL_INIT_SCALES: dict[str, InitScale] = {
     "constant": InitScale("all 0.01", lambda fan_in, fan_out: 0.0, by_fans=False),
     "normal_0.01": InitScale("N(0, 0.01²)", lambda fan_in, fan_out: 0.01, by_fans=False),
     "normal_1": InitScale("N(0, 1)", lambda fan_in, fan_out: 1.0, by_fans=False),
-    "glorot_uniform": InitScale("U(±√(6/(fan_in+fan_out)))",
-                                lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out))),
-    "glorot_normal": InitScale("N(0, 2/(fan_in+fan_out)), truncated",
-                               lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out))),
+    "glorot_uniform": InitScale("U(±√(6/(fan_in+fan_out)))", lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out))),
+    "glorot_normal": InitScale(
+        "N(0, 2/(fan_in+fan_out)), truncated", lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out))
+    ),
     "he_uniform": InitScale("U(±√(6/fan_in))", lambda fan_in, fan_out: math.sqrt(2 / fan_in)),
     "he_normal": InitScale("N(0, 2/fan_in), truncated", lambda fan_in, fan_out: math.sqrt(2 / fan_in)),
     "lecun_uniform": InitScale("U(±√(3/fan_in))", lambda fan_in, fan_out: math.sqrt(1 / fan_in)),
@@ -50,9 +74,11 @@ KERNEL_INIT_SCALES: dict[str, InitScale] = {
 }
 BIAS_INIT_TEXT = {"zeros": "0", "torch_default": "U(±1/√fan_in)"}
 # Each framework's default for a Dense/Linear layer: (framework, kernel init, bias init, its name there).
-FRAMEWORK_DEFAULTS = (("Keras", "glorot_uniform", "zeros", "Glorot uniform"),
-                      ("PyTorch", "torch_default", "torch_default", "Kaiming uniform a=√5"),
-                      ("Flax", "lecun_normal", "zeros", "LeCun normal"))
+FRAMEWORK_DEFAULTS = (
+    ("Keras", "glorot_uniform", "zeros", "Glorot uniform"),
+    ("PyTorch", "torch_default", "torch_default", "Kaiming uniform a=√5"),
+    ("Flax", "lecun_normal", "zeros", "LeCun normal"),
+)
 
 
 def layer_fans(run: Mapping, results: Mapping | None = None) -> list[tuple[int, int]]:
@@ -61,7 +87,7 @@ def layer_fans(run: Mapping, results: Mapping | None = None) -> list[tuple[int, 
     inputs = run.get("num_words") or ((results or {}).get("dataset") or {}).get("num_words")
     if not widths or not inputs:
         return []
-    return list(zip([inputs, *widths], widths))[:2]
+    return list(zip([inputs, *widths], widths, strict=False))[:2]
 
 
 def init_stds(run: Mapping, results: Mapping | None = None) -> list[float]:
@@ -115,8 +141,15 @@ def framework_runs(runs: list[Mapping]) -> list[tuple[tuple[str, str, str, str],
     found = []
     for default in FRAMEWORK_DEFAULTS:
         _, kernel, bias, _ = default
-        run = next((run for run in runs if (run.get("model") or {}).get("kernel_init") == kernel
-                    and (run.get("model") or {}).get("bias_init", "zeros") == bias), None)
+        run = next(
+            (
+                run
+                for run in runs
+                if (run.get("model") or {}).get("kernel_init") == kernel
+                and (run.get("model") or {}).get("bias_init", "zeros") == bias
+            ),
+            None,
+        )
         if run is not None:
             found.append((default, run))
     return found
@@ -136,8 +169,15 @@ def summarize_initialisation(runs: list[Mapping], results: Mapping | None = None
 
 
 def _verdict(loss: float) -> str:
-    return ("at chance" if at_chance(loss) else "worse than chance" if above_chance(loss)
-            else "better than chance" if below_chance(loss) else "no finite loss")
+    return (
+        "at chance"
+        if at_chance(loss)
+        else "worse than chance"
+        if above_chance(loss)
+        else "better than chance"
+        if below_chance(loss)
+        else "no finite loss"
+    )
 
 
 def _symmetry_sentence(runs: list[Mapping], names: dict[str, str]) -> str:
@@ -148,14 +188,18 @@ def _symmetry_sentence(runs: list[Mapping], names: dict[str, str]) -> str:
     stuck = symmetric_runs(recorded)
     if not stuck:
         fewest = min(recorded, key=lambda run: units_per_epoch(run)[:, -1].min())
-        return (f"No initialiser leaves the first layer's units identical: after the last epoch the fewest distinct "
-                f"units, {range_text(units_per_epoch(fewest)[:, -1])} of {width}, are {names[fewest['name']]}'s.")
+        return (
+            f"No initialiser leaves the first layer's units identical: after the last epoch the fewest distinct "
+            f"units, {range_text(units_per_epoch(fewest)[:, -1])} of {width}, are {names[fewest['name']]}'s."
+        )
     one = len(stuck) == 1
     outcomes = [f"{names[run['name']]} {fmt(val_loss(run).mean, 4)}, {_verdict(val_loss(run).mean)}" for run in stuck]
-    return (f"{names_text([names[run['name']] for run in stuck])} keep{'s' if one else ''} every first-layer unit "
-            f"identical: 1 distinct unit of {width} after every epoch on every seed (units that start equal get equal "
-            f"gradients, so they stay equal), and the layer works as a single unit (final val loss: "
-            f"{'; '.join(outcomes)}).")
+    return (
+        f"{names_text([names[run['name']] for run in stuck])} keep{'s' if one else ''} every first-layer unit "
+        f"identical: 1 distinct unit of {width} after every epoch on every seed (units that start equal get equal "
+        f"gradients, so they stay equal), and the layer works as a single unit (final val loss: "
+        f"{'; '.join(outcomes)})."
+    )
 
 
 def _listed(names: list[str], noun: str) -> str:
@@ -170,25 +214,35 @@ def _outcome_sentence(runs: list[Mapping], names: dict[str, str]) -> str:
     learners = [run for run in scored if below_chance(val_loss(run).mean)]
     if learners:
         best = learners[0]
-        tied = [names[run["name"]] for run in learners[1:]
-                if val_loss(run).has_ci and val_loss(best).has_ci and not val_loss(best).clears(val_loss(run))]
+        tied = [
+            names[run["name"]]
+            for run in learners[1:]
+            if val_loss(run).has_ci and val_loss(best).has_ci and not val_loss(best).clears(val_loss(run))
+        ]
         text = f"Lowest final validation loss: {names[best['name']]}, {mean_ci(val_loss(best))}"
         if tied:
             text += f" (its 95% CI overlaps those of {_listed(tied, 'others')})"
     else:
         epochs = max((run.get("epochs") or 0 for run in runs), default=0)
-        text = (f"No initialiser gets below chance level (ln 2 = {CHANCE_LOSS:.4f}, ± {CHANCE_TOLERANCE}) in "
-                f"{epochs} epochs")
+        text = (
+            f"No initialiser gets below chance level (ln 2 = {CHANCE_LOSS:.4f}, ± {CHANCE_TOLERANCE}) in "
+            f"{epochs} epochs"
+        )
     clauses = []
     chance = [names[run["name"]] for run in runs if at_chance(val_loss(run).mean)]  # in the lesson's order
     worse = [f"{names[run['name']]} ({val_loss(run).mean:.4f})" for run in runs if above_chance(val_loss(run).mean)]
     if chance:
-        clauses.append(f"{_listed(chance, 'initialisers') if learners else names_text(chance)} "
-                       f"{'ends' if len(chance) == 1 else 'end'} at chance")
+        clauses.append(
+            f"{_listed(chance, 'initialisers') if learners else names_text(chance)} "
+            f"{'ends' if len(chance) == 1 else 'end'} at chance"
+        )
     if worse:
         clauses.append(f"{names_text(worse)} {'ends' if len(worse) == 1 else 'end'} worse than chance")
-    diverged = [f"{names[run['name']]} on {run['diverged_seeds']} of {len(run.get('seeds') or ())} seeds"
-                for run in runs if run.get("diverged_seeds")]
+    diverged = [
+        f"{names[run['name']]} on {run['diverged_seeds']} of {len(run.get('seeds') or ())} seeds"
+        for run in runs
+        if run.get("diverged_seeds")
+    ]
     if diverged:
         clauses.append(f"diverged (NaN loss): {names_text(diverged)}")
     return text + ("; " + "; ".join(clauses) if clauses else "") + "."
@@ -205,8 +259,9 @@ def _framework_sentence(runs: list[Mapping], results: Mapping | None) -> str:
     keras_std, torch_std = (next(iter(init_stds(run, results)), math.nan) for run in (keras, torch))
     scale = ""
     if finite(keras_std) and finite(torch_std) and min(keras_std, torch_std) > 0:
-        relation = (f"{keras_std / torch_std:.1f}× smaller" if torch_std < keras_std
-                    else f"{torch_std / keras_std:.1f}× larger")
+        relation = (
+            f"{keras_std / torch_std:.1f}× smaller" if torch_std < keras_std else f"{torch_std / keras_std:.1f}× larger"
+        )
         scale = f" with std {keras_std:.3g} and {torch_std:.3g} ({relation})"
     lower = "Keras'" if keras_loss.mean <= torch_loss.mean else "PyTorch's"
     gap = abs(keras_loss.mean - torch_loss.mean)
@@ -216,13 +271,15 @@ def _framework_sentence(runs: list[Mapping], results: Mapping | None) -> str:
         verdict = f"the {gap:.4f} between them is within the seed-to-seed noise (95% CIs overlap)"
     else:
         verdict = f"{lower} is {gap:.4f} lower (too few seeds for a CI)"
-    return (f"Keras' default, {keras_default[3]}, and PyTorch's, {torch_default[3]}, draw the first layer's weights"
-            f"{scale or ' differently'}; the net ends at {mean_ci(keras_loss)} with Keras' and {mean_ci(torch_loss)} "
-            f"with PyTorch's: {verdict}.")
+    return (
+        f"Keras' default, {keras_default[3]}, and PyTorch's, {torch_default[3]}, draw the first layer's weights"
+        f"{scale or ' differently'}; the net ends at {mean_ci(keras_loss)} with Keras' and {mean_ci(torch_loss)} "
+        f"with PyTorch's: {verdict}."
+    )
 
 
 def initialisation_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     width = next((first_width(run) for run in runs if first_width(run)), None)
     fans = next((layer_fans(run, results) for run in runs if layer_fans(run, results)), [])
     fan_text = f" ({fans[0][0]} → {fans[0][1]})" if fans else ""
@@ -231,25 +288,43 @@ def initialisation_section(lessons: Sequence[LessonRuns], results: Mapping) -> l
     at_init = any(history(run, "init_distinct_units").size for run in runs)
     stages = "init → epoch 1 → last" if at_init else "epoch 1 → last"
     lines = section_head(lesson, runs) + [
-        summarize_initialisation(runs, results), "",
+        summarize_initialisation(runs, results),
+        "",
         f"| Run | First-layer kernels{fan_text} | Val loss ± 95% CI | Val acc % ± 95% CI | Best val loss ± 95% CI "
         f"| Distinct first-layer units of {width or '?'}: {stages} | Status |",
-        "|---|---|---:|---:|---:|---:|---|"]
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for run in runs:
         loss = mean_ci(val_loss(run))
-        lines.append(table_row([run["name"], kernel_text(run, results), f"**{loss}**" if run is best else loss,
-                                mean_ci(final_stat(run, "val_acc"), 2, 100), mean_ci(final_stat(run, "best_val_loss")),
-                                units_text(run), status_text(run)]))
-    lines += ["", f"*Mean ± 95% CI over the seeds that did not diverge, of {seed_count(runs)}; **bold**: lowest. "
-                  f"Chance level: ln 2 = {CHANCE_LOSS:.4f}. Distinct units: how many of the first hidden layer's units "
-                  f"differ from each other after the first and the last epoch (min–max over seeds); 1: they are all "
-                  f"one unit.*", ""]
+        lines.append(
+            table_row(
+                [
+                    run["name"],
+                    kernel_text(run, results),
+                    f"**{loss}**" if run is best else loss,
+                    mean_ci(final_stat(run, "val_acc"), 2, 100),
+                    mean_ci(final_stat(run, "best_val_loss")),
+                    units_text(run),
+                    status_text(run),
+                ]
+            )
+        )
+    lines += [
+        "",
+        f"*Mean ± 95% CI over the seeds that did not diverge, of {seed_count(runs)}; **bold**: lowest. "
+        f"Chance level: ln 2 = {CHANCE_LOSS:.4f}. Distinct units: how many of the first hidden layer's units "
+        f"differ from each other after the first and the last epoch (min–max over seeds); 1: they are all "
+        f"one unit.*",
+        "",
+    ]
     lines += _framework_table(runs, results)
-    lines += [f"![{lesson_title(lesson)}: validation loss and distinct units per epoch]({png_name(lesson, 'curves')})",
-              "",
-              f"*Left: validation loss per epoch; right: distinct first-layer units per epoch. One line per "
-              f"initialiser: the mean over the seeds that did not diverge, bands the {BAND}. The loss axis stops a "
-              f"little above chance level (dotted, ln 2); a run ending above it is named in its corner.*"]
+    lines += [
+        f"![{lesson_title(lesson)}: validation loss and distinct units per epoch]({png_name(lesson, 'curves')})",
+        "",
+        f"*Left: validation loss per epoch; right: distinct first-layer units per epoch. One line per "
+        f"initialiser: the mean over the seeds that did not diverge, bands the {BAND}. The loss axis stops a "
+        f"little above chance level (dotted, ln 2); a run ending above it is named in its corner.*",
+    ]
     return lines
 
 
@@ -259,19 +334,37 @@ def _framework_table(runs: list[Mapping], results: Mapping) -> list[str]:
         return []
     fans = layer_fans(found[0][1], results)
     heads = [f"Layer {i + 1} ({fan_in} → {fan_out}) std" for i, (fan_in, fan_out) in enumerate(fans)]
-    lines = ["**The frameworks' default Dense/Linear initialisation, side by side**", "",
-             "| Framework | Default | Run | Kernels | " + "".join(f"{head} | " for head in heads)
-             + "Biases | Val loss ± 95% CI | Best val loss ± 95% CI |",
-             "|---|---|---|---|" + "---:|" * len(heads) + "---|---:|---:|"]
+    lines = [
+        "**The frameworks' default Dense/Linear initialisation, side by side**",
+        "",
+        "| Framework | Default | Run | Kernels | "
+        + "".join(f"{head} | " for head in heads)
+        + "Biases | Val loss ± 95% CI | Best val loss ± 95% CI |",
+        "|---|---|---|---|" + "---:|" * len(heads) + "---|---:|---:|",
+    ]
     for (framework, _, _, default_name), run in found:
         model = run.get("model") or {}
         scale = KERNEL_INIT_SCALES.get(model.get("kernel_init"))
         stds = init_stds(run, results)
-        lines.append(table_row([framework, default_name, run["name"],
-                                scale.distribution if scale else model.get("kernel_init", DASH),
-                                *(f"{std:.3g}" for std in stds), *([DASH] * (len(heads) - len(stds))),
-                                BIAS_INIT_TEXT.get(model.get("bias_init", "zeros"), model.get("bias_init")),
-                                mean_ci(val_loss(run)), mean_ci(final_stat(run, "best_val_loss"))]))
-    return lines + ["", "*Std: the kernel's standard deviation, from the initialiser's formula and the layer's fan-in "
-                        "and fan-out. The same architecture starts at a different scale in each framework, so the same "
-                        "lesson gives different numbers in Keras, PyTorch and Flax.*", ""]
+        lines.append(
+            table_row(
+                [
+                    framework,
+                    default_name,
+                    run["name"],
+                    scale.distribution if scale else model.get("kernel_init", DASH),
+                    *(f"{std:.3g}" for std in stds),
+                    *([DASH] * (len(heads) - len(stds))),
+                    BIAS_INIT_TEXT.get(model.get("bias_init", "zeros"), model.get("bias_init")),
+                    mean_ci(val_loss(run)),
+                    mean_ci(final_stat(run, "best_val_loss")),
+                ]
+            )
+        )
+    return lines + [
+        "",
+        "*Std: the kernel's standard deviation, from the initialiser's formula and the layer's fan-in "
+        "and fan-out. The same architecture starts at a different scale in each framework, so the same "
+        "lesson gives different numbers in Keras, PyTorch and Flax.*",
+        "",
+    ]

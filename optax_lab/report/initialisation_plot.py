@@ -13,7 +13,7 @@ LOSS_CEILING = CHANCE_LOSS + 0.08  # the loss axis' top: runs far above chance w
 
 
 def initialisation_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     return {png_name(lesson, "curves"): plot_initialisation(lesson, runs)}
 
 
@@ -30,12 +30,13 @@ def plot_initialisation(lesson: Mapping, runs: list[Mapping]) -> bytes:
         epochs = max(epochs, values.shape[-1] if values.ndim == 2 else 1)
     loss_ax.axhline(CHANCE_LOSS, color="0.5", linestyle=":", linewidth=1)
     frame([loss_ax], bounds, top=LOSS_CEILING)
-    corner_notes(loss_ax, _notes_above(runs, loss_ax.get_ylim()[1]), x=0.98, y=0.97, step=0.06, fontsize=7,
-                 alpha=0.75)
+    corner_notes(loss_ax, _notes_above(runs, loss_ax.get_ylim()[1]), x=0.98, y=0.97, step=0.06, fontsize=7, alpha=0.75)
     width = next((first_width(run) for run in runs if first_width(run)), None) or 32
     units_ax.set_ylim(0, width + 1.5)
-    for ax, heading, ylabel in ((loss_ax, "Validation loss", "binary cross-entropy"),
-                                (units_ax, "Distinct first-layer units", f"units (of {width})")):
+    for ax, heading, ylabel in (
+        (loss_ax, "Validation loss", "binary cross-entropy"),
+        (units_ax, "Distinct first-layer units", f"units (of {width})"),
+    ):
         ax.set_title(heading)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)

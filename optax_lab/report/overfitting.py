@@ -15,11 +15,30 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (count_text, fmt, lesson_title, mean_ci, optimizer_text, png_name, range_text,
-                                         section_head, status_text, table_row)
+from optax_lab.report.formatting import (
+    count_text,
+    fmt,
+    lesson_title,
+    mean_ci,
+    optimizer_text,
+    png_name,
+    range_text,
+    section_head,
+    status_text,
+    table_row,
+)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (NO_STAT, LessonRuns, Stat, final_stat, finite, healthy_history, healthy_seeds,
-                                      history, seed_count)
+from optax_lab.report.records import (
+    NO_STAT,
+    LessonRuns,
+    Stat,
+    final_stat,
+    finite,
+    healthy_history,
+    healthy_seeds,
+    history,
+    seed_count,
+)
 
 EARLY_STOPPING_PATIENCE = 3  # Keras EarlyStopping(patience=3, restore_best_weights=True)
 
@@ -81,15 +100,37 @@ def fit(run: Mapping) -> Fit:
     run_s = (run.get("timing") or {}).get("run_s")
     seconds = run_s / epochs if finite(run_s) and epochs else math.nan
     if not val.size:
-        return Fit(run, epochs, NO_STAT, NO_STAT, NO_STAT, NO_STAT, np.zeros(0), NO_STAT, np.zeros(0), NO_STAT,
-                   NO_STAT, seconds)
+        return Fit(
+            run,
+            epochs,
+            NO_STAT,
+            NO_STAT,
+            NO_STAT,
+            NO_STAT,
+            np.zeros(0),
+            NO_STAT,
+            np.zeros(0),
+            NO_STAT,
+            NO_STAT,
+            seconds,
+        )
     has_train = train.shape == val.shape
     stop = early_stop_epochs(val)
-    returned = np.array([row[:end].min() for row, end in zip(val, stop)])
-    return Fit(run, epochs, Stat.of(train[:, -1]) if has_train else NO_STAT, Stat.of(val[:, -1]),
-               Stat.of(val[:, -1] - train[:, -1]) if has_train else NO_STAT, Stat.of(val.min(axis=1)),
-               val.argmin(axis=1) + 1, Stat.of(val[:, -1] - val.min(axis=1)), stop, Stat.of(returned),
-               Stat.of(val[:, -1] - returned), seconds)
+    returned = np.array([row[:end].min() for row, end in zip(val, stop, strict=False)])
+    return Fit(
+        run,
+        epochs,
+        Stat.of(train[:, -1]) if has_train else NO_STAT,
+        Stat.of(val[:, -1]),
+        Stat.of(val[:, -1] - train[:, -1]) if has_train else NO_STAT,
+        Stat.of(val.min(axis=1)),
+        val.argmin(axis=1) + 1,
+        Stat.of(val[:, -1] - val.min(axis=1)),
+        stop,
+        Stat.of(returned),
+        Stat.of(val[:, -1] - returned),
+        seconds,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +148,10 @@ def summarize_overfitting(runs: list[Mapping]) -> str:
         text = f"Baseline ({base.run['name']}): every seed diverged, so there is no gap to measure the remedies by."
         if remedies:
             lowest = min(remedies, key=lambda f: f.val_end.mean)
-            text += (f" The lowest validation loss after the last epoch is {lowest.run['name']}'s, "
-                     f"{mean_ci(lowest.val_end)}.")
+            text += (
+                f" The lowest validation loss after the last epoch is {lowest.run['name']}'s, "
+                f"{mean_ci(lowest.val_end)}."
+            )
         return text
     sentences = [_baseline_sentence(base), _remedies_sentence(base, remedies), _early_stopping_sentence(base, remedies)]
     return " ".join(s for s in sentences if s)
@@ -117,17 +160,22 @@ def summarize_overfitting(runs: list[Mapping]) -> str:
 def _baseline_sentence(base: Fit) -> str:
     name = f"Baseline ({base.run['name']})"
     if (base.best_epoch == base.epochs).all():
-        text = (f"{name}: the validation loss is still falling at the last epoch, {base.epochs} "
-                f"({mean_ci(base.val_end)})")
+        text = (
+            f"{name}: the validation loss is still falling at the last epoch, {base.epochs} ({mean_ci(base.val_end)})"
+        )
     else:
         # "rises" only when the climb after each seed's best epoch is more than the seed noise
         rises = base.rise.mean > 0 and (not finite(base.rise.ci) or base.rise.mean > base.rise.ci)
-        text = (f"{name}: the validation loss is lowest at epoch {range_text(base.best_epoch)} "
-                f"({mean_ci(base.best_val)}) and {'then rises to' if rises else 'ends at'} {mean_ci(base.val_end)} "
-                f"after epoch {base.epochs}")
+        text = (
+            f"{name}: the validation loss is lowest at epoch {range_text(base.best_epoch)} "
+            f"({mean_ci(base.best_val)}) and {'then rises to' if rises else 'ends at'} {mean_ci(base.val_end)} "
+            f"after epoch {base.epochs}"
+        )
     if finite(base.train_end.mean):
-        text += (f", while the training loss (whole training set, dropout off) ends at {base.train_end.mean:.4f}: "
-                 f"a train/val gap of {mean_ci(base.gap_end)}")
+        text += (
+            f", while the training loss (whole training set, dropout off) ends at {base.train_end.mean:.4f}: "
+            f"a train/val gap of {mean_ci(base.gap_end)}"
+        )
     return text + "."
 
 
@@ -145,17 +193,23 @@ def _remedies_sentence(base: Fit, remedies: list[Fit]) -> str:
             noise = "95% CIs overlap"
         else:
             noise = "too few seeds for a CI"
-        text = (f"{len(narrower)} of {len(gapped)} remedies narrow the final gap; the narrowest is "
-                f"{narrowest.run['name']}'s, {mean_ci(narrowest.gap_end)} against {mean_ci(base.gap_end)} ({noise})")
+        text = (
+            f"{len(narrower)} of {len(gapped)} remedies narrow the final gap; the narrowest is "
+            f"{narrowest.run['name']}'s, {mean_ci(narrowest.gap_end)} against {mean_ci(base.gap_end)} ({noise})"
+        )
         runner_up = min((f for f in gapped if f is not narrowest), key=lambda f: f.gap_end.mean, default=None)
         if runner_up is not None and narrowest.gap_end.has_ci and runner_up.gap_end.has_ci:
-            text += (f", {'clear of' if narrowest.gap_end.clears(runner_up.gap_end) else 'its 95% CI overlapping'} "
-                     f"the next, {runner_up.run['name']}'s {mean_ci(runner_up.gap_end)}")
+            text += (
+                f", {'clear of' if narrowest.gap_end.clears(runner_up.gap_end) else 'its 95% CI overlapping'} "
+                f"the next, {runner_up.run['name']}'s {mean_ci(runner_up.gap_end)}"
+            )
         clauses.append(text)
     everyone = [base, *remedies]
     lowest = min((f for f in everyone if finite(f.best_val.mean)), key=lambda f: f.best_val.mean)
-    clauses.append(f"the lowest validation loss of any epoch is {lowest.run['name']}'s, {mean_ci(lowest.best_val)} "
-                   f"at epoch {range_text(lowest.best_epoch)}")
+    clauses.append(
+        f"the lowest validation loss of any epoch is {lowest.run['name']}'s, {mean_ci(lowest.best_val)} "
+        f"at epoch {range_text(lowest.best_epoch)}"
+    )
     ending = min(everyone, key=lambda f: f.val_end.mean)
     clauses.append(f"the lowest after the last epoch is {ending.run['name']}'s, {mean_ci(ending.val_end)}")
     text = "; ".join(clauses)
@@ -167,21 +221,32 @@ def _early_stopping_sentence(base: Fit, remedies: list[Fit]) -> str:
         return ""
     rule = f"Early stopping (patience {EARLY_STOPPING_PATIENCE}, best weights restored)"
     if (base.stop_epoch == base.epochs).all():
-        text = (f"{rule} never stops the baseline within its {base.epochs} epochs, so it returns the lowest "
-                f"validation loss seen, {mean_ci(base.stop_val)}")
+        text = (
+            f"{rule} never stops the baseline within its {base.epochs} epochs, so it returns the lowest "
+            f"validation loss seen, {mean_ci(base.stop_val)}"
+        )
     else:
         seconds = f", {base.seconds_saved:.2f} s of this run" if finite(base.seconds_saved) else ""
-        text = (f"{rule} stops the baseline after epoch {range_text(base.stop_epoch)} and returns validation loss "
-                f"{mean_ci(base.stop_val)} instead of {mean_ci(base.val_end)}, saving "
-                f"{count_text(base.epochs_saved)} of {base.epochs} epochs{seconds}")
+        text = (
+            f"{rule} stops the baseline after epoch {range_text(base.stop_epoch)} and returns validation loss "
+            f"{mean_ci(base.stop_val)} instead of {mean_ci(base.val_end)}, saving "
+            f"{count_text(base.epochs_saved)} of {base.epochs} epochs{seconds}"
+        )
     finished = [f for f in remedies if finite(f.val_end.mean)]
     if finished:
         best = min(finished, key=lambda f: f.val_end.mean)
         relation = "below" if base.stop_val.mean < best.val_end.mean else "above"
-        noise = ("95% CIs apart" if base.stop_val.clears(best.val_end) else "95% CIs overlap"
-                 if base.stop_val.has_ci and best.val_end.has_ci else "too few seeds for a CI")
-        text += (f"; that is {relation} the best remedy trained to the end, {best.run['name']} with "
-                 f"{mean_ci(best.val_end)} ({noise})")
+        noise = (
+            "95% CIs apart"
+            if base.stop_val.clears(best.val_end)
+            else "95% CIs overlap"
+            if base.stop_val.has_ci and best.val_end.has_ci
+            else "too few seeds for a CI"
+        )
+        text += (
+            f"; that is {relation} the best remedy trained to the end, {best.run['name']} with "
+            f"{mean_ci(best.val_end)} ({noise})"
+        )
     return text + "."
 
 
@@ -192,46 +257,80 @@ def remedy_text(run: Mapping) -> str:
 
 
 def overfitting_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     fits = [fit(run) for run in runs]
     best = min((f for f in fits if finite(f.best_val.mean)), key=lambda f: f.best_val.mean, default=None)
     narrowest = min((f for f in fits if finite(f.gap_end.mean)), key=lambda f: f.gap_end.mean, default=None)
     epochs = max((f.epochs for f in fits), default=0)
     lines = section_head(lesson, runs) + [
-        summarize_overfitting(runs), "",
+        summarize_overfitting(runs),
+        "",
         "| Run | Model; optimizer | Train loss, end | Val loss, end ± 95% CI | Gap (val − train) ± 95% CI "
         "| Best val loss ± 95% CI | Best epoch | Val acc %, end ± 95% CI | Status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for f in fits:
         gap, best_val = mean_ci(f.gap_end), mean_ci(f.best_val)
-        lines.append(table_row([f.run["name"], remedy_text(f.run), fmt(f.train_end.mean, 4), mean_ci(f.val_end),
-                                f"**{gap}**" if f is narrowest else gap, f"**{best_val}**" if f is best else best_val,
-                                range_text(f.best_epoch), mean_ci(final_stat(f.run, "val_acc"), 2, 100),
-                                status_text(f.run)]))
+        lines.append(
+            table_row(
+                [
+                    f.run["name"],
+                    remedy_text(f.run),
+                    fmt(f.train_end.mean, 4),
+                    mean_ci(f.val_end),
+                    f"**{gap}**" if f is narrowest else gap,
+                    f"**{best_val}**" if f is best else best_val,
+                    range_text(f.best_epoch),
+                    mean_ci(final_stat(f.run, "val_acc"), 2, 100),
+                    status_text(f.run),
+                ]
+            )
+        )
     lines += [
-        "", f"*End: after epoch {epochs}. Mean ± 95% CI over the seeds that did not diverge, of {seed_count(runs)}. "
-            f"Train loss: on the whole training set after the epoch, dropout off (the loss during training, with "
-            f"dropout on, would flatter the gap). Best val loss: each seed's lowest of any epoch; best epoch: where "
-            f"(min–max over seeds). **Bold**: the narrowest gap, the lowest best val loss. The first run is the "
-            f"baseline the summary compares with.*", "",
+        "",
+        f"*End: after epoch {epochs}. Mean ± 95% CI over the seeds that did not diverge, of {seed_count(runs)}. "
+        f"Train loss: on the whole training set after the epoch, dropout off (the loss during training, with "
+        f"dropout on, would flatter the gap). Best val loss: each seed's lowest of any epoch; best epoch: where "
+        f"(min–max over seeds). **Bold**: the narrowest gap, the lowest best val loss. The first run is the "
+        f"baseline the summary compares with.*",
+        "",
         f"**Early stopping**: Keras' `EarlyStopping(patience={EARLY_STOPPING_PATIENCE}, restore_best_weights=True)` "
-        f"replayed on each seed's validation losses", "",
+        f"replayed on each seed's validation losses",
+        "",
         "| Run | Best epoch | Stops after epoch | Returns val loss ± 95% CI | Val loss at the end ± 95% CI "
         "| Lower by ± 95% CI | Epochs saved | Seconds saved |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for f in fits:
-        lines.append(table_row([f.run["name"], range_text(f.best_epoch), range_text(f.stop_epoch), mean_ci(f.stop_val),
-                                mean_ci(f.val_end), mean_ci(f.stop_gain), count_text(f.epochs_saved),
-                                fmt(f.seconds_saved, 2)]))
+        lines.append(
+            table_row(
+                [
+                    f.run["name"],
+                    range_text(f.best_epoch),
+                    range_text(f.stop_epoch),
+                    mean_ci(f.stop_val),
+                    mean_ci(f.val_end),
+                    mean_ci(f.stop_gain),
+                    count_text(f.epochs_saved),
+                    fmt(f.seconds_saved, 2),
+                ]
+            )
+        )
     lines += [
-        "", f"*It stops once {EARLY_STOPPING_PATIENCE} epochs pass without a new lowest validation loss, and returns "
-            f"the weights of that lowest epoch. Epochs saved: mean over seeds; seconds saved: those epochs × this "
-            f"run's time per epoch (all seeds train together).*", "",
-        f"![{lesson_title(lesson)}: train/val gap per epoch]({png_name(lesson, 'gap')})", "",
+        "",
+        f"*It stops once {EARLY_STOPPING_PATIENCE} epochs pass without a new lowest validation loss, and returns "
+        f"the weights of that lowest epoch. Epochs saved: mean over seeds; seconds saved: those epochs × this "
+        f"run's time per epoch (all seeds train together).*",
+        "",
+        f"![{lesson_title(lesson)}: train/val gap per epoch]({png_name(lesson, 'gap')})",
+        "",
         f"*The train/val gap (validation − training loss, both with dropout off) per epoch, one line per run: the "
-        f"mean over the seeds that did not diverge, bands the {BAND}.*", "",
-        f"![{lesson_title(lesson)}: training and validation loss per epoch]({png_name(lesson, 'curves')})", "",
+        f"mean over the seeds that did not diverge, bands the {BAND}.*",
+        "",
+        f"![{lesson_title(lesson)}: training and validation loss per epoch]({png_name(lesson, 'curves')})",
+        "",
         f"*One panel per run: validation loss (solid) and training loss on the whole training set, dropout off "
         f"(dashed): the mean and the {BAND}; the shading between them is the gap. Dotted vertical line: the seeds' "
-        f"mean best epoch.*"]
+        f"mean best epoch.*",
+    ]
     return lines

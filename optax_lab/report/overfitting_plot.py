@@ -15,7 +15,7 @@ from optax_lab.report.records import LessonRuns, healthy_seeds, history
 
 
 def overfitting_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     return {png_name(lesson, "gap"): _plot_gaps(lesson, runs), png_name(lesson, "curves"): _plot_fits(lesson, runs)}
 
 
@@ -47,7 +47,7 @@ def _plot_fits(lesson: Mapping, runs: list[Mapping]) -> bytes:
     axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     flat = [ax for row in axes for ax in row]
     bounds, epochs = [], 1
-    for index, (ax, run) in enumerate(zip(flat, runs)):
+    for index, (ax, run) in enumerate(zip(flat, runs, strict=False)):
         color, healthy = f"C{index % 10}", healthy_seeds(run)
         val, train = history(run, "val_loss"), train_curve(run)
         for values, style in ((val, "-"), (train, "--")):
@@ -56,8 +56,9 @@ def _plot_fits(lesson: Mapping, runs: list[Mapping]) -> bytes:
             kept_val, kept_train = val[healthy], train[healthy]
             if np.isfinite(kept_val).all() and np.isfinite(kept_train).all():
                 steps = np.arange(1, val.shape[1] + 1)
-                ax.fill_between(steps, kept_train.mean(axis=0), kept_val.mean(axis=0), color=color, alpha=0.07,
-                                linewidth=0)
+                ax.fill_between(
+                    steps, kept_train.mean(axis=0), kept_val.mean(axis=0), color=color, alpha=0.07, linewidth=0
+                )
             epochs = max(epochs, val.shape[1])
         best = fit(run).best_epoch
         if best.size:
@@ -65,18 +66,20 @@ def _plot_fits(lesson: Mapping, runs: list[Mapping]) -> bytes:
         ax.set_title(run["name"], fontsize=9)
         ax.grid(alpha=0.3, linewidth=0.4)
         ax.tick_params(labelsize=7)
-    for ax in flat[len(runs):]:
+    for ax in flat[len(runs) :]:
         ax.remove()
     frame(flat[:1], bounds)  # shared y: one call frames them all
-    for index, ax in enumerate(flat[:len(runs)]):
+    for index, ax in enumerate(flat[: len(runs)]):
         epoch_axis(ax, epochs)
         if index + columns >= len(runs):  # the lowest panel of each column
             ax.set_xlabel("epoch", fontsize=8)
         if index % columns == 0:
             ax.set_ylabel("binary cross-entropy", fontsize=8)
-    handles = [Line2D([], [], color="0.3", label="validation"),
-               Line2D([], [], color="0.3", linestyle="--", label="training (whole set, dropout off)"),
-               Line2D([], [], color="0.35", linestyle=":", label="mean best epoch")]
+    handles = [
+        Line2D([], [], color="0.3", label="validation"),
+        Line2D([], [], color="0.3", linestyle="--", label="training (whole set, dropout off)"),
+        Line2D([], [], color="0.35", linestyle=":", label="mean best epoch"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False, fontsize=8)
     fig.suptitle(f"{lesson_title(lesson)}: training vs validation loss")
     return png_bytes(fig, dpi=100)

@@ -44,8 +44,10 @@ def ratios(times: Times) -> dict[str, dict[str, float]]:
     for workload, by_optimizer in times.items():
         finite = [t for t in by_optimizer.values() if math.isfinite(t) and t > 0]
         best = min(finite) if finite else math.inf
-        result[workload] = {name: (t / best if math.isfinite(t) and math.isfinite(best) and t > 0 else math.inf)
-                            for name, t in by_optimizer.items()}
+        result[workload] = {
+            name: (t / best if math.isfinite(t) and math.isfinite(best) and t > 0 else math.inf)
+            for name, t in by_optimizer.items()
+        }
     return result
 
 
@@ -73,25 +75,33 @@ def profile_markdown(times: Times, unit: str = "s", plot: str | None = None, mea
     """The score per optimizer, then the per-workload table behind it (time and ratio)."""
     ratio = ratios(times)
     score = scores(ratio)
-    lines = ["| Optimizer | score | " + " | ".join(f"{w}" for w in times) + " |",
-             "|---|---:|" + "---:|" * len(times)]
+    lines = ["| Optimizer | score | " + " | ".join(f"{w}" for w in times) + " |", "|---|---:|" + "---:|" * len(times)]
     for name in score:
         cells = []
         for workload, by_optimizer in times.items():
             value = by_optimizer.get(name)
-            cells.append(DASH if value is None else
-                         f"{_ratio_text(ratio[workload][name])} ({value:.3g} {unit})" if math.isfinite(value)
-                         else "never")
+            cells.append(
+                DASH
+                if value is None
+                else f"{_ratio_text(ratio[workload][name])} ({value:.3g} {unit})"
+                if math.isfinite(value)
+                else "never"
+            )
         lines.append(f"| {name} | {score[name]:.3f} | " + " | ".join(cells) + " |")
-    text = (f"Score: the area under each optimizer's performance profile ρ(τ) for τ from 1 to {TAU_MAX:g}, over "
-            f"{TAU_MAX - 1:g} (1: fastest to the target on every workload; 0: never within {TAU_MAX:g}× the "
-            f"fastest). Each cell: {measure} to the workload's target over the fastest optimizer's, and the {measure} "
-            "(median over seeds; a seed that misses the target counts as never).")
-    missed = [workload for workload, by_optimizer in times.items()
-              if not any(math.isfinite(t) for t in by_optimizer.values())]
+    text = (
+        f"Score: the area under each optimizer's performance profile ρ(τ) for τ from 1 to {TAU_MAX:g}, over "
+        f"{TAU_MAX - 1:g} (1: fastest to the target on every workload; 0: never within {TAU_MAX:g}× the "
+        f"fastest). Each cell: {measure} to the workload's target over the fastest optimizer's, and the {measure} "
+        "(median over seeds; a seed that misses the target counts as never)."
+    )
+    missed = [
+        workload for workload, by_optimizer in times.items() if not any(math.isfinite(t) for t in by_optimizer.values())
+    ]
     if missed:
-        text += (f" No optimizer reached the target on {', '.join(missed)}: "
-                 f"{'that workload counts' if len(missed) == 1 else 'those workloads count'} as missed for all.")
+        text += (
+            f" No optimizer reached the target on {', '.join(missed)}: "
+            f"{'that workload counts' if len(missed) == 1 else 'those workloads count'} as missed for all."
+        )
     figure_line = [f"![performance profiles]({plot})", ""] if plot else []
     return "\n".join([text, "", *figure_line, *lines]) + "\n"
 

@@ -52,8 +52,9 @@ def read_results(path: str | Path) -> dict:
     return results
 
 
-def write_report(results: Mapping[str, Any], out_dir: str | Path,
-                 extra_files: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+def write_report(
+    results: Mapping[str, Any], out_dir: str | Path, extra_files: Mapping[str, Mapping[str, Any]] | None = None
+) -> Path:
     """Write results.json, report.md, the PNGs of each lesson's section, and `extra_files`
     ({file name: JSON record}, e.g. a tuner's tuned.json) into out_dir.
 
@@ -118,8 +119,10 @@ def _incomplete_markdown(results: Mapping[str, Any]) -> str:
     try:
         title, _, rest = render_markdown(results).partition("\n")
     except Exception:
-        rows = [f"| {run['name']} | {_number(run['final'].get('val_loss_mean'))} | {run.get('status', '?')} |"
-                for run in results["runs"]]
+        rows = [
+            f"| {run['name']} | {_number(run['final'].get('val_loss_mean'))} | {run.get('status', '?')} |"
+            for run in results["runs"]
+        ]
         title = f"# optax-lab report: preset `{results.get('preset', '?')}`"
         rest = "\n".join(["", "| run | final val loss (mean over seeds) | status |", "|---|---|---|", *rows, ""])
     return "\n".join([title.replace("# ", "# INCOMPLETE: ", 1), "", incomplete_banner(results), rest])

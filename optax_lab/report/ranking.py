@@ -11,16 +11,44 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (DASH, cell, count_text, fmt, hyperparams_text, mean_ci, names_text, point_text,
-                                         status_text, table_row)
+from optax_lab.report.formatting import (
+    DASH,
+    cell,
+    count_text,
+    fmt,
+    hyperparams_text,
+    mean_ci,
+    names_text,
+    point_text,
+    status_text,
+    table_row,
+)
 from optax_lab.report.plotting import BAND
 from optax_lab.report.ranking_ties import Neighbours, neighbours, neighbours_caption, neighbours_table, ties_sentence
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
-from optax_lab.report.workloads import (DEFAULT_WORKLOAD, RANKING_CURVES, curves_png, trajectory_lines, workload_lines,
-                                        workload_of)
+from optax_lab.report.workloads import (
+    DEFAULT_WORKLOAD,
+    RANKING_CURVES,
+    curves_png,
+    trajectory_lines,
+    workload_lines,
+    workload_of,
+)
 
-__all__ = ["RANKING_CURVES", "Mode", "Row", "batch_modes", "curves_png", "mode_neighbours", "mode_prose", "ranking_rows",
-           "ranking_section", "summarize_ranking", "target_text", "target_value"]
+__all__ = [
+    "RANKING_CURVES",
+    "Mode",
+    "Row",
+    "batch_modes",
+    "curves_png",
+    "mode_neighbours",
+    "mode_prose",
+    "ranking_rows",
+    "ranking_section",
+    "summarize_ranking",
+    "target_text",
+    "target_value",
+]
 
 Mode = tuple[str, list[Mapping]]  # a batch mode's label (`full` or the batch size) and its runs
 Row = tuple[str, list[Mapping | None]]  # an optimizer and its run per batch mode (None: not run there)
@@ -117,16 +145,29 @@ def ranking_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str
     seeds = seed_count([run for _, runs in lessons for run in runs])
     tuned_source = next((lesson.get("tuned_source") for lesson, _ in lessons if lesson.get("tuned_source")), "")
     pairs = mode_neighbours(modes)
-    lines += [summarize_ranking(modes, rows, target), "", *_ranking_table(modes, rows, target), "",
-              _ranking_caption(modes, target, seeds, tuned_source), ""]
+    lines += [
+        summarize_ranking(modes, rows, target),
+        "",
+        *_ranking_table(modes, rows, target),
+        "",
+        _ranking_caption(modes, target, seeds, tuned_source),
+        "",
+    ]
     if pairs:
         lines += ["### Neighbours: tied or different?", "", *neighbours_table(pairs), "", neighbours_caption(), ""]
     lines += ["### Hyperparameters", "", *_hyperparams_table(modes, rows, tuned_source)]
-    lines += ["", f"![Validation loss per epoch of every optimizer, in ranking order]({curves_png(lessons)})", "",
-              (f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
-               f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
-               f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
-               f"chance level leaves its panel.*"), ""]
+    lines += [
+        "",
+        f"![Validation loss per epoch of every optimizer, in ranking order]({curves_png(lessons)})",
+        "",
+        (
+            f"*Validation loss per epoch, one panel per optimizer in ranking order, one line per batch mode: "
+            f"the mean over the seeds that did not diverge, the band spans the {BAND}; a run whose every "
+            f"seed diverged is dotted. Dashed: the target. The shared y-axis is clipped, so a run far above "
+            f"chance level leaves its panel.*"
+        ),
+        "",
+    ]
     return lines + trajectory_lines(lessons)
 
 
@@ -136,14 +177,16 @@ def _to_target_head(target: float | None) -> str:
 
 def _ranking_table(modes: list[Mode], rows: list[Row], target: float | None) -> list[str]:
     """One row per optimizer, its batch modes side by side as column groups `<mode>: ...`."""
-    heads = ["#", "Optimizer"] + [f"{label}: {head}" for label, _ in modes
-                                  for head in ("val loss ± 95% CI", "val acc %", _to_target_head(target),
-                                               "compile s", "seed-ep/s", "status")]
+    heads = ["#", "Optimizer"] + [
+        f"{label}: {head}"
+        for label, _ in modes
+        for head in ("val loss ± 95% CI", "val acc %", _to_target_head(target), "compile s", "seed-ep/s", "status")
+    ]
     best = [next(iter(_mode_ranked(runs)), None) for _, runs in modes]
     lines = ["| " + " | ".join(heads) + " |", "|---:|---|" + "---:|---:|---:|---:|---:|---|" * len(modes)]
     for rank, (optimizer, runs) in enumerate(rows, 1):
         cells = [rank, optimizer]
-        for run, mode_best in zip(runs, best):
+        for run, mode_best in zip(runs, best, strict=False):
             cells += _ranking_cells(run, is_best=run is not None and run is mode_best)
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return lines
@@ -151,17 +194,23 @@ def _ranking_table(modes: list[Mode], rows: list[Row], target: float | None) -> 
 
 def _ranking_caption(modes: list[Mode], target: float | None, seeds: int, tuned_source: str) -> str:
     first = mode_prose(modes[0][0]) if modes else "the first batch mode"
-    tuned = (f"Every run is at its optimizer's tuned point for that batch mode, from {tuned_source} (listed under "
-             f"Hyperparameters). " if tuned_source else "")
-    return (f"*{tuned}Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
-            f"not diverge; **bold**: lowest per batch mode); runs where a seed diverged rank after the others, "
-            f"runs without a finite loss last. \"{_to_target_head(target).capitalize()}\": epochs / optimizer "
-            f"steps / seconds until the validation "
-            f"{f'loss first reaches {target:g}' if target is not None else 'metric first reaches the target'} "
-            f"(checked once per epoch), mean over the "
-            f"seeds that reach it, with (k/S seeds) when not all do; {DASH}: no seed reaches it. "
-            f"Seconds are the run time per epoch × epochs needed. Compile s: the compiled program's, on the "
-            f"first run that used it, 0 on the runs that share it.*")
+    tuned = (
+        f"Every run is at its optimizer's tuned point for that batch mode, from {tuned_source} (listed under "
+        f"Hyperparameters). "
+        if tuned_source
+        else ""
+    )
+    return (
+        f"*{tuned}Ranked by the final validation loss at {first} (mean over those of the {seeds} seeds that did "
+        f"not diverge; **bold**: lowest per batch mode); runs where a seed diverged rank after the others, "
+        f'runs without a finite loss last. "{_to_target_head(target).capitalize()}": epochs / optimizer '
+        f"steps / seconds until the validation "
+        f"{f'loss first reaches {target:g}' if target is not None else 'metric first reaches the target'} "
+        f"(checked once per epoch), mean over the "
+        f"seeds that reach it, with (k/S seeds) when not all do; {DASH}: no seed reaches it. "
+        f"Seconds are the run time per epoch × epochs needed. Compile s: the compiled program's, on the "
+        f"first run that used it, 0 on the runs that share it.*"
+    )
 
 
 def _ranking_cells(run: Mapping | None, is_best: bool) -> list[str]:
@@ -169,27 +218,41 @@ def _ranking_cells(run: Mapping | None, is_best: bool) -> list[str]:
         return [DASH] * 5 + ["not run"]
     final, timing = run["final"], run.get("timing") or {}
     loss = _loss_text(run)
-    return [f"**{loss}**" if is_best else loss, fmt(final.get("val_acc_mean"), 2, scale=100), target_text(run),
-            fmt(timing.get("compile_s"), 2), fmt(timing.get("seed_epochs_per_s"), 1), status_text(run)]
+    return [
+        f"**{loss}**" if is_best else loss,
+        fmt(final.get("val_acc_mean"), 2, scale=100),
+        target_text(run),
+        fmt(timing.get("compile_s"), 2),
+        fmt(timing.get("seed_epochs_per_s"), 1),
+        status_text(run),
+    ]
 
 
 def _hyperparams_table(modes: list[Mode], rows: list[Row], tuned_source: str) -> list[str]:
     """One row per optimizer; with a tuned point per batch mode when the runs are at tuned points."""
     if not tuned_source:
-        return ["| Optimizer | Hyperparameters |", "|---|---|",
-                *(table_row([optimizer, _row_hyperparams(modes, runs)]) for optimizer, runs in rows)]
+        return [
+            "| Optimizer | Hyperparameters |",
+            "|---|---|",
+            *(table_row([optimizer, _row_hyperparams(modes, runs)]) for optimizer, runs in rows),
+        ]
     lines = ["| Optimizer | Tuned point | Hyperparameters |", "|---|---|---|"]
     for optimizer, runs in rows:
-        points = {label: point_text(run.get("point") or {}) for (label, _), run in zip(modes, runs) if run}
-        point = (next(iter(points.values())) if len(set(points.values())) == 1
-                 else "; ".join(f"{label}: {text}" for label, text in points.items()))
+        points = {
+            label: point_text(run.get("point") or {}) for (label, _), run in zip(modes, runs, strict=False) if run
+        }
+        point = (
+            next(iter(points.values()))
+            if len(set(points.values())) == 1
+            else "; ".join(f"{label}: {text}" for label, text in points.items())
+        )
         lines.append(table_row([optimizer, point, _row_hyperparams(modes, runs)]))
     return lines
 
 
 def _row_hyperparams(modes: list[Mode], runs: list[Mapping | None]) -> str:
     """One optimizer's hyperparameters; per batch mode only where the modes differ (--set)."""
-    texts = {label: hyperparams_text(run) or "(none)" for (label, _), run in zip(modes, runs) if run}
+    texts = {label: hyperparams_text(run) or "(none)" for (label, _), run in zip(modes, runs, strict=False) if run}
     if len(set(texts.values())) == 1:
         return next(iter(texts.values()))
     return "; ".join(f"{label}: {text}" for label, text in texts.items())
@@ -203,8 +266,13 @@ def summarize_ranking(modes: list[Mode], rows: list[Row], target: float | None) 
     """2-5 sentences read off the numbers: the best per batch mode and whether its CI clears the
     runner-up's, the neighbours that seed noise does not separate, the fastest to the target, the
     divergences, and how the batch modes compare."""
-    sentences = [_winners_sentence(modes), ties_sentence(mode_neighbours(modes)), _target_sentence(modes, target),
-                 _diverged_sentence(modes, rows), _modes_sentence(modes, rows)]
+    sentences = [
+        _winners_sentence(modes),
+        ties_sentence(mode_neighbours(modes)),
+        _target_sentence(modes, target),
+        _diverged_sentence(modes, rows),
+        _modes_sentence(modes, rows),
+    ]
     return " ".join(s for s in sentences if s)
 
 
@@ -219,8 +287,9 @@ def _winners_sentence(modes: list[Mode]) -> str:
         clause = f"at {mode_prose(label)} **{best['optimizer']}** ({_loss_text(best)})"
         if len(ranked) > 1:
             runner_up = ranked[1]
-            clause += (f", {_ci_relation(best, runner_up)} runner-up {runner_up['optimizer']}'s "
-                       f"({_loss_text(runner_up)})")
+            clause += (
+                f", {_ci_relation(best, runner_up)} runner-up {runner_up['optimizer']}'s ({_loss_text(runner_up)})"
+            )
         clauses.append(clause)
     text = "; ".join(clauses)
     return f"Lowest final validation loss: {text}." if clauses else ""
@@ -267,8 +336,11 @@ def _goal(runs: list[Mapping]) -> str:
 def _diverged_sentence(modes: list[Mode], rows: list[Row]) -> str:
     diverged = []
     for optimizer, runs in rows:
-        seeds = [f"{label}: {run['diverged_seeds']}/{len(run.get('seeds') or ())}"
-                 for (label, _), run in zip(modes, runs) if run and run.get("diverged_seeds")]
+        seeds = [
+            f"{label}: {run['diverged_seeds']}/{len(run.get('seeds') or ())}"
+            for (label, _), run in zip(modes, runs, strict=False)
+            if run and run.get("diverged_seeds")
+        ]
         if seeds:
             diverged.append(f"{optimizer} ({', '.join(seeds)} seeds)")
     if not diverged:
@@ -283,15 +355,19 @@ def _modes_sentence(modes: list[Mode], rows: list[Row]) -> str:
     medians = []
     for label, runs in modes:
         losses = [run["final"]["val_loss_mean"] for run in runs if finite(run["final"].get("val_loss_mean"))]
-        medians.append(f"{float(np.median(losses)):.4f} at {mode_prose(label)}" if losses
-                       else f"none at {mode_prose(label)}")
+        medians.append(
+            f"{float(np.median(losses)):.4f} at {mode_prose(label)}" if losses else f"none at {mode_prose(label)}"
+        )
     complete = [runs for _, runs in rows if all(run and finite(run["final"].get("val_loss_mean")) for run in runs)]
     wins = [0] * len(modes)
     for runs in complete:
         wins[min(range(len(runs)), key=lambda i: runs[i]["final"]["val_loss_mean"])] += 1
     text = f"Median final validation loss across optimizers: {', '.join(medians)}"
     if complete:
-        counts = names_text([f"{mode_prose(label)} for {count}" for (label, _), count in zip(modes, wins) if count])
-        text += (f"; the lower loss comes from {counts} of the {len(complete)} optimizers "
-                 f"with a finite loss in every mode")
+        counts = names_text(
+            [f"{mode_prose(label)} for {count}" for (label, _), count in zip(modes, wins, strict=False) if count]
+        )
+        text += (
+            f"; the lower loss comes from {counts} of the {len(complete)} optimizers with a finite loss in every mode"
+        )
     return text + "."

@@ -17,8 +17,10 @@ CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always gu
 def ranking_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
     """One PNG for all the ranking's lessons (its batch modes)."""
     binary = "acc" in results["workloads"][workload_of(lessons)]["metrics"]  # a binary classifier measures accuracy
-    return {curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons), binary),
-            **trajectory_plots(lessons, results)}
+    return {
+        curves_png(lessons): plot_ranking_curves(batch_modes(lessons), target_value(lessons), binary),
+        **trajectory_plots(lessons, results),
+    }
 
 
 def plot_ranking_curves(modes: list[Mode], target: float | None, binary: bool = True) -> bytes:
@@ -37,7 +39,7 @@ def plot_ranking_curves(modes: list[Mode], target: float | None, binary: bool = 
     # per plot); the same limits are set on each panel below instead.
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     bounds, epochs = [], 1
-    for rank, (ax, (optimizer, runs)) in enumerate(zip(axes, rows), 1):
+    for rank, (ax, (optimizer, runs)) in enumerate(zip(axes, rows, strict=False), 1):
         for index, run in enumerate(runs):
             values = seed_matrix((run or {}).get("history", {}).get("val_loss"))
             if values.size:
@@ -49,7 +51,7 @@ def plot_ranking_curves(modes: list[Mode], target: float | None, binary: bool = 
         ax.tick_params(labelsize=6, length=2, pad=1)
         ax.grid(alpha=0.3, linewidth=0.5)
     low, high = _ranking_ylim(bounds, target) if binary else _whole_ylim(bounds)
-    for index, (ax, (_, runs)) in enumerate(zip(axes, rows)):
+    for index, (ax, (_, runs)) in enumerate(zip(axes, rows, strict=False)):
         epoch_axis(ax, epochs, nbins=4)
         if not binary and low > 0:
             ax.set_yscale("log")
@@ -58,20 +60,28 @@ def plot_ranking_curves(modes: list[Mode], target: float | None, binary: bool = 
         # tick labels on the outer panels only: the left column, and the lowest panel of each column
         ax.tick_params(labelleft=index % ncols == 0, labelbottom=index + ncols >= len(rows))
         corner_notes(ax, _panel_notes(modes, runs, high), x=0.97, y=0.95, step=0.13, fontsize=6, alpha=0.7)
-    for ax in axes[len(rows):]:
+    for ax in axes[len(rows) :]:
         ax.remove()
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel("validation loss (binary cross-entropy)" if binary else "validation loss", fontsize=8)
     handles = [Line2D([], [], color=f"C{i % 10}", label=mode_prose(label)) for i, (label, _) in enumerate(modes)]
-    handles += [Patch(color="0.3", alpha=0.2, label=BAND), Line2D([], [], color="0.3", linestyle=":",
-                                                                 label="every seed diverged")]
+    handles += [
+        Patch(color="0.3", alpha=0.2, label=BAND),
+        Line2D([], [], color="0.3", linestyle=":", label="every seed diverged"),
+    ]
     if target is not None:
         handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"target {target:g}"))
     # The legend's title is the figure's: a suptitle and an outside legend overlap in constrained
     # layout, and at the bottom the legend would collide with the shared "epoch" label.
-    fig.legend(handles=handles, loc="outside upper center", frameon=False, fontsize=8,
-               ncols=len(handles) if width >= 9 else math.ceil(len(handles) / 2),
-               title="Validation loss per epoch, optimizers in ranking order", title_fontsize=10)
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        frameon=False,
+        fontsize=8,
+        ncols=len(handles) if width >= 9 else math.ceil(len(handles) / 2),
+        title="Validation loss per epoch, optimizers in ranking order",
+        title_fontsize=10,
+    )
     return png_bytes(fig, dpi=100)
 
 
@@ -79,7 +89,7 @@ def _panel_notes(modes: list[Mode], runs: list[Mapping | None], top: float) -> l
     """In words, in the mode's color, what the panel can't show: divergences, and a final loss
     above the clipped y-axis."""
     notes = []
-    for index, ((label, _), run) in enumerate(zip(modes, runs)):
+    for index, ((label, _), run) in enumerate(zip(modes, runs, strict=False)):
         if not run:
             continue
         loss = run["final"].get("val_loss_mean")

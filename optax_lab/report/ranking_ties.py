@@ -35,7 +35,7 @@ class Neighbours(NamedTuple):
 def _final_per_seed(run: Mapping) -> dict:
     """Seed -> its final val loss; inf for a diverged seed."""
     values = per_seed(run["history"], Criterion.FINAL_VAL_LOSS, math.nan)  # the target only counts for epochs to it
-    return dict(zip(run.get("seeds") or range(len(values)), values.tolist()))
+    return dict(zip(run.get("seeds") or range(len(values)), values.tolist(), strict=False))
 
 
 def neighbours(ranked_modes: list[tuple[str, list[Mapping]]]) -> list[Neighbours]:
@@ -65,20 +65,36 @@ def _p_text(p: float) -> str:
 
 
 def neighbours_table(pairs: list[Neighbours]) -> list[str]:
-    lines = [table_row(["Batch mode", "Optimizer", "Next one down", "Final val loss, next − this", "Shared seeds",
-                        "vs next"]), "|---|---|---|---:|---:|---|"]
+    lines = [
+        table_row(
+            ["Batch mode", "Optimizer", "Next one down", "Final val loss, next − this", "Shared seeds", "vs next"]
+        ),
+        "|---|---|---|---:|---:|---|",
+    ]
     for pair in pairs:
-        lines.append(table_row([pair.mode, pair.upper["optimizer"], pair.lower["optimizer"], signed(pair.gap, 4),
-                                pair.shared, tie_text(pair)]))
+        lines.append(
+            table_row(
+                [
+                    pair.mode,
+                    pair.upper["optimizer"],
+                    pair.lower["optimizer"],
+                    signed(pair.gap, 4),
+                    pair.shared,
+                    tie_text(pair),
+                ]
+            )
+        )
     return lines
 
 
 def neighbours_caption() -> str:
-    return (f"*Each optimizer against the next one down in the same batch mode's ranking (runs with a finite loss): "
-            f"a two-sided paired t-test of their final validation losses over the seeds both ran without "
-            f"diverging. A seed means the same initialisation and the same shuffling for every optimizer, so "
-            f"pairing removes what they share. Tied: p ≥ {TIE_ALPHA:g}, a difference within seed noise; "
-            f"identical losses tie, a constant gap on every seed differs. Below 2 shared seeds: not tested.*")
+    return (
+        f"*Each optimizer against the next one down in the same batch mode's ranking (runs with a finite loss): "
+        f"a two-sided paired t-test of their final validation losses over the seeds both ran without "
+        f"diverging. A seed means the same initialisation and the same shuffling for every optimizer, so "
+        f"pairing removes what they share. Tied: p ≥ {TIE_ALPHA:g}, a difference within seed noise; "
+        f"identical losses tie, a constant gap on every seed differs. Below 2 shared seeds: not tested.*"
+    )
 
 
 def ties_sentence(pairs: list[Neighbours]) -> str:
@@ -90,9 +106,12 @@ def ties_sentence(pairs: list[Neighbours]) -> str:
     for pair in tested:
         if pair.tied:
             tied.setdefault(pair.mode, []).append(
-                f"{pair.upper['optimizer']}–{pair.lower['optimizer']} ({_p_text(pair.p)})")
+                f"{pair.upper['optimizer']}–{pair.lower['optimizer']} ({_p_text(pair.p)})"
+            )
     if not tied:
         return "Each optimizer differs from the next one down by more than seed noise (paired t-test over seeds)."
     listed = "; ".join(f"at {mode} {', '.join(pairs)}" for mode, pairs in tied.items())
-    return (f"Tied with the next one down, their order within seed noise (paired t-test over seeds, "
-            f"p ≥ {TIE_ALPHA:g}): {listed}.")
+    return (
+        f"Tied with the next one down, their order within seed noise (paired t-test over seeds, "
+        f"p ≥ {TIE_ALPHA:g}): {listed}."
+    )

@@ -49,7 +49,7 @@ class Stat(NamedTuple):
     n: int
 
     @classmethod
-    def of(cls, values: Any) -> "Stat":
+    def of(cls, values: Any) -> Stat:
         values = np.asarray(values, np.float64).ravel()
         values = values[np.isfinite(values)]
         if not values.size:
@@ -60,7 +60,7 @@ class Stat(NamedTuple):
     def has_ci(self) -> bool:
         return finite(self.mean) and finite(self.ci)
 
-    def clears(self, other: "Stat") -> bool:
+    def clears(self, other: Stat) -> bool:
         """Whether the two 95% CIs do not overlap (False when either has none)."""
         return self.has_ci and other.has_ci and abs(self.mean - other.mean) > self.ci + other.ci
 
@@ -112,7 +112,7 @@ def seed_matrix(rows: Any) -> np.ndarray:
     epochs = max((len(row) for row in rows), default=0)
     matrix = np.full((len(rows), epochs), np.nan)
     for i, row in enumerate(rows):
-        matrix[i, :len(row)] = row
+        matrix[i, : len(row)] = row
     return matrix
 
 

@@ -49,9 +49,11 @@ def _title(results: Mapping, sections: list[Section]) -> str:
 
 def _header(results: Mapping) -> list[str]:
     data, device, model = results["dataset"], results["device"], results.get("model") or {}
-    dataset = (f"**{data.get('name', 'unnamed')}** from {data.get('source', 'an unnamed source')}: "
-               f"{data.get('n_train', '?')} training / {data.get('n_test', '?')} test examples, "
-               f"the {data.get('num_words', '?')} most frequent words")
+    dataset = (
+        f"**{data.get('name', 'unnamed')}** from {data.get('source', 'an unnamed source')}: "
+        f"{data.get('n_train', '?')} training / {data.get('n_test', '?')} test examples, "
+        f"the {data.get('num_words', '?')} most frequent words"
+    )
     if str(data.get("name", "")).startswith("synthetic"):
         dataset += " (synthetic stand-in, not real reviews: compare its numbers only with other synthetic runs)"
     versions = ", ".join(f"{lib} {device[lib]}" for lib in ("jax", "jaxlib", "optax", "flax") if lib in device)
@@ -60,22 +62,33 @@ def _header(results: Mapping) -> list[str]:
         hardware += f" over {device['process_count']} processes"
     hardware += f"; {versions}"
     widths = ", ".join(map(str, model.get("widths", []))) or "none"
-    mlp = (f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
-           f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)")
+    mlp = (
+        f"MLP, hidden widths {widths}, {model.get('activation', '?')} activation, "
+        f"{model.get('kernel_init', '?')} kernels, one output logit (sigmoid cross-entropy)"
+    )
     if "widths" not in model and model.get("describe"):  # a workload's own model, not the MLP
         mlp = str(model["describe"])
     if len({str(run["model"]) for run in results["runs"]}) > 1:  # the lessons vary the model
         mlp = f"varies by run (each section says how); the base: {mlp}"
-    lesson_data = [f"{lesson['name']}: {lesson['num_words']} words"
-                   + (f", {lesson['train_examples']} training reviews" if lesson["train_examples"] else "")
-                   for lesson in results["lessons"]
-                   if lesson["num_words"] != data.get("num_words") or lesson["train_examples"]]
+    lesson_data = [
+        f"{lesson['name']}: {lesson['num_words']} words"
+        + (f", {lesson['train_examples']} training reviews" if lesson["train_examples"] else "")
+        for lesson in results["lessons"]
+        if lesson["num_words"] != data.get("num_words") or lesson["train_examples"]
+    ]
     if lesson_data:
         dataset += "; lessons with their own data: " + "; ".join(lesson_data)
     shuffling = SHUFFLING.get(results.get("order"), str(results.get("order", "unknown")))
-    rows = [("Dataset", dataset), ("Device", hardware), ("Model", mlp), ("Seeds", _plans_text(results)),
-            ("Replicas", replicas_text(results["programs"])), ("Shuffling", shuffling), ("Compile cache", compile_cache_text(results.get("compile_cache"))),
-            ("Created", results.get("created", DASH))]
+    rows = [
+        ("Dataset", dataset),
+        ("Device", hardware),
+        ("Model", mlp),
+        ("Seeds", _plans_text(results)),
+        ("Replicas", replicas_text(results["programs"])),
+        ("Shuffling", shuffling),
+        ("Compile cache", compile_cache_text(results.get("compile_cache"))),
+        ("Created", results.get("created", DASH)),
+    ]
     return ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows)]
 
 
@@ -92,8 +105,9 @@ def _plans_text(results: Mapping) -> str:
     if len(groups) == 1:
         seeds, epochs = next(iter(groups))
         return f"{seeds}, {epochs} epochs per run"
-    return "; ".join(f"{', '.join(lessons)}: {seeds}, {epochs} epochs per run"
-                     for (seeds, epochs), lessons in groups.items())
+    return "; ".join(
+        f"{', '.join(lessons)}: {seeds}, {epochs} epochs per run" for (seeds, epochs), lessons in groups.items()
+    )
 
 
 def replicas_text(programs: Mapping[str, Mapping]) -> str:
@@ -107,9 +121,11 @@ def replicas_text(programs: Mapping[str, Mapping]) -> str:
     bound = [program for program in chunked if program["memory_bound"]]
     if bound:
         largest = max(bound, key=lambda program: program["memory_per_device"])
-        text += (f"; {len(bound)} program{'s' if len(bound) > 1 else ''} ran in chunks because memory allows "
-                 f"{largest['replicas_per_call']} replicas a call (about "
-                 f"{largest['memory_per_device'] / 1e9:.2g} GB a device, estimated before compiling)")
+        text += (
+            f"; {len(bound)} program{'s' if len(bound) > 1 else ''} ran in chunks because memory allows "
+            f"{largest['replicas_per_call']} replicas a call (about "
+            f"{largest['memory_per_device'] / 1e9:.2g} GB a device, estimated before compiling)"
+        )
     if len(chunked) > len(bound):
         text += f"; {len(chunked) - len(bound)} ran in several calls of at most --max-replicas replicas"
     return text + "; one compile each"
@@ -126,7 +142,11 @@ def compile_cache_text(cache: Any) -> str:
 def _footer(results: Mapping, sections: list[Section]) -> list[str]:
     # Zero sections time what compare's would; sections that time different things share one word.
     timed = {section.timed for section in sections} or {SECTIONS[LessonKind.COMPARE].timed}
-    return ["---", "",
-            f"Reproduce: `{results.get('command') or 'optax-lab run --preset ' + str(results['preset'])}`", "",
-            f"{timed.pop() if len(timed) == 1 else 'Timings'} exclude compilation, which is listed separately as "
-            "compile s. The numbers behind this report are in [results.json](results.json)."]
+    return [
+        "---",
+        "",
+        f"Reproduce: `{results.get('command') or 'optax-lab run --preset ' + str(results['preset'])}`",
+        "",
+        f"{timed.pop() if len(timed) == 1 else 'Timings'} exclude compilation, which is listed separately as "
+        "compile s. The numbers behind this report are in [results.json](results.json).",
+    ]

@@ -38,16 +38,23 @@ class Section:
     timed: str = "Run s and seed-epochs/s"  # what the section times; the footer says it excludes compilation
 
 
-SECTIONS: Mapping[LessonKind, Section] = MappingProxyType({
-    LessonKind.COMPARE: Section(compare_section, compare_plots),
-    LessonKind.RANKING: Section(ranking_section, ranking_plots, together=True, report_title="optimizer ranking",
-                                timed="Seconds to target and seed-epochs/s"),
-    # One section per batch mode: a mode's table and plots are already as much as a page holds.
-    LessonKind.SWEEP: Section(sweep_section, sweep_plots, report_title="hyperparameter sweep", timed="Run seconds"),
-    LessonKind.VANISHING_GRADIENTS: Section(vanishing_section, vanishing_plots),
-    LessonKind.INITIALISATION: Section(initialisation_section, initialisation_plots),
-    LessonKind.OVERFITTING: Section(overfitting_section, overfitting_plots),
-})
+SECTIONS: Mapping[LessonKind, Section] = MappingProxyType(
+    {
+        LessonKind.COMPARE: Section(compare_section, compare_plots),
+        LessonKind.RANKING: Section(
+            ranking_section,
+            ranking_plots,
+            together=True,
+            report_title="optimizer ranking",
+            timed="Seconds to target and seed-epochs/s",
+        ),
+        # One section per batch mode: a mode's table and plots are already as much as a page holds.
+        LessonKind.SWEEP: Section(sweep_section, sweep_plots, report_title="hyperparameter sweep", timed="Run seconds"),
+        LessonKind.VANISHING_GRADIENTS: Section(vanishing_section, vanishing_plots),
+        LessonKind.INITIALISATION: Section(initialisation_section, initialisation_plots),
+        LessonKind.OVERFITTING: Section(overfitting_section, overfitting_plots),
+    }
+)
 
 
 def lesson_kind(lesson: Mapping) -> LessonKind:
@@ -65,8 +72,12 @@ def section_groups(results: Mapping) -> list[tuple[Section, list[LessonRuns]]]:
     groups: list[tuple[Section, list[LessonRuns]]] = []
     for entry in lesson_runs(results):
         section = section_for(entry.lesson)
-        if (groups and section.together and groups[-1][0] is section
-                and groups[-1][1][-1].lesson["workload"] == entry.lesson["workload"]):
+        if (
+            groups
+            and section.together
+            and groups[-1][0] is section
+            and groups[-1][1][-1].lesson["workload"] == entry.lesson["workload"]
+        ):
             groups[-1][1].append(entry)
         else:
             groups.append((section, [entry]))

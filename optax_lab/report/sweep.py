@@ -11,14 +11,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from optax_lab.config import Criterion
-from optax_lab.report.formatting import (DASH, count_text, mean_ci, names_text, png_name, point_text, section_head,
-                                         table_row)
+from optax_lab.report.formatting import (
+    DASH,
+    count_text,
+    mean_ci,
+    names_text,
+    png_name,
+    point_text,
+    section_head,
+    table_row,
+)
 from optax_lab.report.ranking import target_value
 from optax_lab.report.records import LessonRuns, final_stat, finite, healthy_seeds
 from optax_lab.selection import best_index, criterion_text, on_edge, score
 
-__all__ = ["MAX_PANELS", "Grid", "heatmap_png", "sensitivity_pngs", "sweep_criterion", "sweep_grids",
-           "sweep_section"]
+__all__ = ["MAX_PANELS", "Grid", "heatmap_png", "sensitivity_pngs", "sweep_criterion", "sweep_grids", "sweep_section"]
 
 MAX_PANELS = 20  # sensitivity panels per PNG: more would shrink each below legibility
 
@@ -41,8 +48,11 @@ class Grid(NamedTuple):
         if self.best_run is None:
             return {}
         point = self.best_run.get("point") or {}
-        sides = {name: on_edge(values.index(point[name]), len(values))
-                 for name, values in self.values.items() if name in point}
+        sides = {
+            name: on_edge(values.index(point[name]), len(values))
+            for name, values in self.values.items()
+            if name in point
+        }
         return {name: side for name, side in sides.items() if side}
 
     def diverged_points(self) -> int:
@@ -68,8 +78,15 @@ def sweep_grids(runs: list[Mapping], criterion: Criterion, target: float) -> lis
         names = list(dict.fromkeys(name for run in points for name in run.get("point") or {}))
         values = {name: sorted({(run.get("point") or {}).get(name) for run in points} - {None}) for name in names}
         histories = [run["history"] for run in points]
-        grids.append(Grid(optimizer, points, values, [score(h, criterion, target) for h in histories],
-                          best_index(histories, criterion, target)))
+        grids.append(
+            Grid(
+                optimizer,
+                points,
+                values,
+                [score(h, criterion, target) for h in histories],
+                best_index(histories, criterion, target),
+            )
+        )
     return grids
 
 
@@ -81,9 +98,11 @@ def _ranked(grids: list[Grid]) -> list[Grid]:
 def sensitivity_pngs(lesson: Mapping, grids: list[Grid]) -> list[tuple[str, list[Grid]]]:
     """(PNG name, its grids) for the optimizers with one swept hyperparameter, at most MAX_PANELS a PNG."""
     swept = [grid for grid in grids if len(grid.values) == 1]
-    parts = [swept[i:i + MAX_PANELS] for i in range(0, len(swept), MAX_PANELS)]
-    return [(png_name(lesson, "sensitivity" if index == 0 else f"sensitivity-{index + 1}"), part)
-            for index, part in enumerate(parts)]
+    parts = [swept[i : i + MAX_PANELS] for i in range(0, len(swept), MAX_PANELS)]
+    return [
+        (png_name(lesson, "sensitivity" if index == 0 else f"sensitivity-{index + 1}"), part)
+        for index, part in enumerate(parts)
+    ]
 
 
 def heatmap_png(lesson: Mapping, grid: Grid) -> str:
@@ -95,32 +114,56 @@ def heatmap_png(lesson: Mapping, grid: Grid) -> str:
 
 
 def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
-    (lesson, runs), = lessons  # one section per batch mode
+    ((lesson, runs),) = lessons  # one section per batch mode
     criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
     lines = section_head(lesson, runs)
     stage = f" (stage {lesson['stage']} of the tuner)" if lesson.get("stage") else ""
-    missed = (", nor one where a seed never reaches the target" if criterion is Criterion.EPOCHS_TO_TARGET else "")
-    lines += [(f"Each optimizer's best point{stage} is the one that minimises {criterion_text(criterion, target)}. "
-               f"A point where any seed diverged counts as infinitely bad: it is never chosen{missed}."), "",
-              *_best_table(lesson, grids, criterion, target), ""]
-    notes = [_edge_sentence(lesson, grids), _extension_sentence(lesson), _unswept_sentence(grids),
-             _timing_sentence(runs)]
+    missed = ", nor one where a seed never reaches the target" if criterion is Criterion.EPOCHS_TO_TARGET else ""
+    lines += [
+        (
+            f"Each optimizer's best point{stage} is the one that minimises {criterion_text(criterion, target)}. "
+            f"A point where any seed diverged counts as infinitely bad: it is never chosen{missed}."
+        ),
+        "",
+        *_best_table(lesson, grids, criterion, target),
+        "",
+    ]
+    notes = [
+        _edge_sentence(lesson, grids),
+        _extension_sentence(lesson),
+        _unswept_sentence(grids),
+        _timing_sentence(runs),
+    ]
     lines += [" ".join(note for note in notes if note), ""]
     for name, part in sensitivity_pngs(lesson, grids):
-        lines += [(f"![Final and best validation loss against {names_text(sorted({*part[0].values}))} "
-                   f"for {names_text([grid.optimizer for grid in part])}]({name})"), ""]
+        lines += [
+            (
+                f"![Final and best validation loss against {names_text(sorted({*part[0].values}))} "
+                f"for {names_text([grid.optimizer for grid in part])}]({name})"
+            ),
+            "",
+        ]
     if sensitivity_pngs(lesson, grids):
         lines += [_sensitivity_caption(criterion), ""]
     for grid in (grid for grid in grids if len(grid.values) == 2):
         first, second = grid.values
-        lines += [f"![{grid.optimizer}: the criterion over {first} × {second}]({heatmap_png(lesson, grid)})", "",
-                  _heatmap_caption(grid, criterion, target), ""]
+        lines += [
+            f"![{grid.optimizer}: the criterion over {first} × {second}]({heatmap_png(lesson, grid)})",
+            "",
+            _heatmap_caption(grid, criterion, target),
+            "",
+        ]
     many = [grid for grid in grids if len(grid.values) >= 3]
     if many:
         listed = names_text([f"{grid.optimizer} ({len(grid.values)} swept hyperparameters)" for grid in many])
-        lines += [(f"{listed}: no plot, since a grid of three or more dimensions does not fit one picture; the "
-                   f"table above gives the best point."), ""]
+        lines += [
+            (
+                f"{listed}: no plot, since a grid of three or more dimensions does not fit one picture; the "
+                f"table above gives the best point."
+            ),
+            "",
+        ]
     return lines[:-1]
 
 
@@ -128,8 +171,13 @@ def _best_table(lesson: Mapping, grids: list[Grid], criterion: Criterion, target
     def head(text: str, chosen_by: Criterion) -> str:
         return text + (" (criterion)" if criterion is chosen_by else "")
 
-    heads = ["#", "Optimizer", "Best point", head("Final val loss ± 95% CI", Criterion.FINAL_VAL_LOSS),
-             head("Best val loss ± 95% CI", Criterion.BEST_VAL_LOSS)]
+    heads = [
+        "#",
+        "Optimizer",
+        "Best point",
+        head("Final val loss ± 95% CI", Criterion.FINAL_VAL_LOSS),
+        head("Best val loss ± 95% CI", Criterion.BEST_VAL_LOSS),
+    ]
     epochs = criterion is Criterion.EPOCHS_TO_TARGET
     if epochs:  # the other criteria are a column already
         heads.append(f"Epochs to {target:g} (criterion)")
@@ -141,8 +189,13 @@ def _best_table(lesson: Mapping, grids: list[Grid], criterion: Criterion, target
             cells = [rank, grid.optimizer, "none: every point diverged" + (" or missed" if epochs else ""), DASH, DASH]
             cells += [DASH] * epochs
         else:
-            cells = [rank, grid.optimizer, point_text(run.get("point") or {}), mean_ci(final_stat(run, "val_loss")),
-                     mean_ci(final_stat(run, "best_val_loss"))]
+            cells = [
+                rank,
+                grid.optimizer,
+                point_text(run.get("point") or {}),
+                mean_ci(final_stat(run, "val_loss")),
+                mean_ci(final_stat(run, "best_val_loss")),
+            ]
             cells += [count_text(grid.scores[grid.best][0])] * epochs
         cells += [len(grid.runs), grid.diverged_points(), _edge_cell(lesson, grid)]
         lines.append(table_row(cells))
@@ -170,23 +223,37 @@ def _edge_cell(lesson: Mapping, grid: Grid) -> str:
 
 
 def _edge_sentence(lesson: Mapping, grids: list[Grid]) -> str:
-    edged = [f"{grid.optimizer} ({', '.join(_side_text(grid, n, s) for n, s in grid.edges().items())})"
-             for grid in grids if grid.edges()]
+    edged = [
+        f"{grid.optimizer} ({', '.join(_side_text(grid, n, s) for n, s in grid.edges().items())})"
+        for grid in grids
+        if grid.edges()
+    ]
     if not edged:
         return "Every best point lies inside its grid." if any(grid.values for grid in grids) else ""
-    return (f"On the grid's edge: {names_text(edged)}. The best value there may lie beyond the grid: "
-            f"extend it on that side before trusting the point.")
+    return (
+        f"On the grid's edge: {names_text(edged)}. The best value there may lie beyond the grid: "
+        f"extend it on that side before trusting the point."
+    )
 
 
 def _extension_sentence(lesson: Mapping) -> str:
-    extended = [f"{optimizer} ({_extensions(lesson, optimizer)})"
-                for optimizer, sides in (lesson.get("extended") or {}).items() if sides]
+    extended = [
+        f"{optimizer} ({_extensions(lesson, optimizer)})"
+        for optimizer, sides in (lesson.get("extended") or {}).items()
+        if sides
+    ]
     limited = list(lesson.get("limit_reached") or ())
-    text = (f"The tuner extended the grid by a decade per step, where the best point was on its edge: "
-            f"{names_text(extended)}." if extended else "")
+    text = (
+        f"The tuner extended the grid by a decade per step, where the best point was on its edge: "
+        f"{names_text(extended)}."
+        if extended
+        else ""
+    )
     if limited:
-        text += (f" Still on the edge after the extension limit: {names_text(limited)}; their best point is the "
-                 f"grid's last, not a minimum.")
+        text += (
+            f" Still on the edge after the extension limit: {names_text(limited)}; their best point is the "
+            f"grid's last, not a minimum."
+        )
     return text.strip()
 
 
@@ -205,23 +272,29 @@ def _timing_sentence(runs: list[Mapping]) -> str:
     run_s = sum(timing.get("run_s") or 0.0 for timing in timings)
     if not programs:
         return ""
-    return (f"{len(runs)} points in {len(programs)} compiled program{'s' if len(programs) > 1 else ''}: "
-            f"{compile_s:.1f} s compiling, {run_s:.1f} s running.")
+    return (
+        f"{len(runs)} points in {len(programs)} compiled program{'s' if len(programs) > 1 else ''}: "
+        f"{compile_s:.1f} s compiling, {run_s:.1f} s running."
+    )
 
 
 def _sensitivity_caption(criterion: Criterion) -> str:
     chosen = {Criterion.FINAL_VAL_LOSS: "final", Criterion.BEST_VAL_LOSS: "best"}.get(criterion, "final")
-    return (f"*Solid: the final validation loss; dashed: the best over the epochs; each the mean over the seeds "
-            f"that did not diverge, the band its 95% CI (Student t). ★ on the {chosen} curve and the dotted line: "
-            f"the chosen point. × at the top: a point where some seed diverged (its line, if any, is the other "
-            f"seeds' mean); ▲: a mean above the y-axis, which is clipped to the finite values' lower part (up to "
-            f"twice their median's distance from the minimum, at least to just above chance level, ln 2), so that "
-            f"one exploding point does not flatten the others. The x-axis is logarithmic where the values are "
-            f"positive and span a factor of 10 or more.*")
+    return (
+        f"*Solid: the final validation loss; dashed: the best over the epochs; each the mean over the seeds "
+        f"that did not diverge, the band its 95% CI (Student t). ★ on the {chosen} curve and the dotted line: "
+        f"the chosen point. × at the top: a point where some seed diverged (its line, if any, is the other "
+        f"seeds' mean); ▲: a mean above the y-axis, which is clipped to the finite values' lower part (up to "
+        f"twice their median's distance from the minimum, at least to just above chance level, ln 2), so that "
+        f"one exploding point does not flatten the others. The x-axis is logarithmic where the values are "
+        f"positive and span a factor of 10 or more.*"
+    )
 
 
 def _heatmap_caption(grid: Grid, criterion: Criterion, target: float) -> str:
     missed = f"; —: some seed never reaches {target:g}" if criterion is Criterion.EPOCHS_TO_TARGET else ""
-    return (f"*{grid.optimizer}: {criterion_text(criterion, target)}, at each point of the grid. ×: some seed "
-            f"diverged{missed}; the outlined cell is the chosen point. Colours run from the lowest value to the "
-            f"finite values' lower part; a cell beyond it takes the top colour and keeps its number.*")
+    return (
+        f"*{grid.optimizer}: {criterion_text(criterion, target)}, at each point of the grid. ×: some seed "
+        f"diverged{missed}; the outlined cell is the chosen point. Colours run from the lowest value to the "
+        f"finite values' lower part; a cell beyond it takes the top colour and keeps its number.*"
+    )

@@ -23,12 +23,13 @@ CHOSEN_COLOR = "0.25"
 
 
 def sweep_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
-    (lesson, runs), = lessons  # one section per batch mode
+    ((lesson, runs),) = lessons  # one section per batch mode
     criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
     pngs = {name: plot_sensitivity(part, criterion) for name, part in sensitivity_pngs(lesson, grids)}
-    pngs.update({heatmap_png(lesson, grid): plot_heatmap(grid, criterion, target)
-                 for grid in grids if len(grid.values) == 2})
+    pngs.update(
+        {heatmap_png(lesson, grid): plot_heatmap(grid, criterion, target) for grid in grids if len(grid.values) == 2}
+    )
     return pngs
 
 
@@ -73,29 +74,38 @@ def plot_sensitivity(grids: list[Grid], criterion: Criterion) -> bytes:
     width = max(3.0 * ncols + 0.4, 7.0)  # one panel still leaves room for the legend
     fig = figure(width, 2.6 * nrows + 1.2)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for index, (ax, grid) in enumerate(zip(axes, grids)):
+    for index, (ax, grid) in enumerate(zip(axes, grids, strict=False)):
         _sensitivity_panel(ax, grid, criterion)
         if index % ncols == 0:
             ax.set_ylabel("validation loss", fontsize=7.5)
-    for ax in axes[len(grids):]:
+    for ax in axes[len(grids) :]:
         ax.remove()
-    handles = [Line2D([], [], color="C0", marker="o", markersize=3, label="final val loss"),
-               Line2D([], [], color="C1", linestyle="--", marker="o", markersize=3, label="best val loss"),
-               Patch(color="0.3", alpha=0.2, label="95% CI over seeds"),
-               Line2D([], [], color=CHOSEN_COLOR, marker="*", markersize=9, linestyle=":", label="chosen point"),
-               Line2D([], [], color=DIVERGED_COLOR, marker="x", linestyle="", label="a seed diverged"),
-               Line2D([], [], color="0.3", marker="^", linestyle="", label="above the axis")]
-    fig.legend(handles=handles, loc="outside upper center", frameon=False, fontsize=8, ncols=6 if width >= 9 else 3,
-               title="Validation loss against the swept value", title_fontsize=10)
+    handles = [
+        Line2D([], [], color="C0", marker="o", markersize=3, label="final val loss"),
+        Line2D([], [], color="C1", linestyle="--", marker="o", markersize=3, label="best val loss"),
+        Patch(color="0.3", alpha=0.2, label="95% CI over seeds"),
+        Line2D([], [], color=CHOSEN_COLOR, marker="*", markersize=9, linestyle=":", label="chosen point"),
+        Line2D([], [], color=DIVERGED_COLOR, marker="x", linestyle="", label="a seed diverged"),
+        Line2D([], [], color="0.3", marker="^", linestyle="", label="above the axis"),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        frameon=False,
+        fontsize=8,
+        ncols=6 if width >= 9 else 3,
+        title="Validation loss against the swept value",
+        title_fontsize=10,
+    )
     return png_bytes(fig, dpi=100)
 
 
 def _sensitivity_panel(ax, grid: Grid, criterion: Criterion) -> None:
-    name, = grid.values
+    (name,) = grid.values
     order = sorted(range(len(grid.runs)), key=lambda i: (grid.runs[i].get("point") or {}).get(name, math.inf))
     runs = [grid.runs[i] for i in order]
     x = np.array([(run.get("point") or {}).get(name, math.nan) for run in runs], np.float64)
-    curves = list(zip(*(_loss_stats(run) for run in runs)))  # (final stats, best stats)
+    curves = list(zip(*(_loss_stats(run) for run in runs), strict=False))  # (final stats, best stats)
     # Framed by the means, not the bands: with a few seeds one point's CI (t = 12.7 at 2 seeds) would
     # set the scale; a band may leave the frame.
     means = [stat.mean for stats in curves for stat in stats if finite(stat.mean)]
@@ -103,19 +113,27 @@ def _sensitivity_panel(ax, grid: Grid, criterion: Criterion) -> None:
     top = clipped_top(means, low)
     pad = (top - low) * 0.12 or 0.05
     ax.set_ylim(low - pad, top + pad)
-    for stats, color, style in zip(curves, ("C0", "C1"), ("-", "--")):
+    for stats, color, style in zip(curves, ("C0", "C1"), ("-", "--"), strict=False):
         mean = np.array([s.mean for s in stats])
         ci = np.array([s.ci if finite(s.ci) else math.nan for s in stats])
         ax.plot(x, mean, style, color=color, marker="o", markersize=3, linewidth=1.3)
         ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.18, linewidth=0)
         above = np.isfinite(mean) & (mean > top + pad)
         if above.any():  # in axes coordinates: at the top, whatever the limits
-            ax.plot(x[above], np.full(above.sum(), 0.93), "^", color=color, markersize=5,
-                    transform=ax.get_xaxis_transform())
+            ax.plot(
+                x[above], np.full(above.sum(), 0.93), "^", color=color, markersize=5, transform=ax.get_xaxis_transform()
+            )
     diverged = np.array([not healthy_seeds(run).all() for run in runs], bool)
     if diverged.any():
-        ax.plot(x[diverged], np.full(diverged.sum(), 0.97), "x", color=DIVERGED_COLOR, markersize=6,
-                markeredgewidth=1.5, transform=ax.get_xaxis_transform())
+        ax.plot(
+            x[diverged],
+            np.full(diverged.sum(), 0.97),
+            "x",
+            color=DIVERGED_COLOR,
+            markersize=6,
+            markeredgewidth=1.5,
+            transform=ax.get_xaxis_transform(),
+        )
     if grid.best_run is not None:
         chosen = runs.index(grid.best_run)
         ax.axvline(x[chosen], color=CHOSEN_COLOR, linestyle=":", linewidth=1)
@@ -157,7 +175,7 @@ def plot_heatmap(grid: Grid, criterion: Criterion, target: float) -> bytes:
     values = np.full((len(y_values), len(x_values)), np.nan)
     diverged = np.zeros(values.shape, bool)
     chosen = None
-    for index, (run, (criterion_mean, _)) in enumerate(zip(grid.runs, grid.scores)):
+    for index, (run, (criterion_mean, _)) in enumerate(zip(grid.runs, grid.scores, strict=False)):
         point = run.get("point") or {}
         if x_name not in point or y_name not in point:
             continue
@@ -172,21 +190,32 @@ def plot_heatmap(grid: Grid, criterion: Criterion, target: float) -> bytes:
     fig = figure(max(4.8, 1.0 * len(x_values) + 2.8), max(3.4, 0.6 * len(y_values) + 2.0))
     ax = fig.subplots()
     cmap = matplotlib.colormaps["viridis_r"].with_extremes(bad="0.85")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=max(high, low + 1e-9),
-                      origin="lower", aspect="auto")
+    image = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=max(high, low + 1e-9), origin="lower", aspect="auto"
+    )
     for (row, column), value in np.ndenumerate(values):
         dark = finite(value) and (value - low) / ((high - low) or 1) > 0.6  # the colormap's dark end
         text = _cell_text(value, diverged[row, column], criterion)
-        ax.text(column, row, text, ha="center", va="center", fontsize=8 if len(text) > 1 else 13,
-                color="white" if dark else "black")
+        ax.text(
+            column,
+            row,
+            text,
+            ha="center",
+            va="center",
+            fontsize=8 if len(text) > 1 else 13,
+            color="white" if dark else "black",
+        )
     if chosen is not None:
         ax.add_patch(Rectangle((chosen[1] - 0.5, chosen[0] - 0.5), 1, 1, fill=False, edgecolor="C3", linewidth=2.5))
     ax.set_xticks(range(len(x_values)), [_value_text(v) for v in x_values], fontsize=8)
     ax.set_yticks(range(len(y_values)), [_value_text(v) for v in y_values], fontsize=8)
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
-    label = {Criterion.FINAL_VAL_LOSS: "final val loss", Criterion.BEST_VAL_LOSS: "best val loss",
-             Criterion.EPOCHS_TO_TARGET: f"epochs to {target:g}"}[criterion]
+    label = {
+        Criterion.FINAL_VAL_LOSS: "final val loss",
+        Criterion.BEST_VAL_LOSS: "best val loss",
+        Criterion.EPOCHS_TO_TARGET: f"epochs to {target:g}",
+    }[criterion]
     fig.colorbar(image, ax=ax, label=f"{label}, mean over seeds (lower is better)")
     best = point_text(grid.best_run.get("point") or {}) if grid.best_run is not None else "none"
     ax.set_title(f"{grid.optimizer}: {label}; chosen (outlined): {best}", fontsize=9)

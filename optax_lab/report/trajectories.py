@@ -65,8 +65,9 @@ def _bounds(all_paths: list[np.ndarray], minimum: tuple[float, float] | None) ->
     return low - 0.05 * (high - low), high + 0.05 * (high - low)
 
 
-def trajectories_png(runs: Sequence[Mapping], workload: str, minimum: tuple[float, float] | None = None,
-                     title: str = "") -> bytes:
+def trajectories_png(
+    runs: Sequence[Mapping], workload: str, minimum: tuple[float, float] | None = None, title: str = ""
+) -> bytes:
     """The contour plot of `workload`'s loss with each run's seeds' paths drawn on it; `minimum`
     (e.g. Rosenbrock's (1, 1)) is starred."""
     from matplotlib.colors import LogNorm
@@ -97,7 +98,14 @@ def trajectories_png(runs: Sequence[Mapping], workload: str, minimum: tuple[floa
     ax.set_xlabel("u")
     ax.set_ylabel("v")
     ax.set_title(title or f"{workload}: every optimizer's path, one thin line per seed", fontsize=10)
-    ax.legend(handles=handles + [Line2D([], [], color="k", marker="s", linestyle="", label="start"),
-                                 Line2D([], [], color="k", marker="*", linestyle="", label="minimum")],
-              fontsize=7, loc="best", frameon=False)
+    ax.legend(
+        handles=handles
+        + [
+            Line2D([], [], color="k", marker="s", linestyle="", label="start"),
+            Line2D([], [], color="k", marker="*", linestyle="", label="minimum"),
+        ],
+        fontsize=7,
+        loc="best",
+        frameon=False,
+    )
     return png_bytes(fig, dpi=110)

@@ -17,11 +17,30 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.report.formatting import (DASH, lesson_title, mean_ci, names_text, png_name, section_head, signed,
-                                         status_text, table_row)
+from optax_lab.report.formatting import (
+    DASH,
+    lesson_title,
+    mean_ci,
+    names_text,
+    png_name,
+    section_head,
+    signed,
+    status_text,
+    table_row,
+)
 from optax_lab.report.plotting import BAND
-from optax_lab.report.records import (CHANCE_LOSS, CHANCE_TOLERANCE, LessonRuns, Stat, at_chance, finite,
-                                      healthy_history, history, seed_count, val_loss)
+from optax_lab.report.records import (
+    CHANCE_LOSS,
+    CHANCE_TOLERANCE,
+    LessonRuns,
+    Stat,
+    at_chance,
+    finite,
+    healthy_history,
+    history,
+    seed_count,
+    val_loss,
+)
 
 VANISHED_ORDERS = 3.0  # a first layer more than 10^3 below the output layer's gradient has "vanished"
 TINY_NORM = float(np.finfo(np.float32).tiny)  # a norm of exactly 0 is logged as this: "at least this small"
@@ -83,8 +102,16 @@ def log_ratio(norms: np.ndarray) -> np.ndarray:
 def depth_run(run: Mapping) -> DepthRun:
     family, depth = family_and_depth(run)
     init = log10(init_norms(run))
-    return DepthRun(run, family, depth, Stat.of(init[:, 0]), Stat.of(init[:, -1]), Stat.of(init[:, 0] - init[:, -1]),
-                    Stat.of(log_ratio(end_norms(run))), val_loss(run))
+    return DepthRun(
+        run,
+        family,
+        depth,
+        Stat.of(init[:, 0]),
+        Stat.of(init[:, -1]),
+        Stat.of(init[:, 0] - init[:, -1]),
+        Stat.of(log_ratio(end_norms(run))),
+        val_loss(run),
+    )
 
 
 def depth_grid(runs: list[Mapping]) -> dict[str, dict[int, DepthRun]]:
@@ -102,7 +129,7 @@ def depth_grid(runs: list[Mapping]) -> dict[str, dict[int, DepthRun]]:
 
 def geometric(log_stat: Stat) -> str:
     """The geometric mean of a Stat of log10 values: `1.4e-10`, `0.57`, `22`."""
-    return f"{10 ** log_stat.mean:.2g}" if finite(log_stat.mean) else DASH
+    return f"{10**log_stat.mean:.2g}" if finite(log_stat.mean) else DASH
 
 
 def norm_text(log_stat: Stat) -> str:
@@ -125,7 +152,7 @@ def slope(cells: dict[int, DepthRun]) -> float:
     points = [(depth, row.log_ratio_init.mean) for depth, row in cells.items() if finite(row.log_ratio_init.mean)]
     if len({depth for depth, _ in points}) < 2:
         return math.nan
-    depths, ratios = zip(*points)
+    depths, ratios = zip(*points, strict=False)
     return float(np.polyfit(depths, ratios, 1)[0])
 
 
@@ -142,8 +169,11 @@ def summarize_vanishing(runs: list[Mapping]) -> str:
 def _deepest(grid: dict[str, dict[int, DepthRun]], ratio: str) -> tuple[int, dict[str, DepthRun]]:
     """The largest depth at which some family has a finite `ratio`, and those families' runs."""
     for depth in sorted({d for cells in grid.values() for d in cells}, reverse=True):
-        rows = {family: cells[depth] for family, cells in grid.items()
-                if depth in cells and finite(getattr(cells[depth], ratio).mean)}
+        rows = {
+            family: cells[depth]
+            for family, cells in grid.items()
+            if depth in cells and finite(getattr(cells[depth], ratio).mean)
+        }
         if rows:
             return depth, rows
     return 0, {}
@@ -155,20 +185,26 @@ def _init_sentence(grid: dict[str, dict[int, DepthRun]]) -> str:
         return "No run recorded its gradient norms at initialisation."
     low = min(rows.values(), key=lambda row: row.log_ratio_init.mean)
     high = max(rows.values(), key=lambda row: row.log_ratio_init.mean)
-    deepest = (f"at depth {depth}, {low.family}'s first hidden layer gets the smallest share: its gradient norm is "
-               f"{orders_text(low.log_ratio_init.mean)} its output layer's ({geometric(low.first_init)} vs "
-               f"{geometric(low.output_init)})")
+    deepest = (
+        f"at depth {depth}, {low.family}'s first hidden layer gets the smallest share: its gradient norm is "
+        f"{orders_text(low.log_ratio_init.mean)} its output layer's ({geometric(low.first_init)} vs "
+        f"{geometric(low.output_init)})"
+    )
     if high is not low:
-        deepest += (f"; {high.family}'s, the largest, is {orders_text(high.log_ratio_init.mean)} its output layer's "
-                    f"({geometric(high.first_init)} vs {geometric(high.output_init)})")
+        deepest += (
+            f"; {high.family}'s, the largest, is {orders_text(high.log_ratio_init.mean)} its output layer's "
+            f"({geometric(high.first_init)} vs {geometric(high.output_init)})"
+        )
     slopes = {family: slope(cells) for family, cells in grid.items()}
     slopes = {family: value for family, value in slopes.items() if finite(value)}
     if not slopes:
         return deepest[0].upper() + deepest[1:] + "."
     depths = sorted({d for cells in grid.values() for d in cells})
-    return ("At initialisation, log10(first hidden layer's gradient norm ÷ output layer's) changes per added layer by "
-            f"{names_text([f'{signed(value, 2)} in {family}' for family, value in slopes.items()])} "
-            f"(least-squares slope over depths {depths[0]}–{depths[-1]}); {deepest}.")
+    return (
+        "At initialisation, log10(first hidden layer's gradient norm ÷ output layer's) changes per added layer by "
+        f"{names_text([f'{signed(value, 2)} in {family}' for family, value in slopes.items()])} "
+        f"(least-squares slope over depths {depths[0]}–{depths[-1]}); {deepest}."
+    )
 
 
 def _loss_sentence(grid: dict[str, dict[int, DepthRun]]) -> str:
@@ -181,8 +217,12 @@ def _loss_sentence(grid: dict[str, dict[int, DepthRun]]) -> str:
         return "No run ended with a finite validation loss."
     shallow = {row.depth for row, _ in ends.values()}
     deep = {row.depth for _, row in ends.values()}
-    trends = [f"{family} {first.val_loss.mean:.4f} → {last.val_loss.mean:.4f}" if last is not first
-              else f"{family} {last.val_loss.mean:.4f}" for family, (first, last) in ends.items()]
+    trends = [
+        f"{family} {first.val_loss.mean:.4f} → {last.val_loss.mean:.4f}"
+        if last is not first
+        else f"{family} {last.val_loss.mean:.4f}"
+        for family, (first, last) in ends.items()
+    ]
     if len(shallow) == len(deep) == 1 and shallow != deep:
         span = f"from depth {shallow.pop()} to depth {deep.pop()}"
     else:
@@ -192,8 +232,10 @@ def _loss_sentence(grid: dict[str, dict[int, DepthRun]]) -> str:
     chance = [family for family, row in deepest.items() if at_chance(row.val_loss.mean)]
     best = min(deepest.values(), key=lambda row: row.val_loss.mean)
     if chance:
-        text += (f"at its deepest, {names_text(chance)} {'ends' if len(chance) == 1 else 'end'} at chance level "
-                 f"(within {CHANCE_TOLERANCE} of ln 2 = {CHANCE_LOSS:.4f}: nothing learned)")
+        text += (
+            f"at its deepest, {names_text(chance)} {'ends' if len(chance) == 1 else 'end'} at chance level "
+            f"(within {CHANCE_TOLERANCE} of ln 2 = {CHANCE_LOSS:.4f}: nothing learned)"
+        )
     else:
         text += f"no family ends at chance level (ln 2 = {CHANCE_LOSS:.4f}) at its deepest"
     if best.family not in chance:
@@ -205,25 +247,35 @@ def _end_sentence(grid: dict[str, dict[int, DepthRun]]) -> str:
     depth, rows = _deepest(grid, "log_ratio_end")
     if not rows:
         return ""
-    moves = names_text([f"{family} {signed(row.log_ratio_end.mean)}"
-                        + (f" (at init {signed(row.log_ratio_init.mean)})" if finite(row.log_ratio_init.mean) else "")
-                        for family, row in rows.items()])
+    moves = names_text(
+        [
+            f"{family} {signed(row.log_ratio_end.mean)}"
+            + (f" (at init {signed(row.log_ratio_init.mean)})" if finite(row.log_ratio_init.mean) else "")
+            for family, row in rows.items()
+        ]
+    )
     vanished = [family for family, row in rows.items() if row.log_ratio_end.mean < -VANISHED_ORDERS]
     text = f"In the last epoch of training, log10(first ÷ output) at depth {depth} is {moves}: "
     if vanished:
-        return text + (f"{names_text(vanished)}'s first layer still gets less than 1/10^{VANISHED_ORDERS:g} of the "
-                       f"output layer's gradient.")
+        return text + (
+            f"{names_text(vanished)}'s first layer still gets less than 1/10^{VANISHED_ORDERS:g} of the "
+            f"output layer's gradient."
+        )
     return text + f"no family's first layer is left more than {VANISHED_ORDERS:g} orders of magnitude behind."
 
 
 def vanishing_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     grid = depth_grid(runs)
     depths = sorted({d for cells in grid.values() for d in cells})
     lines = section_head(lesson, runs) + [
-        summarize_vanishing(runs), "",
-        "**Final validation loss ± 95% CI** (rows: activation; columns: hidden layers)", "",
-        "| Family | " + " | ".join(f"depth {d}" for d in depths) + " |", "|---|" + "---:|" * len(depths)]
+        summarize_vanishing(runs),
+        "",
+        "**Final validation loss ± 95% CI** (rows: activation; columns: hidden layers)",
+        "",
+        "| Family | " + " | ".join(f"depth {d}" for d in depths) + " |",
+        "|---|" + "---:|" * len(depths),
+    ]
     for family, cells in grid.items():
         values = []
         for depth in depths:
@@ -232,28 +284,48 @@ def vanishing_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[s
             values.append(f"{text} (chance)" if row and at_chance(row.val_loss.mean) else text)
         lines.append(table_row([family, *values]))
     lines += [
-        "", f"*(chance): within {CHANCE_TOLERANCE} of ln 2 = {CHANCE_LOSS:.4f}, the loss of always predicting 50 %. "
-            f"Mean over the seeds that did not diverge, of {seed_count(runs)}.*", "",
-        "**Gradient norm of the first hidden layer vs the output layer**", "",
+        "",
+        f"*(chance): within {CHANCE_TOLERANCE} of ln 2 = {CHANCE_LOSS:.4f}, the loss of always predicting 50 %. "
+        f"Mean over the seeds that did not diverge, of {seed_count(runs)}.*",
+        "",
+        "**Gradient norm of the first hidden layer vs the output layer**",
+        "",
         "| Run | Dense layers | First hidden layer, init | Output layer, init | log10(first ÷ output), init "
         "| log10(first ÷ output), last epoch | Status |",
-        "|---|---:|---:|---:|---:|---:|---|"]
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for cells in grid.values():
         for row in cells.values():
-            lines.append(table_row([row.run["name"], row.depth + 1, norm_text(row.first_init),
-                                    norm_text(row.output_init), mean_ci(row.log_ratio_init, 2),
-                                    mean_ci(row.log_ratio_end, 2), status_text(row.run)]))
+            lines.append(
+                table_row(
+                    [
+                        row.run["name"],
+                        row.depth + 1,
+                        norm_text(row.first_init),
+                        norm_text(row.output_init),
+                        mean_ci(row.log_ratio_init, 2),
+                        mean_ci(row.log_ratio_end, 2),
+                        status_text(row.run),
+                    ]
+                )
+            )
     lines += [
-        "", "*Gradient norm: the L2 norm of a Dense kernel's loss gradient; at init on the whole training set, in the "
-            "last epoch the mean over its mini-batch steps. Norms: geometric mean over seeds [95% CI]; "
-            "log10(first ÷ output): taken per seed, mean ± 95% CI, so −3 means the first layer gets a thousandth "
-            "of the output layer's gradient.*", "",
-        f"![{lesson_title(lesson)}: gradient norm per layer]({png_name(lesson, 'grad-norms')})", "",
+        "",
+        "*Gradient norm: the L2 norm of a Dense kernel's loss gradient; at init on the whole training set, in the "
+        "last epoch the mean over its mini-batch steps. Norms: geometric mean over seeds [95% CI]; "
+        "log10(first ÷ output): taken per seed, mean ± 95% CI, so −3 means the first layer gets a thousandth "
+        "of the output layer's gradient.*",
+        "",
+        f"![{lesson_title(lesson)}: gradient norm per layer]({png_name(lesson, 'grad-norms')})",
+        "",
         f"*Gradient norm of every Dense layer, input → output (each line's last point is the output layer), one "
         f"column per family, one line per depth; top: at initialisation, bottom: in the last epoch. Geometric mean "
-        f"over seeds, bands the {BAND}; one log scale for all panels.*", "",
-        f"![{lesson_title(lesson)}: loss and first-layer gradient per epoch]({png_name(lesson, 'curves')})", "",
+        f"over seeds, bands the {BAND}; one log scale for all panels.*",
+        "",
+        f"![{lesson_title(lesson)}: loss and first-layer gradient per epoch]({png_name(lesson, 'curves')})",
+        "",
         f"*Top: loss per epoch (solid: validation, dashed: training), dotted grey: chance level ln 2. Bottom: the "
         f"first hidden layer's gradient norm per epoch, one log scale for all panels. One line per depth over the "
-        f"seeds that did not diverge, bands the {BAND}.*"]
+        f"seeds that did not diverge, bands the {BAND}.*",
+    ]
     return lines

@@ -15,10 +15,12 @@ from optax_lab.report.vanishing import TINY_NORM, DepthRun, depth_grid, end_norm
 
 
 def vanishing_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
-    (lesson, runs), = lessons  # one section per lesson
+    ((lesson, runs),) = lessons  # one section per lesson
     grid = depth_grid(runs)
-    return {png_name(lesson, "grad-norms"): _plot_layer_norms(lesson, grid),
-            png_name(lesson, "curves"): _plot_depth_curves(lesson, grid)}
+    return {
+        png_name(lesson, "grad-norms"): _plot_layer_norms(lesson, grid),
+        png_name(lesson, "curves"): _plot_depth_curves(lesson, grid),
+    }
 
 
 def _depth_colors(grid: dict[str, dict[int, DepthRun]]) -> dict[int, Any]:
@@ -36,8 +38,15 @@ def _draw_log(ax, values: np.ndarray, color: Any) -> None:
         return
     rows = np.maximum(rows, TINY_NORM)  # a zero norm sits at the bottom instead of leaving a log axis
     x = np.arange(1, rows.shape[1] + 1)
-    ax.plot(x, 10 ** log10(rows).mean(axis=0), "-", color=color, linewidth=1.3,
-            marker="o" if len(x) <= 20 else None, markersize=2.5)
+    ax.plot(
+        x,
+        10 ** log10(rows).mean(axis=0),
+        "-",
+        color=color,
+        linewidth=1.3,
+        marker="o" if len(x) <= 20 else None,
+        markersize=2.5,
+    )
     ax.fill_between(x, rows.min(axis=0), rows.max(axis=0), color=color, alpha=0.15, linewidth=0)
 
 
@@ -108,7 +117,13 @@ def _plot_depth_curves(lesson: Mapping, grid: dict[str, dict[int, DepthRun]]) ->
     frame(axes[0], bounds, top=max([*val_tops, CHANCE_LOSS]) + 0.05)
     axes[0][0].set_ylabel("loss (binary cross-entropy)", fontsize=8)
     axes[1][0].set_ylabel("first hidden layer's\ngradient norm (L2)", fontsize=8)
-    _depth_legend(fig, colors, [Line2D([], [], color="0.3", label="validation"),
-                                Line2D([], [], color="0.3", linestyle="--", label="training")])
+    _depth_legend(
+        fig,
+        colors,
+        [
+            Line2D([], [], color="0.3", label="validation"),
+            Line2D([], [], color="0.3", linestyle="--", label="training"),
+        ],
+    )
     fig.suptitle(f"{lesson_title(lesson)}: loss and first-layer gradient per epoch")
     return png_bytes(fig, dpi=100)

@@ -9,8 +9,15 @@ from collections.abc import Mapping, Sequence
 from optax_lab.config import DEFAULT_WORKLOAD
 from optax_lab.report.records import LessonRuns
 
-__all__ = ["DEFAULT_WORKLOAD", "RANKING_CURVES", "curves_png", "trajectory_lines", "trajectory_plots",
-           "workload_lines", "workload_of"]
+__all__ = [
+    "DEFAULT_WORKLOAD",
+    "RANKING_CURVES",
+    "curves_png",
+    "trajectory_lines",
+    "trajectory_plots",
+    "workload_lines",
+    "workload_of",
+]
 
 RANKING_CURVES = "ranking-curves.png"
 
@@ -40,10 +47,14 @@ def trajectory_lines(lessons: Sequence[LessonRuns]) -> list[str]:
     """The link to the trajectories' plot, for a workload whose runs recorded their paths."""
     if not _traced(lessons):
         return []
-    return [f"![Every optimizer's path on the loss surface]({_trajectories_png(lessons)})", "",
-            "*Each optimizer's path from the common start (square) on the contours of the noise-free loss, one "
-            "thin line per seed, a dot where it ended; the star is the minimum. The seeds differ only in the "
-            "order of the noise draws.*", ""]
+    return [
+        f"![Every optimizer's path on the loss surface]({_trajectories_png(lessons)})",
+        "",
+        "*Each optimizer's path from the common start (square) on the contours of the noise-free loss, one "
+        "thin line per seed, a dot where it ended; the star is the minimum. The seeds differ only in the "
+        "order of the noise draws.*",
+        "",
+    ]
 
 
 def trajectory_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, bytes]:
@@ -57,7 +68,6 @@ def trajectory_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[st
     return {_trajectories_png(lessons): trajectories_png(runs, workload, tuple(optimum) if optimum else None)}
 
 
-
 def workload_lines(results: Mapping, workload: str) -> list[str]:
     """What a workload other than the lesson's trains, and its target (the lesson's is the report's header)."""
     if workload == DEFAULT_WORKLOAD:
@@ -66,6 +76,10 @@ def workload_lines(results: Mapping, workload: str) -> list[str]:
     target = record.get("target") or {}
     reach = "at most" if target.get("direction") == "min" else "at least"
     data = (record.get("dataset") or {}).get("source", "")
-    return [f"Workload **{workload}**: {record.get('description', '')}; model {record.get('model', '?')}"
-            + (f"; data {data}" if data else "") + f". Target: {target.get('metric', '?')} {reach} "
-            f"{target.get('value', '?')} ({target.get('source', 'source not recorded')}).", ""]
+    return [
+        f"Workload **{workload}**: {record.get('description', '')}; model {record.get('model', '?')}"
+        + (f"; data {data}" if data else "")
+        + f". Target: {target.get('metric', '?')} {reach} "
+        f"{target.get('value', '?')} ({target.get('source', 'source not recorded')}).",
+        "",
+    ]

@@ -26,8 +26,18 @@ import scipy.stats
 from optax_lab.data import Dataset, subset
 from optax_lab.workloads._workload import DataRequest
 
-__all__ = ["BEALE_START", "QUADRATIC_DIM", "ROSENBROCK_START", "NoisyQuadratic", "Noisy2D", "beale", "noisy_2d_data",
-           "quadratic_data", "quadratic_hessian", "rosenbrock"]
+__all__ = [
+    "BEALE_START",
+    "QUADRATIC_DIM",
+    "ROSENBROCK_START",
+    "NoisyQuadratic",
+    "Noisy2D",
+    "beale",
+    "noisy_2d_data",
+    "quadratic_data",
+    "quadratic_hessian",
+    "rosenbrock",
+]
 
 QUADRATIC_DIM, QUADRATIC_EXAMPLES, QUADRATIC_NOISE = 100, 1000, 0.6
 TWO_D_EXAMPLES = 10_000
@@ -51,17 +61,30 @@ def quadratic_data(request: DataRequest) -> tuple[Dataset, None]:
     x_train = _draws(42, (QUADRATIC_EXAMPLES, QUADRATIC_DIM), QUADRATIC_NOISE)
     x_test = _draws(43, (QUADRATIC_EXAMPLES, QUADRATIC_DIM), QUADRATIC_NOISE)
     zeros = np.zeros(QUADRATIC_EXAMPLES, np.float32)
-    dataset = Dataset("quadratic", "generated: DeepOBS quadratic data set, N(0, 0.6²) draws, seeds 42 and 43",
-                      x_train, zeros, x_test, zeros.copy(), 0)
+    dataset = Dataset(
+        "quadratic",
+        "generated: DeepOBS quadratic data set, N(0, 0.6²) draws, seeds 42 and 43",
+        x_train,
+        zeros,
+        x_test,
+        zeros.copy(),
+        0,
+    )
     return subset(dataset, request.train_examples, request.seed), None
 
 
 def noisy_2d_data(request: DataRequest) -> tuple[Dataset, None]:
     rng = np.random.RandomState(42)  # DeepOBS draws x, then y, from one generator
     x_train = np.stack([rng.normal(0.0, 1.0, TWO_D_EXAMPLES), rng.normal(0.0, 1.0, TWO_D_EXAMPLES)], 1)
-    dataset = Dataset("two-d", "generated: DeepOBS two_d data set, N(0, 1) draws, seed 42; noise-free test point",
-                      x_train.astype(np.float32), np.zeros(TWO_D_EXAMPLES, np.float32), np.zeros((1, 2), np.float32),
-                      np.zeros(1, np.float32), 0)
+    dataset = Dataset(
+        "two-d",
+        "generated: DeepOBS two_d data set, N(0, 1) draws, seed 42; noise-free test point",
+        x_train.astype(np.float32),
+        np.zeros(TWO_D_EXAMPLES, np.float32),
+        np.zeros((1, 2), np.float32),
+        np.zeros(1, np.float32),
+        0,
+    )
     return subset(dataset, request.train_examples, request.seed), None
 
 

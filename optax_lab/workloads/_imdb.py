@@ -26,6 +26,7 @@ HOLDOUT_SEED = 113  # the seed Keras' imdb.load_data shuffles with, which the bo
 def mlp(input: str = "features") -> Callable[[ModelConfig, int | None], MLP]:
     """The configurable MLP reading `input` (`INPUTS`: features, packed bits, or word indices
     through an embedding bag)."""
+
     def module(model: ModelConfig, num_words: int | None) -> MLP:
         return build_model(model, input, num_words or 0)
 
@@ -43,21 +44,26 @@ def real_archive(request: DataRequest):
     """The IMDB archive a words workload reads: there is no synthetic stand-in of words; a missing
     archive is one line saying where it was looked for and how to get it."""
     if request.dataset == "synthetic-imdb":
-        raise UsageError(f"workload {request.workload} reads IMDB's words, which synthetic-imdb does not have: "
-                         f"drop --dataset synthetic-imdb, or leave {request.workload} out of --workloads")
+        raise UsageError(
+            f"workload {request.workload} reads IMDB's words, which synthetic-imdb does not have: "
+            f"drop --dataset synthetic-imdb, or leave {request.workload} out of --workloads"
+        )
     archive = imdb.local_archive(request.imdb_archive)
     if archive is None and request.dataset == "imdb":
         archive = imdb.download_archive()
     if archive is None:
-        raise UsageError(f"workload {request.workload} needs the IMDB archive {imdb.ARCHIVE_NAME}, found neither at "
-                         f"--imdb-archive, ${imdb.ENV_ARCHIVE} nor {cache_dir() / imdb.ARCHIVE_NAME}: give "
-                         f"--imdb-archive PATH, or add --dataset imdb to download it (84 MB)")
+        raise UsageError(
+            f"workload {request.workload} needs the IMDB archive {imdb.ARCHIVE_NAME}, found neither at "
+            f"--imdb-archive, ${imdb.ENV_ARCHIVE} nor {cache_dir() / imdb.ARCHIVE_NAME}: give "
+            f"--imdb-archive PATH, or add --dataset imdb to download it (84 MB)"
+        )
     return archive
 
 
 def _dataset(arrays: dict[str, np.ndarray], source: str, num_words: int) -> Dataset:
     """Word rows: uint16 with WORD_PAD in the empty slots (`optax_lab.embedding`), cut to the longest row
     rounded up to whole embedding-bag chunks; int32 padded with `num_words` for larger vocabularies."""
+
     def trimmed(x: np.ndarray) -> np.ndarray:  # no column that is padding in every row
         used = int((x < num_words).sum(axis=1).max(initial=1))
         used = -(-used // CHUNK) * CHUNK  # whole chunks: the embedding bag reads them without a copy
@@ -68,8 +74,15 @@ def _dataset(arrays: dict[str, np.ndarray], source: str, num_words: int) -> Data
         # (`program_inputs.word_budgets`).
         return np.where(x < num_words, x, WORD_PAD).astype(np.uint16)
 
-    return Dataset("imdb", source, trimmed(arrays["x_train"]), arrays["y_train"].astype(np.float32),
-                   trimmed(arrays["x_test"]), arrays["y_test"].astype(np.float32), num_words)
+    return Dataset(
+        "imdb",
+        source,
+        trimmed(arrays["x_train"]),
+        arrays["y_train"].astype(np.float32),
+        trimmed(arrays["x_test"]),
+        arrays["y_test"].astype(np.float32),
+        num_words,
+    )
 
 
 def word_ids(request: DataRequest, holdout: float | None = None) -> tuple[Dataset, None]:
@@ -81,8 +94,12 @@ def word_ids(request: DataRequest, holdout: float | None = None) -> tuple[Datase
     if holdout is not None:
         order = np.random.default_rng(HOLDOUT_SEED).permutation(len(arrays["y_train"]))
         validation, training = np.split(order, [round(holdout * len(order))])
-        arrays = {"x_train": arrays["x_train"][training], "y_train": arrays["y_train"][training],
-                  "x_test": arrays["x_train"][validation], "y_test": arrays["y_train"][validation]}
+        arrays = {
+            "x_train": arrays["x_train"][training],
+            "y_train": arrays["y_train"][training],
+            "x_test": arrays["x_train"][validation],
+            "y_test": arrays["y_train"][validation],
+        }
         source += f", {len(training)} training / {len(validation)} validation reviews of its training set"
     return subset(_dataset(arrays, source, request.num_words), request.train_examples), None
 
@@ -92,9 +109,9 @@ def packed_bits(ids: np.ndarray, num_words: int, chunk: int = 2048) -> np.ndarra
     [n, ceil(N / 8)] uint8."""
     packed = np.zeros((len(ids), -(-num_words // 8)), np.uint8)
     for start in range(0, len(ids), chunk):  # a chunk's uint8 multi-hot at a time, not the whole split's
-        rows = np.zeros((len(ids[start:start + chunk]), num_words + 1), np.uint8)
-        np.put_along_axis(rows, np.minimum(ids[start:start + chunk].astype(np.int64), num_words), 1, axis=1)
-        packed[start:start + chunk] = np.packbits(rows[:, :num_words], axis=1)
+        rows = np.zeros((len(ids[start : start + chunk]), num_words + 1), np.uint8)
+        np.put_along_axis(rows, np.minimum(ids[start : start + chunk].astype(np.int64), num_words), 1, axis=1)
+        packed[start : start + chunk] = np.packbits(rows[:, :num_words], axis=1)
     return packed
 
 
@@ -104,8 +121,11 @@ def multi_hot_bits(request: DataRequest, holdout: float | None = None) -> tuple[
     imdb-10k-mlp, where the embedding bag on the word rows gathers ~2 M rows (2.2-4.5x faster here,
     the more so the busier the box: the Dense layer needs both cores, the bag about one)."""
     dataset, _ = word_ids(request, holdout)
-    return dataclasses.replace(dataset, x_train=packed_bits(dataset.x_train, request.num_words),
-                               x_test=packed_bits(dataset.x_test, request.num_words)), None
+    return dataclasses.replace(
+        dataset,
+        x_train=packed_bits(dataset.x_train, request.num_words),
+        x_test=packed_bits(dataset.x_test, request.num_words),
+    ), None
 
 
 def sequences(request: DataRequest, length: int) -> tuple[Dataset, None]:

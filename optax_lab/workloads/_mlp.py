@@ -23,12 +23,28 @@ import jax.numpy as jnp
 from optax_lab.config import ModelConfig
 from optax_lab.embedding import embedding_bag
 
-__all__ = ["ACTIVATIONS", "BIAS_INITS", "INPUTS", "KERNEL_INITS", "MLP", "NORMALIZATIONS", "BagDense", "build_model",
-           "layer_names"]
+__all__ = [
+    "ACTIVATIONS",
+    "BIAS_INITS",
+    "INPUTS",
+    "KERNEL_INITS",
+    "MLP",
+    "NORMALIZATIONS",
+    "BagDense",
+    "build_model",
+    "layer_names",
+]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu, "elu": nn.elu,
-    "selu": nn.selu, "silu": nn.silu, "leaky_relu": nn.leaky_relu, "linear": lambda x: x,
+    "relu": nn.relu,
+    "sigmoid": nn.sigmoid,
+    "tanh": jnp.tanh,
+    "gelu": nn.gelu,
+    "elu": nn.elu,
+    "selu": nn.selu,
+    "silu": nn.silu,
+    "leaky_relu": nn.leaky_relu,
+    "linear": lambda x: x,
 }
 KERNEL_INITS: dict[str, Callable] = {
     "glorot_uniform": nn.initializers.glorot_uniform(),
@@ -48,9 +64,11 @@ KERNEL_INITS: dict[str, Callable] = {
 
 def _torch_bias(fan_in: int) -> Callable:
     """torch.nn.Linear's bias: U(±1/√fan_in); Flax's bias initialisers never see fan_in."""
+
     def init(key, shape, dtype=jnp.float32):
-        bound = 1.0 / fan_in ** 0.5
+        bound = 1.0 / fan_in**0.5
         return jax.random.uniform(key, shape, dtype, -bound, bound)
+
     return init
 
 
@@ -58,10 +76,7 @@ BIAS_INITS: dict[str, Callable[[int], Callable]] = {
     "zeros": lambda fan_in: nn.initializers.zeros,
     "torch_default": _torch_bias,
 }
-NORMALIZATIONS: dict[str, Callable[..., nn.Module] | None] = {
-    "none": None,
-    "layer": nn.LayerNorm,
-}
+NORMALIZATIONS: dict[str, Callable[..., nn.Module] | None] = {"none": None, "layer": nn.LayerNorm}
 # What the first layer reads: float features, packed bits of multi-hot rows, or word indices summed
 # (a multi-hot row's Dense) or averaged (fastText) by an embedding bag.
 INPUTS = ("features", "bits", "words", "words-mean")
@@ -106,8 +121,16 @@ class MLP(nn.Module):
 
     def _layer(self, width: int, fan_in: int, name: str, first: bool) -> nn.Module:
         if first and self.input.startswith("words"):  # word indices: the Dense of their multi-hot row
-            return BagDense(width, self.vocabulary, self.kernel_init, self.bias_init(self.vocabulary),
-                            self.input == "words-mean", self.budgets, self.native, name=name)
+            return BagDense(
+                width,
+                self.vocabulary,
+                self.kernel_init,
+                self.bias_init(self.vocabulary),
+                self.input == "words-mean",
+                self.budgets,
+                self.native,
+                name=name,
+            )
         return nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init(fan_in), name=name)
 
     @nn.compact
@@ -133,6 +156,14 @@ def layer_names(config: ModelConfig) -> tuple[str, ...]:
 
 def build_model(config: ModelConfig, input: str = "features", vocabulary: int = 0) -> MLP:
     """The Flax module of `config` (a ModelConfig is valid by construction) reading `input`."""
-    return MLP(tuple(config.widths), ACTIVATIONS[config.activation], KERNEL_INITS[config.kernel_init],
-               BIAS_INITS[config.bias_init], config.dropout, config.residual,
-               NORMALIZATIONS[config.normalization], input, vocabulary)
+    return MLP(
+        tuple(config.widths),
+        ACTIVATIONS[config.activation],
+        KERNEL_INITS[config.kernel_init],
+        BIAS_INITS[config.bias_init],
+        config.dropout,
+        config.residual,
+        NORMALIZATIONS[config.normalization],
+        input,
+        vocabulary,
+    )

@@ -19,8 +19,18 @@ from optax_lab.config import FULL_BATCH, ModelConfig
 from optax_lab.data import Dataset, subset
 from optax_lab.errors import UsageError
 
-__all__ = ["BINARY_ACCURACY", "DataRequest", "Direction", "Target", "Workload", "arrays_data", "check_fits",
-           "binary_accuracy", "binary_cross_entropy", "model_output"]
+__all__ = [
+    "BINARY_ACCURACY",
+    "DataRequest",
+    "Direction",
+    "Target",
+    "Workload",
+    "arrays_data",
+    "check_fits",
+    "binary_accuracy",
+    "binary_cross_entropy",
+    "model_output",
+]
 
 
 def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -124,8 +134,13 @@ class Workload:
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
-        object.__setattr__(self, "optimizer_defaults", MappingProxyType(
-            {name: MappingProxyType(dict(values)) for name, values in self.optimizer_defaults.items()}))
+        object.__setattr__(
+            self,
+            "optimizer_defaults",
+            MappingProxyType(
+                {name: MappingProxyType(dict(values)) for name, values in self.optimizer_defaults.items()}
+            ),
+        )
         object.__setattr__(self, "batches", tuple(self.batches))
 
     @property
@@ -138,20 +153,26 @@ class Workload:
         fixed model gets the default ModelConfig, which only sizes the memory estimate."""
         if self.mlp is None:
             if model is not None:
-                raise UsageError(f"workload {self.name} trains a fixed model ({self.model_text}): "
-                                 "drop the model options (--depth, --widths, --activation, ...)")
+                raise UsageError(
+                    f"workload {self.name} trains a fixed model ({self.model_text}): "
+                    "drop the model options (--depth, --widths, --activation, ...)"
+                )
             return ModelConfig()
         return self.mlp if model is None else model
 
     def build(self, model: ModelConfig) -> nn.Module:
-        return self.module if isinstance(self.module, nn.Module) else self.module(
-            model if self.mlp is not None else None, self.num_words)
+        return (
+            self.module
+            if isinstance(self.module, nn.Module)
+            else self.module(model if self.mlp is not None else None, self.num_words)
+        )
 
     def layers(self, model: ModelConfig) -> tuple[str, ...] | None:
         return self.probe_layers(model) if self.probe_layers is not None else None
 
-    def loss_and_metrics(self, outputs: jax.Array, targets: jax.Array, weights: jax.Array | None = None
-                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss_and_metrics(
+        self, outputs: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(mean loss, {metric: mean}) of a batch under this workload's per-example loss and
         metrics: the one place the engine and the report compute them.
         `weights` (or None) weigh the examples: a ragged batch's padding has weight 0."""
@@ -160,13 +181,14 @@ class Workload:
         if weights is None:
             return losses.mean(), {name: value.mean() for name, value in values.items()}
         total = weights.sum()
-        return (losses * weights).sum() / total, {name: (value * weights).sum() / total
-                                                  for name, value in values.items()}
+        return (losses * weights).sum() / total, {
+            name: (value * weights).sum() / total for name, value in values.items()
+        }
 
     def defaults_for(self, optimizer: str) -> dict[str, Any]:
         return dict(self.optimizer_defaults.get(optimizer, {}))
 
-    def with_num_words(self, num_words: int | None) -> "Workload":
+    def with_num_words(self, num_words: int | None) -> Workload:
         """This workload at the user's vocabulary (a workload without words keeps None)."""
         if self.num_words is None or num_words is None:
             return self
@@ -175,17 +197,25 @@ class Workload:
     def record(self) -> dict[str, Any]:
         """The workload in results.json: enough to rank across workloads (the target) and to say
         what ran."""
-        return {"name": self.name, "description": self.description, "target": self.target.record(),
-                "epochs": self.epochs, "batches": ["full" if b is FULL_BATCH else b for b in self.batches],
-                "num_words": self.num_words, "reference": self.reference,
-                "optimizer_defaults": {k: dict(v) for k, v in self.optimizer_defaults.items()},
-                "defaults_source": self.defaults_source, "metrics": list(self.metrics),
-                "model": self.model_text if self.mlp is None else self.mlp.describe(),
-                "optimum": None if self.optimum is None else list(self.optimum)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "target": self.target.record(),
+            "epochs": self.epochs,
+            "batches": ["full" if b is FULL_BATCH else b for b in self.batches],
+            "num_words": self.num_words,
+            "reference": self.reference,
+            "optimizer_defaults": {k: dict(v) for k, v in self.optimizer_defaults.items()},
+            "defaults_source": self.defaults_source,
+            "metrics": list(self.metrics),
+            "model": self.model_text if self.mlp is None else self.mlp.describe(),
+            "optimum": None if self.optimum is None else list(self.optimum),
+        }
 
 
-def arrays_data(x_train, y_train, x_test, y_test, name: str = "arrays", source: str = "in memory"
-                ) -> Callable[[DataRequest], tuple[Dataset, None]]:
+def arrays_data(
+    x_train, y_train, x_test, y_test, name: str = "arrays", source: str = "in memory"
+) -> Callable[[DataRequest], tuple[Dataset, None]]:
     """A workload's `data` from NumPy arrays (bring your own): --train-examples takes a random
     subset; --dataset, --imdb-archive and --num-words do not apply."""
     arrays = [np.asarray(a) for a in (x_train, y_train, x_test, y_test)]
@@ -208,10 +238,14 @@ def check_fits(workload: Workload, model: ModelConfig, x: np.ndarray, y: np.ndar
         shapes.update({f"metric {name!r}": jax.eval_shape(fn, outputs, y) for name, fn in workload.metrics.items()})
     except Exception as error:  # the user's code: any failure becomes one line naming it
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UsageError(f"workload {workload.name}: its model, loss or metrics fail on 2 training examples of "
-                         f"shape {tuple(x.shape)} ({type(error).__name__}: {reason[:200]})") from None
+        raise UsageError(
+            f"workload {workload.name}: its model, loss or metrics fail on 2 training examples of "
+            f"shape {tuple(x.shape)} ({type(error).__name__}: {reason[:200]})"
+        ) from None
     for what, shape in shapes.items():
         if getattr(shape, "shape", None) != (len(x),):
-            raise UsageError(f"workload {workload.name}: the {what} gives shape {getattr(shape, 'shape', shape)} for "
-                             f"the model's output {jax.tree.map(lambda o: o.shape, outputs)} and targets "
-                             f"{tuple(y.shape)}: it must give one value per example, shape ({len(x)},)")
+            raise UsageError(
+                f"workload {workload.name}: the {what} gives shape {getattr(shape, 'shape', shape)} for "
+                f"the model's output {jax.tree.map(lambda o: o.shape, outputs)} and targets "
+                f"{tuple(y.shape)}: it must give one value per example, shape ({len(x)},)"
+            )
