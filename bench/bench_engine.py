@@ -1,4 +1,4 @@
-"""Engine speed (issue 2's targets), timed with pytest-benchmark.
+"""Engine speed, timed with pytest-benchmark.
 
 Adam, batch 500, 8 seeds vmapped, 20 epochs with validation every epoch, on IMDB when an
 archive is available locally (else synthetic-imdb; same shapes, same speed):

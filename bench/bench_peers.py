@@ -1,4 +1,4 @@
-"""Peers side by side (issue 11, part 6): the lesson's Adam and SGD runs timed three ways.
+"""Peers side by side: the lesson's Adam and SGD runs timed three ways.
 
 Batch 500, 20 epochs, the loss on the whole test split after every epoch, on IMDB when an archive
 is available locally (else synthetic-imdb):
@@ -45,7 +45,7 @@ SPECS = {
     "sgd": RunSpec("SGD", "sgd", {"learning_rate": RATES["sgd"]}, BATCH),
 }
 INSTALL = "pip install -e '.[peers]' (torch from its CPU index first)"
-TARGET = 40.0  # issue 11: optax_lab's seed-epochs/s at least 40× the lesson's Keras code's
+TARGET = 40.0  # the speed-up over the lesson's Keras code that the peers' table checks for
 
 
 @pytest.fixture(scope="module")

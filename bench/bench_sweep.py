@@ -1,4 +1,4 @@
-"""Hyperparameter grids on the replica axis (issue 10's speed targets), timed with pytest-benchmark.
+"""Hyperparameter grids on the replica axis, timed with pytest-benchmark.
 
 Adam, batch 500, 20 epochs with validation every epoch, on IMDB when an archive is available
 locally (else synthetic-imdb), each layout one compiled program:

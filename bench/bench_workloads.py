@@ -1,6 +1,6 @@
 """Each workload's speed: seed-epochs per second of its reference optimizer at its first batch mode,
-8 seeds, its own epochs with validation every epoch (the figure issue 12's speed targets are set
-in: imdb-10k-mlp >= 30 on a 2-core CPU), compile excluded; the median of 3 runs of one compiled
+8 seeds, its own epochs with validation every epoch (the figure docs/performance.md gives per
+workload), compile excluded; the median of 3 runs of one compiled
 program, and the machine's load beside it (a shared machine's figures are only comparable within
 one session).
 

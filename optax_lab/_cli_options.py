@@ -85,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
     )
     _criterion_option(protocol, "how stage 1 chooses")
 
+    _reading_commands(commands)
+    return parser
+
+
+def _reading_commands(commands) -> None:
+    """The commands that read what exists: a registry, a saved run, benchmark files."""
     listing = commands.add_parser(
         "list",
         help="a registry: the optimizers (names, default hyperparameters, tags) "
@@ -115,7 +121,6 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="the report (default: reports/bench/compare-<machines>.md; the chart goes beside it)",
     )
-    return parser
 
 
 def _criterion_option(parser, what: str) -> None:
@@ -226,6 +231,11 @@ def _training_options(run) -> None:
         help=f"replicas (points x seeds) per call of a program; more run as further calls of the "
         f"same compiled program ({MAX_REPLICAS})",
     )
+    _model_options(run)
+
+
+def _model_options(run) -> None:
+    """The base MLP (`ModelConfig`'s fields), for `run` and `tune`."""
     model = run.add_argument_group(
         "model",
         "the base MLP, replacing each MLP workload's own (unset options take "

@@ -152,7 +152,7 @@ def test_a_bad_value_anywhere_is_one_line_exit_2_and_nothing_written(options, ne
     assert not out.exists()
 
 
-BAD_INPUT = [  # what a careful new user tries next (see the closing note of issue 13)
+BAD_INPUT = [  # what a careful new user tries next
     (["run", "--optimizers", "adam,adam"], "names adam twice: give each once, e.g. --optimizers adam"),
     (["run", "--optimizers", "all,adam"], "all already names every optimizer"),
     (["run", "--optimizers", "adam", "--batch", "500,500"], "--batch 500,500 names a batch mode twice"),

@@ -6,7 +6,7 @@ the epochs and steps in `lax.scan`, split over devices with `jax.shard_map`; it 
 compile. Private modules, each a stage of one program, behind this face:
 
 `_inputs` (the data on the device and the settings a run compiles to) -> `_ops` (pure array
-operations) -> `_program` (the program's functions: init, step, epoch, evaluate) -> `_memory`
+operations) -> `_state` (what a program carries) -> `_program` (its functions: init, step, epoch, evaluate) -> `_memory`
 (what a program needs before it is compiled) -> `_compiling` (XLA options, caches, counting
 compiles) -> `_layout` (replicas over devices) -> `_train` (compile, run, time).
 """
@@ -41,7 +41,8 @@ from optax_lab.engine._ops import (
     shuffled_indices,
     take_examples,
 )
-from optax_lab.engine._program import Program, make_program, seed_keys
+from optax_lab.engine._program import make_program
+from optax_lab.engine._state import PointState, Program, SeedState, seed_keys
 from optax_lab.engine._train import call_shape, compile_program, points_per_call, program_id, train, train_points
 
 __all__ = [
@@ -52,7 +53,9 @@ __all__ = [
     "Arrays",
     "Layout",
     "MemoryEstimate",
+    "PointState",
     "Program",
+    "SeedState",
     "aot_compile",
     "call_shape",
     "check_results_fit",
