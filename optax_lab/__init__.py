@@ -1,8 +1,8 @@
 """optax_lab: which Optax optimizer trains your model best, how fast, on which hardware.
 
-Data flows one way, one module per stage:
-config -> data -> model -> optimizers -> program -> train -> metrics -> experiment -> report (-> cli);
-the README's layout diagram is the full picture.
+Data flows one way, one stage per module or package:
+config -> planning (lessons, jobs, planners) -> runner (engine, run_store) -> metrics -> report,
+with the command line on top; docs/architecture.md has the whole house.
 """
 
 __version__ = "0.1.0"
