@@ -182,6 +182,11 @@ def _training_options(run) -> None:
         dest="overrides",
         help="override a hyperparameter, e.g. --set adam.b1=0.95 (repeatable)",
     )
+    _data_and_length_options(run)
+
+
+def _data_and_length_options(run) -> None:
+    """The data, the seeds and the length of `run` and `tune`, and where their replicas run."""
     run.add_argument(
         "--dataset",
         default=None,

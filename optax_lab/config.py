@@ -26,7 +26,6 @@ __all__ = [
     "KERNEL_INITS",
     "NORMALIZATIONS",
     "Config",
-    "Criterion",
     "ModelConfig",
     "Order",
     "Tuned",

@@ -246,7 +246,8 @@ def run(
     try:
         batch: Round | None = first
         while batch is not None:
-            load_arrays(config, batch.jobs, warn, arrays)  # a later round's new data, if any
+            if batch is not first:  # a later round's new data and models, checked as the first round's were
+                load_arrays(config, batch.jobs, warn, arrays)
             trained = run_programs(config, batch.jobs, arrays, batch.seeds, progress, store)
             results += trained
             batch = _next_round(rounds, trained)

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from optax_lab import optimizers, schema
-from optax_lab.config import Config, Criterion, Tuned, batch_label
+from optax_lab.config import Config, Tuned, batch_label
 from optax_lab.errors import UsageError
 from optax_lab.lessons import Lesson
 from optax_lab.planning import Round, distinct_jobs, plan, program_groups, selected_workloads, target_loss
 from optax_lab.records import RunResult
 from optax_lab.selection import best_index, on_edge
-from optax_lab.sweep import Protocol, around_value
+from optax_lab.sweep import Criterion, Protocol, around_value
 
 __all__ = ["TUNED_KIND", "TunePlanner", "read_tuned", "read_tuned_files", "tuned_record"]
 

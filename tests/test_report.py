@@ -28,8 +28,9 @@ from optax_lab.report import (
 )
 from optax_lab.report.compare import summarize_lesson
 from optax_lab.report.formatting import DASH, png_name
-from optax_lab.report.ranking import RANKING_CURVES, batch_modes, ranking_rows, summarize_ranking
+from optax_lab.report.ranking import batch_modes, ranking_rows, summarize_ranking
 from optax_lab.report.records import healthy_seeds, lesson_runs
+from optax_lab.report.workloads import RANKING_CURVES
 from optax_lab.schema import UNNAMED_WORKLOAD, LessonKind, to_jsonable, upgrade, upgrade_tuned
 
 SEEDS, EPOCHS = [0, 1, 2], 4
@@ -667,7 +668,7 @@ def test_the_report_stage_imports_only_upstream():
     """Reading results and writing the report needs no JAX and none of the stages before it."""
     code = (
         "import sys, optax_lab.report; "
-        "print(sorted(m for m in sys.modules if m == 'jax' or m in ('optax_lab.train', 'optax_lab.experiment', "
-        "'optax_lab.metrics', 'optax_lab.cli', 'optax_lab.model', 'optax_lab.optimizers')))"
+        "print(sorted(m for m in sys.modules if m == 'jax' or m in ('optax_lab.engine', 'optax_lab.runner', "
+        "'optax_lab.planning', 'optax_lab.metrics', 'optax_lab.cli', 'optax_lab.workloads', 'optax_lab.optimizers')))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from optax_lab.config import Criterion
 from optax_lab.report import render_markdown, render_plots, write_report
 from optax_lab.report.ranking import batch_modes, mode_neighbours
 from optax_lab.report.records import lesson_runs
 from optax_lab.report.sweep import MAX_PANELS, sensitivity_pngs, sweep_grids
 from optax_lab.schema import to_jsonable
 from optax_lab.stats import ci95
+from optax_lab.sweep import Criterion
 
 SEEDS = [0, 1, 2]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from optax_lab.config import DEFAULT_WORKLOAD
 from optax_lab.report.formatting import (
     DASH,
     cell,
@@ -26,21 +27,12 @@ from optax_lab.report.formatting import (
 from optax_lab.report.plotting import BAND
 from optax_lab.report.ranking_ties import Neighbours, neighbours, neighbours_caption, neighbours_table, ties_sentence
 from optax_lab.report.records import LessonRuns, final_stat, finite, seed_count
-from optax_lab.report.workloads import (
-    DEFAULT_WORKLOAD,
-    RANKING_CURVES,
-    curves_png,
-    trajectory_lines,
-    workload_lines,
-    workload_of,
-)
+from optax_lab.report.workloads import curves_png, trajectory_lines, workload_lines, workload_of
 
 __all__ = [
-    "RANKING_CURVES",
     "Mode",
     "Row",
     "batch_modes",
-    "curves_png",
     "mode_neighbours",
     "mode_prose",
     "ranking_rows",

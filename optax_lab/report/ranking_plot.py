@@ -7,9 +7,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from optax_lab.report.plotting import BAND, corner_notes, draw_seeds, epoch_axis, figure, png_bytes
-from optax_lab.report.ranking import Mode, batch_modes, curves_png, mode_prose, ranking_rows, target_value
+from optax_lab.report.ranking import Mode, batch_modes, mode_prose, ranking_rows, target_value
 from optax_lab.report.records import LessonRuns, finite, seed_matrix
-from optax_lab.report.workloads import trajectory_plots, workload_of
+from optax_lab.report.workloads import curves_png, trajectory_plots, workload_of
 
 CHANCE_CEILING = 0.75  # the y-axis top: a bit above ln 2, the loss of always guessing 0.5
 

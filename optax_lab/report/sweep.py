@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from optax_lab.config import Criterion
 from optax_lab.report.formatting import (
     DASH,
     count_text,
@@ -24,6 +23,7 @@ from optax_lab.report.formatting import (
 from optax_lab.report.ranking import target_value
 from optax_lab.report.records import LessonRuns, final_stat, finite, healthy_seeds
 from optax_lab.selection import best_index, criterion_text, on_edge, score
+from optax_lab.sweep import Criterion
 
 __all__ = ["MAX_PANELS", "Grid", "heatmap_png", "sensitivity_pngs", "sweep_criterion", "sweep_grids", "sweep_section"]
 

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from optax_lab.config import Criterion
 from optax_lab.report.formatting import count_text, point_text
 from optax_lab.report.plotting import figure, png_bytes
 from optax_lab.report.ranking_plot import CHANCE_CEILING
 from optax_lab.report.records import LessonRuns, Stat, finite, healthy_history, healthy_seeds
 from optax_lab.report.sweep import Grid, heatmap_png, sensitivity_pngs, sweep_criterion, sweep_grids
+from optax_lab.sweep import Criterion
 
 __all__ = ["clipped_top", "plot_heatmap", "plot_sensitivity", "sweep_plots"]
 

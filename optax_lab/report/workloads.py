@@ -9,15 +9,7 @@ from collections.abc import Mapping, Sequence
 from optax_lab.config import DEFAULT_WORKLOAD
 from optax_lab.report.records import LessonRuns
 
-__all__ = [
-    "DEFAULT_WORKLOAD",
-    "RANKING_CURVES",
-    "curves_png",
-    "trajectory_lines",
-    "trajectory_plots",
-    "workload_lines",
-    "workload_of",
-]
+__all__ = ["RANKING_CURVES", "curves_png", "trajectory_lines", "trajectory_plots", "workload_lines", "workload_of"]
 
 RANKING_CURVES = "ranking-curves.png"
 

@@ -1,5 +1,6 @@
 """The main job as config.py promises it: `dataclasses.replace(Config(), ...)` into
-`train_and_evaluate`; and the foundations every stage shares (the results contract, atomic files)."""
+`train_and_evaluate`; the runner driving a planner of its own in rounds; and the foundations every
+stage shares (the results contract, atomic files)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import math
 import numpy as np
 import pytest
 
+from optax_lab import engine, runner
 from optax_lab.config import Config, ModelConfig, Order
 from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file, write_files
+from optax_lab.planning import Round, distinct_jobs, plan
 from optax_lab.runner import train_and_evaluate
 from optax_lab.schema import SCHEMA, LessonKind, Status, check_results, diverged_seeds, to_jsonable
 
@@ -39,6 +42,58 @@ def test_an_optimizer_ranking_is_a_lesson_of_kind_ranking_per_batch_mode():
     )
     results = train_and_evaluate(config)
     assert [(lesson["name"], lesson["kind"]) for lesson in results["lessons"]] == [("batch-full", LessonKind.RANKING)]
+
+
+class _HalvingPlanner:
+    """A planner of one's own: SGD at one rate, then at half the rate whose final val loss was
+    higher, each a round of its own, the second planned from the first's results."""
+
+    command, not_started, programs, grows, resume_extras = "run", "", 1, True, {}
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.lessons = plan(config)
+        self.memory_jobs = distinct_jobs(config, self.lessons)
+        self.seen: list[float] = []
+
+    def rounds(self):
+        seeds = (0, 1)
+        first = yield Round(self.memory_jobs, seeds)
+        self.seen = [float(np.mean(result.history["val_loss"][:, -1])) for result in first]
+        spec = self.lessons[0].runs[0]
+        half = dataclasses.replace(spec, name=f"{spec.name} half", hyperparams={"learning_rate": 0.05})
+        self.lessons = (dataclasses.replace(self.lessons[0], runs=(spec, half)),)
+        yield Round(distinct_jobs(self.config, self.lessons)[1:], seeds)
+
+    def finish(self, results):
+        return {}
+
+
+def test_the_runner_trains_a_planners_rounds_each_program_once():
+    config = Config(
+        optimizers=("sgd",),
+        batches=(500,),
+        overrides={"sgd": {"learning_rate": 0.1}},
+        dataset="synthetic-imdb",
+        seeds=2,
+        epochs=1,
+    )
+    planner = _HalvingPlanner(config)
+    with engine.counting_compiles() as compiles:
+        results = runner.run(planner)
+    assert len(planner.seen) == 1, "the second round was planned from the first round's results"
+    assert [run["name"] for run in results["runs"]] == ["sgd @500", "sgd @500 half"]
+    assert [run["hyperparams"]["learning_rate"] for run in results["runs"]] == [0.1, 0.05]
+    assert results["lessons"][0]["runs"] == ["sgd @500", "sgd @500 half"]
+    # The rate is traced: the second round reuses the first round's executable.
+    assert len(compiles) == 1 and len(results["programs"]) == 1
+
+
+def test_a_config_cannot_exist_invalid():
+    with pytest.raises(UsageError, match="--seeds 0 must be a positive integer"):
+        Config(seeds=0)
+    with pytest.raises(UsageError, match="--sweep works on an optimizer ranking"):
+        dataclasses.replace(Config(), sweeps=(object(),))
 
 
 def test_a_model_config_cannot_exist_invalid():
