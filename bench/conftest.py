@@ -134,7 +134,7 @@ def _settings(config) -> Settings:
     names = option("--optimizers") or ("all" if not smoke else ",".join(SMOKE_OPTIMIZERS))
     try:
         chosen = (
-            tuple(sorted(optimizers.REGISTRY))
+            tuple(optimizers.every_name())
             if names == "all"
             else tuple(optimizers.get(name.strip()).name for name in names.split(",") if name.strip())
         )

@@ -4,7 +4,7 @@ the closing summary table (rich, imported lazily so that `--help` stays fast).""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "ProgressBar",
@@ -99,9 +99,16 @@ def _json_safe(value):
     return repr(value)
 
 
-def _optimizer_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    from optax_lab.optimizers import REGISTRY
+def _optimizer_entries(yours: Sequence[str] = ()) -> list:
+    """The registry's entries, those other packages registered (entry points), and `yours`
+    (`module:function` names), each loaded and checked."""
+    from optax_lab import optimizers
 
+    names = [*optimizers.REGISTRY, *optimizers.entry_point_names(), *yours]  # the registry in its own order
+    return [optimizers.get(name) for name in dict.fromkeys(names)]
+
+
+def _optimizer_rows(yours: Sequence[str] = ()) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     header = ("name", "default hyperparameters", "update() also needs", "tags", "note")
     return header, [
         (
@@ -111,11 +118,11 @@ def _optimizer_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
             ", ".join(sorted(entry.tags)),
             entry.note,
         )
-        for entry in REGISTRY.values()
+        for entry in _optimizer_entries(yours)
     ]
 
 
-def _workload_rows() -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+def _workload_rows(yours: Sequence[str] = ()) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     from optax_lab import workloads
 
     header = ("name", "what", "epochs, batch", "target", "reference and defaults")
@@ -149,13 +156,13 @@ _TERMINAL_COLUMNS = {
 }
 
 
-def registry_table(what: str, width: int | None = None):
+def registry_table(what: str, width: int | None = None, yours: Sequence[str] = ()):
     """The registry `what` as a rich table `width` columns wide (None: as wide as it likes). A
     name is never cut or folded: its column keeps the longest name's width, the other columns
     wrap, and at a narrow width the least needed ones are left out (the title says which)."""
     from rich.table import Table
 
-    header, rows = _ROWS[what]()
+    header, rows = _ROWS[what](yours)
     name_width = max(len(row[0]) for row in rows)
     shown = list(range(1, len(header)))
     for index in sorted(shown, key=lambda i: _TERMINAL_COLUMNS[what][i - 1][1]):
@@ -181,13 +188,13 @@ def registry_table(what: str, width: int | None = None):
     return table
 
 
-def registry_lines(what: str) -> list[str]:
+def registry_lines(what: str, yours: Sequence[str] = ()) -> list[str]:
     """The registry `what` for pipes: a header, then one entry per line, columns tab-separated."""
-    header, rows = _ROWS[what]()
+    header, rows = _ROWS[what](yours)
     return ["\t".join(map(_text, row)) for row in (header, *rows)]
 
 
-def registry_json(what: str) -> list[dict]:
+def registry_json(what: str, yours: Sequence[str] = ()) -> list[dict]:
     """The registry `what` for scripts. An optimizer: its name, what it runs, tags, what update()
     needs, its main scale, note, and every hyperparameter with its default (the registry's, else
     the constructor's), its domain and whether a program takes it as an input (traced). A
@@ -196,7 +203,7 @@ def registry_json(what: str) -> list[dict]:
         from optax_lab import workloads
 
         return [_json_safe(workload.record()) for workload in workloads.REGISTRY.values()]
-    from optax_lab.optimizers import REGISTRY, Kind
+    from optax_lab.optimizers import Kind
 
     def hyperparameter(entry, name: str) -> dict:
         domain, defaults = entry.domain(name), entry.all_defaults
@@ -220,7 +227,7 @@ def registry_json(what: str) -> list[dict]:
             "note": entry.note,
             "hyperparameters": [hyperparameter(entry, name) for name in entry.accepted],
         }
-        for entry in REGISTRY.values()
+        for entry in _optimizer_entries(yours)
     ]
 
 

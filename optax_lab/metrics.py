@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from optax_lab import workloads
+from optax_lab import optimizers, workloads
 from optax_lab.config import Config, ModelConfig
 from optax_lab.lessons import Lesson
 from optax_lab.records import RunResult, seed_epochs_per_second
@@ -240,6 +240,13 @@ def results_dict(
         "runs": _count_compiles_once([run_record(run) for run in runs]),
         "programs": programs_record(runs),
     }
+    user_optimizers = {
+        run.spec.optimizer: optimizers.provenance(optimizers.get(run.spec.optimizer))
+        for run in runs
+        if "user" in optimizers.get(run.spec.optimizer).tags
+    }
+    if user_optimizers:  # where optimizers of one's own came from, and which version of their source
+        results["user_optimizers"] = user_optimizers
     if config.optimizers:  # the ranking's time-to-target threshold
         results["ranking"] = {"target_val_loss": workloads.TARGET_VAL_LOSS}
     return results

@@ -17,14 +17,14 @@ from typing import Any
 
 import jax
 
-from optax_lab import engine, workloads
+from optax_lab import engine, optimizers, workloads
 from optax_lab.config import Config, batch_label
 from optax_lab.data import Dataset
 from optax_lab.devices import MAX_REPLICAS, host_available_bytes
 from optax_lab.lessons import Lesson
 from optax_lab.metrics import results_dict
 from optax_lab.planning import Planner, Round, RunPlanner, group_label, program_groups
-from optax_lab.records import Job, RunResult, fingerprint, program_digest
+from optax_lab.records import Job, RunResult, fingerprint, program_digest, split_hyperparams
 from optax_lab.run_store import PLAN_LABEL, RunStore, Unfinished, package_versions
 
 __all__ = ["Progress", "load_arrays", "partial_results", "resume_inputs", "run", "run_programs", "train_and_evaluate"]
@@ -77,8 +77,20 @@ def load_arrays(
             workloads.check_fits(job.workload, job.model(config), data.x_train, data.y_train)
             checked.add((job.workload.key, job.model(config)))
         engine.program_settings(job.spec, data, job.epochs, config.seeds, config.order)
+        if "user" in optimizers.get(job.spec.optimizer).tags and (job.spec.key, job.workload.key) not in checked:
+            _check_optimizer_on(config, job, data)  # an optimizer of one's own, on this model's parameters
+            checked.add((job.spec.key, job.workload.key))
     first = next(iter(records.values()), {})  # none when every job's data was in `arrays` already
     return arrays, {**first, "workloads": records}
+
+
+def _check_optimizer_on(config: Config, job: Job, data: engine.Arrays) -> None:
+    module = job.workload.build(job.model(config))
+    params = jax.eval_shape(lambda x: module.init(jax.random.key(0), x)["params"], data.x_train[:1])
+    static, traced = split_hyperparams(job.spec)
+    transformation = optimizers.build(job.spec.optimizer, {**static, **traced}, key=jax.random.key(0))
+    where = f"workload {job.workload.name}'s parameters"
+    optimizers.check_on_params(optimizers.get(job.spec.optimizer), transformation, params, where)
 
 
 def run_programs(
@@ -166,6 +178,10 @@ def resume_inputs(
             f"{data['name']} from {data['source']}: {data['n_train']} train / "
             f"{data['n_test']} test, {data['num_words']} words"
         )
+    for name in dict.fromkeys(job.spec.optimizer for job in jobs):  # an edited optimizer is another one
+        source = optimizers.provenance(optimizers.get(name))
+        if source is not None:
+            inputs[f"optimizer {name}"] = f"{source['reference']}, source sha256 {source['source_sha256']}"
     inputs.update(package_versions())
     groups = program_groups(jobs)
     inputs[PLAN_LABEL] = (

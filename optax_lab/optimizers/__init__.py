@@ -9,6 +9,11 @@ each around a reasonable base, and the Keras-matched variants of the lesson. `EX
 optax constructors left out on purpose; tests/test_optimizers.py fails on any other one, so an
 optax upgrade that brings a new optimizer is noticed.
 
+Optimizers of your own (`_user.py`): `--optimizers module:function` names a factory returning an
+`optax.GradientTransformation`, and the entry-point group `optax_lab.optimizers` registers one
+for good; `get` reads either into an entry like the registry's, and `declare` says what a
+factory's signature cannot.
+
 Each hyperparameter has a domain (`_domains.py`): real ones are traced (inputs of the compiled
 program, so a sweep over them compiles once), the others are compiled in.
 
@@ -34,24 +39,49 @@ from optax_lab.optimizers._registry import (
     main_scale,
     split,
 )
+from optax_lab.optimizers._user import (
+    ENTRY_POINTS,
+    Declaration,
+    check_on_params,
+    declare,
+    entry_point_names,
+    forget_loaded,
+    provenance,
+    source_digest,
+)
 from optax_lab.optimizers._variants import keras_adagrad
+
+
+def every_name() -> list[str]:
+    """What `--optimizers all` names: the registry's entries, then those other packages registered."""
+    return sorted(REGISTRY) + [name for name in entry_point_names() if name not in REGISTRY]
+
 
 __all__ = [
     "DOMAINS",
+    "ENTRY_POINTS",
     "EXCLUDED",
     "EXTRA_INPUTS",
     "NEEDS",
     "REGISTRY",
+    "Declaration",
     "Domain",
     "Kind",
     "OptimizerEntry",
     "build",
+    "check_on_params",
     "check_value",
     "current_params",
+    "declare",
+    "entry_point_names",
+    "every_name",
+    "forget_loaded",
     "get",
     "hyperparams",
     "is_traced",
     "keras_adagrad",
     "main_scale",
+    "provenance",
+    "source_digest",
     "split",
 ]

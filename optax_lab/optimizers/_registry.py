@@ -443,14 +443,21 @@ REGISTRY: dict[str, OptimizerEntry] = _complete(_entries())
 
 
 def get(name: str) -> OptimizerEntry:
-    if name not in REGISTRY:
+    """The entry `name`: the registry's, or one of your own (an entry point of the group
+    `optax_lab.optimizers`, or a `module:function` factory)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    from optax_lab.optimizers._user import user_entry  # it reads factories into this module's entries
+
+    entry = user_entry(name)
+    if entry is None:
         near = closest(name, sorted(REGISTRY), all_up_to=12)
         listed = f"`optax-lab list` shows all {len(REGISTRY)}"
         raise UsageError(
             f"unknown optimizer {name!r}: "
             + (f"did you mean {near}? ({listed})" if near else f"none has a close name; {listed}")
         )
-    return REGISTRY[name]
+    return entry
 
 
 def check_value(name: str, hyperparam: str, value: Any) -> Any:

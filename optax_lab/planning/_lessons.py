@@ -32,7 +32,7 @@ def _selected(names: tuple[str, ...]) -> list[str]:
     """The registry names `names` stands for; a name given twice, or `all` beside names, is a
     UsageError (a typo more often than a wish: a run would silently happen once)."""
     if names == ("all",):
-        return sorted(optimizers.REGISTRY)
+        return optimizers.every_name()
     if "all" in names:
         raise UsageError(
             f"--optimizers {','.join(names)}: all already names every optimizer; give all or names, "

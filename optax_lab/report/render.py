@@ -89,6 +89,11 @@ def _header(results: Mapping) -> list[str]:
         ("Compile cache", compile_cache_text(results.get("compile_cache"))),
         ("Created", results.get("created", DASH)),
     ]
+    # Written only when some run trained an optimizer of one's own.
+    for name, source in (results.get("user_optimizers") or {}).items():
+        rows.insert(
+            3, (f"Optimizer `{name}`", f"your own: {source['reference']}, source sha256 {source['source_sha256']}")
+        )
     return ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows)]
 
 
