@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from optax_lab.errors import UsageError
-from optax_lab.sweep import Criterion, Sweep
+from optax_lab.grids import Criterion, Sweep
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,12 +24,14 @@ __all__ = [
     "DEFAULT_WORKLOAD",
     "FULL_BATCH",
     "KERNEL_INITS",
+    "MAX_SEED",
     "NORMALIZATIONS",
     "Config",
     "ModelConfig",
     "Order",
     "Tuned",
     "batch_label",
+    "check_seed_range",
     "parse_batches",
 ]
 
@@ -37,6 +39,7 @@ FULL_BATCH = None  # a RunSpec.batch_size of None means one batch of the whole t
 DEFAULT_WORKLOAD = "imdb-mlp"  # the lesson's MLP on IMDB: what the presets run on
 DEFAULT_NUM_WORDS = 100  # the lesson's multi-hot width
 DEFAULT_EPOCHS = 20
+MAX_SEED = 2**31 - 1  # the engine passes each program its seeds as an int32 array
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leaky_relu", "linear")
 # Kernel initialisers. "constant" is 0.01 everywhere; "normal_0.01" and "normal_1" are N(0, σ²);
 # "torch_default" is PyTorch's nn.Linear default, Kaiming-uniform with a=√5 (U(±1/√fan_in)).
@@ -76,6 +79,22 @@ def parse_batches(text: str) -> tuple[int | None, ...]:
         )
 
     return tuple(one(item.strip()) for item in text.split(","))
+
+
+def check_seed_range(first: int, count: int, given: str = "") -> None:
+    """Refuse seeds `first .. first + count - 1` that run past `MAX_SEED`, in one line naming
+    `given` (the options that asked for them; default `--seed first --seeds count`) and the fix."""
+    given = given or f"--seed {first} --seeds {count}"
+    if count > MAX_SEED + 1:
+        raise UsageError(
+            f"{given} asks for {count} seeds, more than there are ({MAX_SEED + 1}: a program takes its "
+            "seeds as int32): give fewer, e.g. --seeds 8"
+        )
+    if first + count - 1 > MAX_SEED:
+        raise UsageError(
+            f"{given} runs seeds up to {first + count - 1}, past {MAX_SEED}, the largest seed a program "
+            f"takes (int32): give --seed at most {MAX_SEED - count + 1}"
+        )
 
 
 class Order(enum.StrEnum):
@@ -204,8 +223,9 @@ class Config:
                 raise UsageError(f"--{field.replace('_', '-')} {value!r} must be a positive integer")
         if self.num_words is not None and self.num_words < 4:
             raise UsageError(f"--num-words {self.num_words} must be at least 4 (indices 0-3 are reserved, like Keras)")
-        if self.seed < 0:
-            raise UsageError(f"--seed {self.seed} must be a non-negative integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"--seed {self.seed!r} must be a non-negative integer")
+        check_seed_range(self.seed, self.seeds)
         for batch in self.batches or ():
             if batch is not None and batch <= 0:
                 raise UsageError(f"--batch {batch} must be a positive integer or 'full'")

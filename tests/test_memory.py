@@ -149,7 +149,8 @@ def test_memory_bound_calls_equal_one_call_and_compile_once(small_data, monkeypa
 )
 def test_requests_too_big_for_the_host_are_one_line(tmp_path, error_line, argv, message):
     out = tmp_path / "out"
-    assert main(["run", "--dataset", "synthetic-imdb", "--optimizers", "adam", "--out", str(out), *argv]) == 2
+    run = ["run", "--dataset", "synthetic-imdb", "--optimizers", "adam", "--out", str(out)]
+    assert main([*run, "--yes", *argv]) == 2  # --yes: past the question a long run asks, to the memory check
     error = error_line()
     assert error.startswith(f"optax-lab: error: {message}") and "use at most" in error
     assert not out.exists()
