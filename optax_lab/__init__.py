@@ -2,8 +2,24 @@
 
 Data flows one way, one stage per module or package:
 config -> planning (lessons, jobs, planners) -> runner (engine, run_store) -> metrics -> report,
-with the command line on top; docs/architecture.md has the whole house.
+with the command line and the Python API (`run`, `tune`, `load`, `Results`, from `optax_lab.api`)
+on top; docs/architecture.md has the whole house.
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["Results", "__version__", "load", "run", "tune"]
+
+_API = ("Results", "load", "run", "tune")
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that `import optax_lab` (and every stage below it) stays free of JAX.
+    if name in _API:
+        from optax_lab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'optax_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
