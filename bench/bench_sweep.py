@@ -2,7 +2,9 @@
 
 Adam, batch 500, 20 epochs with validation every epoch, on IMDB when an archive is available
 locally (else synthetic-imdb), each layout one compiled program:
-- today's 8-seed program (1 point x 8 seeds) beside a tuner's stage-1 grid (16 points x 2 seeds);
+- today's 8-seed program (1 point x 8 seeds) beside a tuner's stage-1 grid (16 points x 2 seeds),
+  and a sampled tune's Halton study of 16 trials x 2 seeds (learning rate, b1 and b2 all traced:
+  `tune --search halton`'s default space for Adam);
 - 5 rates x 8 seeds as one call of a 40-replica program, and as 5 calls of an 8-replica
   program (the traced-value loop): on a CPU the grid mostly saves compiles, on a GPU it fills it.
 The figure is replica-epochs per second (replicas = points x seeds), compile excluded.
@@ -20,9 +22,9 @@ import math
 import numpy as np
 import pytest
 
-from optax_lab import engine, workloads
+from optax_lab import engine, optimizers, search, workloads
 from optax_lab.lessons import RunSpec
-from optax_lab.sweep import parse_sweep
+from optax_lab.sweep import Search, parse_sweep
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
 
@@ -30,9 +32,22 @@ IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot row
 LAYOUTS = {
     "8 seeds": (1, 8, 64),
     "16 points x 2 seeds": (16, 2, 64),
+    "Halton study, 16 trials x 2 seeds": (16, 2, 64),
     "5 points x 8 seeds, one call": (5, 8, 40),
     "5 points x 8 seeds, 5 calls": (5, 8, 8),
 }
+
+
+def _specs(layout: str, points: int) -> list[RunSpec]:
+    """Adam at `points` learning rates of a log grid, or at the trials of one Halton study of the
+    default search space (each its own learning rate, b1 and b2)."""
+    if layout.startswith("Halton"):
+        adam = optimizers.get("adam")
+        axes = search.optimizer_axes("adam", search.default_space(4.0).ranges, adam.all_defaults, strict=False)
+        trials = search.study_points(Search.HALTON, axes, points, seed=0)
+        return [RunSpec(f"adam trial {i}", "adam", point, 500, point=point) for i, point in enumerate(trials, 1)]
+    rates = parse_sweep(f"learning_rate=log:1e-3:1e-1:{points}").values if points > 1 else (0.01,)
+    return [RunSpec(f"adam {rate:g}", "adam", {"learning_rate": rate}, 500) for rate in rates]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +61,7 @@ def test_grid_replica_epochs_per_second(benchmark, bench_data, smoke, epochs, la
     points, seeds, max_replicas = LAYOUTS[layout]
     if smoke:  # the path, not the figure: the smallest grid of the same shape of layout
         points, seeds, max_replicas = min(points, 2), 2, 4
-    rates = parse_sweep(f"learning_rate=log:1e-3:1e-1:{points}").values if points > 1 else (0.01,)
-    specs = [RunSpec(f"adam {rate:g}", "adam", {"learning_rate": rate}, 500) for rate in rates]
+    specs = _specs(layout, points)
 
     def run():
         return engine.train_points(

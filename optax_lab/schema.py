@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from optax_lab.errors import UsageError
-from optax_lab.sweep import Criterion
+from optax_lab.grids import Criterion
 
 __all__ = [
     "FIX_RESULTS",
@@ -151,7 +151,9 @@ def upgrade(results: Mapping[str, Any]) -> dict[str, Any]:
       None (not recorded); "point": {} (the defaults); its timing's "program": None;
     - "programs": none is {} (not recorded); a program's "devices": 1, "memory_bound": False,
       "replicas_per_call" and "memory_per_device": None;
-    - "device": "process_count" 1, "local_device_count" its "device_count" (one process).
+    - "device": "process_count" 1, "local_device_count" its "device_count" (one process);
+    - a tune's "tuning" record: "search" (the ruleset that chose stage 1's points) "grid", the only
+      one a tune without it could have used.
     """
     ranking = results.get("ranking") or {}
     upgraded = dict(results)
@@ -172,6 +174,8 @@ def upgrade(results: Mapping[str, Any]) -> dict[str, Any]:
     }
     device = results.get("device") or {}
     upgraded["device"] = _filled(device, {"process_count": 1, "local_device_count": device.get("device_count")})
+    if isinstance(results.get("tuning"), Mapping):
+        upgraded["tuning"] = _filled(results["tuning"], {"search": "grid"})
     return upgraded
 
 

@@ -19,46 +19,14 @@ import enum
 import math
 
 from optax_lab.errors import UsageError
+from optax_lab.grids import MAIN, Criterion, Sweep, around_value
 
-__all__ = ["MAIN", "MAX_DECADES", "Criterion", "Protocol", "Sweep", "around_value", "parse_sweep"]
+__all__ = ["MAX_DECADES", "Protocol", "Search", "parse_sweep"]
 
-MAIN = "main"  # the hyperparameter name that stands for each optimizer's main scale
 # The widest around: grid. Wider ones reach values no float32 program can use (and past ~600
 # decades Python's float overflows); a tune's grid may still grow past it by --extend decades.
 MAX_DECADES = 30.0
 _EXAMPLE = "e.g. --sweep learning_rate=log:1e-4:1e-1:16 or --sweep adam.b1=0.8,0.9,0.95"
-
-
-@dataclasses.dataclass(frozen=True)
-class Sweep:
-    """One --sweep. Either `values` (absolute) or `around` = (decades, points) relative to the default."""
-
-    text: str
-    hyperparam: str
-    optimizer: str | None = None
-    values: tuple[float, ...] = ()
-    around: tuple[float, int] | None = None
-
-    def values_for(self, default: float | None) -> tuple[float, ...]:
-        """The values this sweep tries for an optimizer whose default is `default`."""
-        if self.around is None:
-            return self.values
-        if not isinstance(default, (int, float)) or isinstance(default, bool) or default <= 0:
-            raise UsageError(
-                f"--sweep {self.text}: around: needs a positive default, and "
-                f"{self.optimizer or 'this optimizer'}'s {self.hyperparam} default is {default!r}; "
-                "give absolute values instead, e.g. log:1e-4:1e-1:16"
-            )
-        return tuple(around_value(default, *self.around, i) for i in range(self.around[1]))
-
-
-def around_value(default: float, decades: float, points: int, index: int) -> float:
-    """Point `index` of an around: grid (0 .. points-1; beyond either end extends it at the same
-    spacing), to 4 significant digits."""
-    try:
-        return float(f"{default * 10 ** (decades * (index / (points - 1) - 0.5)):.4g}")
-    except OverflowError:  # a grid extended far past float range: the domain check refuses inf in one line
-        return math.inf
 
 
 def _number(text: str, item: str) -> float:
@@ -119,12 +87,16 @@ def parse_sweep(item: str) -> Sweep:
     return Sweep(item, hyperparam, optimizer or None, values=values)
 
 
-class Criterion(enum.StrEnum):
-    """What a tuner minimises over a grid (lower is better; a diverged seed is infinitely bad)."""
+class Search(enum.StrEnum):
+    """How the tuner's stage 1 chooses the points it tries (`optax_lab.search` samples the last two)."""
 
-    FINAL_VAL_LOSS = "final-val-loss"
-    BEST_VAL_LOSS = "best-val-loss"  # the minimum over epochs: what early stopping would keep
-    EPOCHS_TO_TARGET = "epochs-to-target"
+    GRID = "grid"  # a log grid of the main scale, grown on its winning edge
+    HALTON = "halton"  # AlgoPerf's external tuning: scrambled Halton points of a search space, per study
+    RANDOM = "random"  # the same space and studies, sampled uniformly at random
+
+    @property
+    def sampled(self) -> bool:
+        return self is not Search.GRID
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +104,21 @@ class Protocol:
     """The tuning protocol's knobs (the defaults are the committed tune report's)."""
 
     points: int = 17  # stage-1 grid points of the main scale, both ends included
-    decades: float = 4.0  # the grid's span, centred on the registry default
+    decades: float = 4.0  # the grid's span, centred on the registry default (and a sampled main scale's)
     search_seeds: int = 2  # stage-1 seeds per point
     max_extensions: int = 2  # decades a grid may grow on its winning edge
     criterion: Criterion = Criterion.FINAL_VAL_LOSS
+    search: Search = Search.GRID
+    # A sampled search: AlgoPerf's external-tuning ruleset's sizes, `studies` independent searches of
+    # `trials` points each (each study its own seed of the sequence).
+    trials: int = 20
+    studies: int = 5
 
     def __post_init__(self):
+        try:  # a caller's "halton" works too
+            object.__setattr__(self, "search", Search(self.search))
+        except ValueError:
+            raise UsageError(f"--search {self.search!r} is not a ruleset: choose one of {', '.join(Search)}") from None
         self.validate()  # a Protocol cannot exist invalid
 
     def validate(self) -> Protocol:
@@ -154,6 +135,10 @@ class Protocol:
             )
         if self.max_extensions < 0:
             raise UsageError(f"--extend {self.max_extensions}: a grid grows by 0 or more decades, e.g. --extend 2")
+        if self.trials < 1:
+            raise UsageError(f"--trials {self.trials}: a study needs at least 1 trial, e.g. --trials 20")
+        if self.studies < 1:
+            raise UsageError(f"--studies {self.studies}: a search needs at least 1 study, e.g. --studies 5")
         return self
 
     def grid(self) -> Sweep:
@@ -163,3 +148,12 @@ class Protocol:
     @property
     def per_decade(self) -> int:
         return max(1, round((self.points - 1) / self.decades))
+
+    def extension(self, default: float, indices: list[int], side: str) -> list[tuple[int, float]]:
+        """A decade of new (grid index, value) pairs beyond the grid's `side` edge, at its spacing."""
+        edge = min(indices) if side == "low" else max(indices)
+        step = -1 if side == "low" else 1
+        return [
+            (edge + step * k, around_value(default, self.decades, self.points, edge + step * k))
+            for k in range(1, self.per_decade + 1)
+        ]

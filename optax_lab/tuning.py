@@ -2,12 +2,14 @@
 AlgoPerf's external-tuning ruleset do it, in miniature. `TunePlanner` plans the programs; the
 runner (`runner.run`) trains them, as it trains any planner's.
 
-Stage 1: a log grid of each optimizer's main scale around its registry default (17 points over
-4 decades by default), on a few search seeds, all points of one optimizer on the replica axis of
-one compiled program. The best point by the stated criterion wins; a winner on the grid's edge
-extends the grid by a decade on that side, up to `max_extensions` times. Stage 2: the winner
-rerun on the full seed count, with seeds disjoint from the search seeds (no winner's curse in the
-ranking). The tuned points go to tuned.json, which `optax-lab run --tuned` ranks at.
+Stage 1, by `Protocol.search`: a log grid of each optimizer's main scale around its registry
+default (17 points over 4 decades by default), where a winner on the grid's edge extends the grid
+by a decade on that side, up to `max_extensions` times; or a sampled search (`optax_lab.search`):
+`studies` studies of `trials` points of a search space of several hyperparameters. Either runs on
+a few search seeds, all points of one optimizer on the replica axis of one compiled program, and
+the best point by the stated criterion wins. Stage 2: the winner rerun on the full seed count,
+with seeds disjoint from the search seeds (no winner's curse in the ranking). The tuned points go
+to tuned.json, which `optax-lab run --tuned` ranks at.
 
 A resumed tune plans the same programs: its choices (grid extensions, winners) are made from
 the same histories, restored from the store.
@@ -23,34 +25,26 @@ from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from optax_lab import optimizers, schema
+from optax_lab import optimizers, schema, search, studies
 from optax_lab.config import Config, Tuned, batch_label
 from optax_lab.errors import UsageError
+from optax_lab.grids import Criterion, around_value
 from optax_lab.lessons import Lesson
 from optax_lab.planning import Round, distinct_jobs, plan, program_groups, selected_workloads, target_loss
 from optax_lab.records import RunResult
 from optax_lab.selection import best_index, on_edge
-from optax_lab.sweep import Criterion, Protocol, around_value
+from optax_lab.sweep import Protocol, Search
 
 __all__ = ["TUNED_KIND", "TunePlanner", "read_tuned", "read_tuned_files", "tuned_record"]
 
 TUNED_KIND = "optax-lab tuned points"  # tuned.json's "kind": how a foreign JSON file is told apart
 
 
-def _extension(default: float, protocol: Protocol, indices: list[int], side: str) -> list[tuple[int, float]]:
-    """A decade of new (grid index, value) pairs beyond the grid's `side` edge, at its spacing."""
-    edge = min(indices) if side == "low" else max(indices)
-    step = -1 if side == "low" else 1
-    return [
-        (edge + step * k, around_value(default, protocol.decades, protocol.points, edge + step * k))
-        for k in range(1, protocol.per_decade + 1)
-    ]
-
-
 def _winners(
-    lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion, target: float
+    lessons: tuple[Lesson, ...], results: list[RunResult], criterion: Criterion, target: float, points_are: str
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
-    """optimizer -> batch label -> the best point; and a note per optimizer whose grid all diverged."""
+    """optimizer -> batch label -> the best point; and a note per optimizer whose points (`points_are`:
+    "grid point", "trial") all diverged."""
     points: dict[str, dict[str, dict[str, Any]]] = {}
     notes: dict[str, str] = {}
     for lesson in lessons:
@@ -59,61 +53,119 @@ def _winners(
             mine = [r for r in results if r.spec.optimizer == name and r.spec in lesson.runs]
             index = best_index([r.history for r in mine], criterion, target)
             if index is None:
-                notes[name] = "every grid point diverged: registry default kept"
+                notes[name] = f"every {points_are} diverged: registry default kept"
             points.setdefault(name, {})[batch] = dict(mine[index].spec.point) if index is not None else {}
     return points, notes
 
 
 class TunePlanner:
-    """The planner of `optax-lab tune` on one workload: stage 1's grids on the search seeds, a
-    round for each decade a grid grows, then stage 2's ranking at the winners on the ranking seeds.
-    `config` is the search's (the ranking's with stage 1's grid): what results.json records."""
+    """The planner of `optax-lab tune` on one workload: stage 1's search on the search seeds (a
+    grid with a round for each decade it grows, or every study of a sampled search in one round),
+    then stage 2's ranking at the winners on the ranking seeds. `config` is the search's (the
+    ranking's with stage 1's grid, or a sampled search's criterion): what results.json records.
+    `space` is a sampled search's (default: `search.default_space`)."""
 
     command = "tune"
 
-    def __init__(self, config: Config, protocol: Protocol = Protocol()):
+    def __init__(self, config: Config, protocol: Protocol = Protocol(), space: search.Space | None = None):
         chosen = selected_workloads(config)
         if len(chosen) != 1:
             raise UsageError(
                 f"tune works on one workload at a time (tuned.json holds one's points), not "
                 f"{', '.join(w.name for w in chosen)}: give one --workloads NAME"
             )
+        if space is not None and not protocol.search.sampled:
+            raise UsageError(f"{space.source or '--space'} is a sampled search's space: add --search halton or random")
         self.workload, self.protocol, self.ranking_config = chosen[0], protocol, config
-        self.config = dataclasses.replace(config, sweeps=(protocol.grid(),), criterion=protocol.criterion)
+        self.space = space or search.default_space(protocol.decades)
+        grid_config = dataclasses.replace(config, sweeps=(protocol.grid(),), criterion=protocol.criterion)
+        sampled_config = dataclasses.replace(config, criterion=protocol.criterion)  # no --sweep: its own points
+        self.config = sampled_config if protocol.search.sampled else grid_config
         self.ranking = plan(config)  # at the registry's defaults: what stage 2 ranks, and the host must hold
         self.memory_jobs = distinct_jobs(config, self.ranking)
         # Optimizers without a main scale have nothing to search: they go straight to the ranking.
-        search = plan(self.config)
-        self.programs, self.grows = len(program_groups(distinct_jobs(config, search))), True
+        grids = plan(grid_config)  # a sampled search takes its lessons' shape and who has a main scale
+        self.programs, self.grows = len(program_groups(distinct_jobs(config, grids))), True
         self.lessons = tuple(
-            dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.point)) for lesson in search
+            dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.point)) for lesson in grids
         )
+        self.unsearched = {
+            name: f"registry defaults: {optimizers.get(name).no_main}"
+            for name in self._ranked_names()
+            if not optimizers.get(name).main
+        }
+        self.study_seeds = tuple(range(config.seed, config.seed + protocol.studies))  # each study's sampling seed
+        self.study_runs: studies.StudyRuns = {}
+        self.axes: dict[str, tuple[search.Axis, ...]] = {}
+        if protocol.search.sampled:
+            self._plan_studies()
         self.not_started = "stage 2 (each optimizer's tuned point on the ranking seeds)"
         # The search seeds follow the ranking's: disjoint, so the ranking does not reuse the seeds it was chosen on.
         first_search_seed = config.seed + config.seeds
         self.search_seeds = tuple(range(first_search_seed, first_search_seed + protocol.search_seeds))
         self.seeds = tuple(range(config.seed, config.seed + config.seeds))
-        self.resume_extras = {
-            "--seeds": config.seeds,
-            "--points": protocol.points,
-            "--decades": protocol.decades,
-            "--search-seeds": protocol.search_seeds,
-            "--extend": protocol.max_extensions,
-        }
+        self.resume_extras = self._resume_extras()
         self.points: dict[str, dict[str, dict[str, Any]]] = {}
         self.notes: dict[str, str] = {}
+
+    def _plan_studies(self) -> None:
+        """A sampled search's stage 1: each optimizer's axes of the space, and its trials in place of the grid."""
+        names = list(dict.fromkeys(run.optimizer for lesson in self.lessons for run in lesson.runs))
+        self.axes = search.space_axes(self.space, names, self._defaults)
+        for name in (name for name, axes in self.axes.items() if not axes):
+            self.unsearched[name] = "registry defaults: it takes none of the search space's hyperparameters"
+        self.lessons, self.study_runs = studies.study_lessons(
+            self.lessons, self.ranking, self.axes, self.protocol, self.study_seeds
+        )
+        self.programs = len(program_groups(distinct_jobs(self.ranking_config, self.lessons)))
+
+    def _resume_extras(self) -> dict[str, Any]:
+        """The tune's own options for the resume fingerprint. A grid's name no ruleset: a
+        fingerprint without one stands for the grid, as a tuning record without "search" does."""
+        protocol, seeds = self.protocol, self.ranking_config.seeds
+        if not protocol.search.sampled:
+            return {
+                "--seeds": seeds,
+                "--points": protocol.points,
+                "--decades": protocol.decades,
+                "--search-seeds": protocol.search_seeds,
+                "--extend": protocol.max_extensions,
+            }
+        return {
+            "--seeds": seeds,
+            "--search": protocol.search.value,
+            "--trials": protocol.trials,
+            "--studies": protocol.studies,
+            "--search-seeds": protocol.search_seeds,
+            "--space": self.space.record(),
+        }
+
+    def _ranked_names(self) -> list[str]:
+        return list(dict.fromkeys(run.optimizer for lesson in self.ranking for run in lesson.runs))
+
+    def _defaults(self, name: str) -> dict[str, Any]:
+        """Optimizer `name`'s values where this tune runs: the registry's, the workload's, then --set."""
+        return {
+            **optimizers.get(name).all_defaults,
+            **self.workload.defaults_for(name),
+            **self.config.overrides.get(name, {}),
+        }
 
     def rounds(self) -> Generator[Round, list[RunResult], None]:
         results = list((yield Round(distinct_jobs(self.config, self.lessons), self.search_seeds)))
         searched = []
         for lesson in self.lessons:
-            searched.append((yield from self._grown(lesson, results)))
+            if self.protocol.search.sampled:
+                searched.append(dataclasses.replace(lesson, extra={**lesson.extra, "stage": 1}))
+            else:
+                searched.append((yield from self._grown(lesson, results)))
         self.lessons = tuple(searched)
         target = target_loss(self.workload, self.protocol.criterion)
-        self.points, self.notes = _winners(self.lessons, results, self.protocol.criterion, target)
-        for name in dict.fromkeys(run.optimizer for lesson in self.ranking for run in lesson.runs):
-            if not optimizers.get(name).main:
-                self.notes[name] = f"registry defaults: {optimizers.get(name).no_main}"
+        points_are = "trial" if self.protocol.search.sampled else "grid point"
+        self.points, self.notes = _winners(self.lessons, results, self.protocol.criterion, target, points_are)
+        for name in self._ranked_names():
+            if name in self.unsearched:
+                self.notes[name] = self.unsearched[name]
                 batches = self.ranking_config.batches or self.workload.batches
                 self.points[name] = {batch_label(batch): {} for batch in batches}
         tuned = {self.workload.name: Tuned(self.points, "this tune")}
@@ -133,11 +185,7 @@ class TunePlanner:
             main = optimizers.get(name).main
             if not main:
                 continue
-            default = {
-                **optimizers.get(name).all_defaults,
-                **self.workload.defaults_for(name),
-                **self.config.overrides.get(name, {}),
-            }[main]
+            default = self._defaults(name)[main]
             grid = {around_value(default, protocol.decades, protocol.points, i): i for i in range(protocol.points)}
             while True:
                 mine = sorted(
@@ -156,7 +204,7 @@ class TunePlanner:
                 extended.setdefault(name, []).append(side)
                 template = mine[0].spec
                 new = []
-                for i, value in _extension(default, protocol, list(grid.values()), side):
+                for i, value in protocol.extension(default, list(grid.values()), side):
                     grid[value] = i
                     new.append(
                         dataclasses.replace(
@@ -175,18 +223,44 @@ class TunePlanner:
 
     def finish(self, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The tuning record in `results`, and tuned.json beside it."""
-        results["tuning"] = {
-            **dataclasses.asdict(self.protocol),
-            "search_seeds": list(self.search_seeds),
-            "seeds": list(self.seeds),
-            "notes": self.notes,
-        }
+        protocol = self.protocol
+        if protocol.search.sampled:
+            results["tuning"] = {
+                **studies.search_record(protocol, self.space, self.axes, self.study_seeds),
+                "criterion": protocol.criterion,
+                "search_seeds": list(self.search_seeds),
+                "seeds": list(self.seeds),
+                "notes": self.notes,
+                "time_to_target": studies.time_to_target(self.lessons, self.study_runs, results["runs"]),
+            }
+        else:
+            grid = ("points", "decades", "search_seeds", "max_extensions", "criterion")
+            results["tuning"] = {
+                **{field: getattr(protocol, field) for field in grid},
+                "search_seeds": list(self.search_seeds),
+                "seeds": list(self.seeds),
+                "notes": self.notes,
+                "search": protocol.search.value,
+            }
         return {"tuned.json": tuned_record(results, self.points, self.notes)}
 
 
 def tuned_record(results: Mapping[str, Any], points: Mapping, notes: Mapping[str, str]) -> dict[str, Any]:
-    """What tuned.json holds: the tuned point per optimizer and batch mode, and how it was chosen."""
+    """What tuned.json holds: the tuned point per optimizer and batch mode, and how it was chosen
+    (the ruleset, `search`, and its grid or its studies)."""
     tuning = results["tuning"]
+    if tuning["search"] == Search.GRID:
+        how = {
+            "grid": {
+                "points": tuning["points"],
+                "decades": tuning["decades"],
+                "max_extensions": tuning["max_extensions"],
+                "search_seeds": tuning["search_seeds"],
+            }
+        }
+    else:
+        sampled = ("trials", "studies", "study_seeds", "search_seeds", "space", "space_source", "ranges")
+        how = {"studies": {k: tuning[k] for k in sampled}}
     return {
         "schema": schema.SCHEMA,
         "kind": TUNED_KIND,
@@ -196,12 +270,8 @@ def tuned_record(results: Mapping[str, Any], points: Mapping, notes: Mapping[str
         "workload": results["lessons"][0]["workload"],
         "criterion": tuning["criterion"],
         "epochs": results["lessons"][0]["epochs"],
-        "grid": {
-            "points": tuning["points"],
-            "decades": tuning["decades"],
-            "max_extensions": tuning["max_extensions"],
-            "search_seeds": tuning["search_seeds"],
-        },
+        "search": tuning["search"],
+        **how,
         "points": points,
         "notes": dict(notes),
     }

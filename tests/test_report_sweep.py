@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
+from optax_lab.grids import Criterion
 from optax_lab.report import render_markdown, render_plots, write_report
 from optax_lab.report.ranking import batch_modes, mode_neighbours
 from optax_lab.report.records import lesson_runs
-from optax_lab.report.sweep import MAX_PANELS, sensitivity_pngs, sweep_grids
+from optax_lab.report.sweep_grids import MAX_PANELS, sensitivity_pngs, sweep_grids
 from optax_lab.schema import to_jsonable
 from optax_lab.stats import ci95
-from optax_lab.sweep import Criterion
 
 SEEDS = [0, 1, 2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -342,3 +342,55 @@ def test_tuned_ranking_says_where_the_points_come_from():
     assert "| adam | learning_rate=0.00316 | lr=0.003162 |" in text
     untuned = render_markdown(_ranking({"adam": (FAST, 0.002, ()), "sgd": (SLOW, 0.002, ())}))
     assert "Tuned point" not in untuned and "tuned.json" not in untuned
+
+
+# ---------------------------------------------------------------------------------------------
+# A tune's ruleset
+
+
+def _tuned_sweep(tuning=None, **grids):
+    results = _sweep(grids or {"sgd": _lr_grid(SLOW, FAST, DIP, SLOW)}, stage=1, extended={}, limit_reached=[])
+    if tuning is not None:
+        results["tuning"] = tuning
+    return results
+
+
+def test_a_tune_without_a_ruleset_was_a_grid_and_renders_as_before():
+    from optax_lab.schema import upgrade
+
+    grid = {"points": 4, "decades": 3.0, "search_seeds": [2], "max_extensions": 2, "criterion": "final-val-loss"}
+    assert upgrade(_tuned_sweep(grid))["tuning"]["search"] == "grid"
+    before = render_markdown(_tuned_sweep(grid))
+    assert render_markdown(_tuned_sweep({**grid, "search": "grid"})) == before == render_markdown(_tuned_sweep())
+    assert "AlgoPerf" not in before and "| Best on the grid's edge |" in before
+
+
+def test_a_sampled_search_says_its_ruleset_and_time_to_target_and_draws_no_heatmap():
+    tuning = {
+        "search": "halton",
+        "trials": 2,
+        "studies": 2,
+        "study_seeds": [0, 1],
+        "space": {"main": {"decades": 4.0}, "1-b1": {"min": 0.01, "max": 0.5, "scale": "log"}},
+        "space_source": "",
+        "time_to_target": {"500": {"adam": {"epochs": 2.5, "steps": 5.0, "study_epochs": [2.0, 3.0]}}},
+    }
+    sampled = [  # two trials per study: no two share a value, so the points form no grid
+        ({"learning_rate": lr, "b1": b1}, curve, ())
+        for lr, b1, curve in ((1e-3, 0.9, SLOW), (1e-2, 0.8, FAST), (3e-3, 0.95, DIP), (3e-2, 0.7, EARLY))
+    ]
+    results = _tuned_sweep(tuning, adam=sampled)
+    text = render_markdown(results)
+    assert (
+        "The points are AlgoPerf's external-tuning ruleset: 2 studies of 2 trials, drawn from a scrambled "
+        "Halton sequence, AlgoPerf's quasirandom search, one seed per study (0, 1), over the default space: "
+        "main (log, 4 decades around each default) and 1-b1 (log, 0.01 to 0.5)"
+    ) in text
+    assert "median over studies of each study's fastest trial (a trial counts when every seed reaches it): " in text
+    assert "adam 2.5 epochs (5 steps)." in text and "| Best at a sampled extreme |" in text
+    assert "no plot, since sampled points of several dimensions form no grid to draw" in text
+    assert not any("heatmap" in name for name in render_plots(results))
+    product = _tuned_sweep(
+        tuning, adam=[({"learning_rate": lr, "b1": b1}, FAST, ()) for lr in (1e-3, 1e-2) for b1 in (0.8, 0.9)]
+    )
+    assert "sweep-500-adam-heatmap.png" in render_plots(product)  # a grid's points still get theirs

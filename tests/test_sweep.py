@@ -13,10 +13,11 @@ from optax_lab import engine, workloads
 from optax_lab.cli import main
 from optax_lab.config import Config, Tuned
 from optax_lab.errors import UsageError
+from optax_lab.grids import Criterion
 from optax_lab.lessons import RunSpec
 from optax_lab.planning import plan
 from optax_lab.runner import train_and_evaluate
-from optax_lab.sweep import Criterion, parse_sweep
+from optax_lab.sweep import parse_sweep
 from optax_lab.tuning import read_tuned
 
 IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot rows
@@ -187,6 +188,7 @@ def test_the_tuner_searches_on_its_own_seeds_then_reruns_the_best_point(tuned_ru
     ranked = {run["optimizer"]: run for run in results["runs"] if run["name"] in stage2["runs"]}
     assert ranked["sgd"]["point"] == best["point"] and ranked["sgd"]["seeds"] == [0, 1]
     assert tuned["points"]["cocob"]["500"] == {} and "no rate to tune" in tuned["notes"]["cocob"]
+    assert results["tuning"]["search"] == tuned["search"] == "grid" and "grid" in tuned  # the ruleset, named
     assert "cocob @500" in stage2["runs"] and not any(run.startswith("cocob") for run in stage1["runs"])
     report = (out / "report.md").read_text()
     assert "extended" in report and "tied" in report and (out / "sweep-500-sensitivity.png").is_file()

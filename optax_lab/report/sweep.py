@@ -1,112 +1,34 @@
 """A hyperparameter sweep (lessons of kind "sweep", one per batch mode): every optimizer at every
-point of its grid, its best point chosen by the lesson's criterion with the tuner's own rules
-(`selection`), a table of the best points, best first, and how the loss responds to the swept
-values. Its plots are in `sweep_plot`.
+point of its grid (or a tune's sampled trials), its best point chosen by the lesson's criterion with
+the tuner's own rules (`sweep_grids`), a table of the best points, best first, and how the loss
+responds to the swept values. Its plots are in `sweep_plot`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
 
-from optax_lab.report.formatting import (
-    DASH,
-    count_text,
-    mean_ci,
-    names_text,
-    png_name,
-    point_text,
-    section_head,
-    table_row,
+from optax_lab.grids import Criterion
+from optax_lab.report.formatting import DASH, count_text, mean_ci, names_text, point_text, section_head, table_row
+from optax_lab.report.records import LessonRuns, final_stat
+from optax_lab.report.sweep_grids import (
+    Grid,
+    heatmap_grids,
+    heatmap_png,
+    sensitivity_pngs,
+    sweep_criterion,
+    sweep_grids,
 )
-from optax_lab.report.ranking import target_value
-from optax_lab.report.records import LessonRuns, final_stat, finite, healthy_seeds
-from optax_lab.selection import best_index, criterion_text, on_edge, score
-from optax_lab.sweep import Criterion
+from optax_lab.report.sweep_search import sampled_search, search_sentence
+from optax_lab.selection import criterion_text
 
-__all__ = ["MAX_PANELS", "Grid", "heatmap_png", "sensitivity_pngs", "sweep_criterion", "sweep_grids", "sweep_section"]
-
-MAX_PANELS = 20  # sensitivity panels per PNG: more would shrink each below legibility
-
-
-class Grid(NamedTuple):
-    """One optimizer's points in a sweep lesson and the one the criterion chose."""
-
-    optimizer: str
-    runs: list[Mapping]  # in the lesson's order
-    values: dict[str, list[Any]]  # each swept hyperparameter -> its distinct values, ascending
-    scores: list[tuple[float, float]]  # per run: selection.score (criterion mean, final val loss mean)
-    best: int | None  # index into runs; None: every point diverged (or, for epochs to target, missed)
-
-    @property
-    def best_run(self) -> Mapping | None:
-        return None if self.best is None else self.runs[self.best]
-
-    def edges(self) -> dict[str, str]:
-        """Each swept hyperparameter whose chosen value is its grid's lowest or highest -> 'low'/'high'."""
-        if self.best_run is None:
-            return {}
-        point = self.best_run.get("point") or {}
-        sides = {
-            name: on_edge(values.index(point[name]), len(values))
-            for name, values in self.values.items()
-            if name in point
-        }
-        return {name: side for name, side in sides.items() if side}
-
-    def diverged_points(self) -> int:
-        return sum(1 for run in self.runs if not healthy_seeds(run).all())
-
-
-def sweep_criterion(lesson: Mapping, runs: list[Mapping]) -> tuple[Criterion, float]:
-    """The lesson's criterion and target loss (the lesson's target when it has no target_val_loss)."""
-    criterion = Criterion(lesson["criterion"])
-    target = lesson.get("target_val_loss")
-    if not finite(target):
-        target = target_value([LessonRuns(lesson, runs)])
-    return criterion, target if finite(target) else math.nan  # NaN: no loss reaches it
-
-
-def sweep_grids(runs: list[Mapping], criterion: Criterion, target: float) -> list[Grid]:
-    """One Grid per optimizer, in the order the lesson first names them."""
-    per_optimizer: dict[str, list[Mapping]] = {}
-    for run in runs:
-        per_optimizer.setdefault(run["optimizer"], []).append(run)
-    grids = []
-    for optimizer, points in per_optimizer.items():
-        names = list(dict.fromkeys(name for run in points for name in run.get("point") or {}))
-        values = {name: sorted({(run.get("point") or {}).get(name) for run in points} - {None}) for name in names}
-        histories = [run["history"] for run in points]
-        grids.append(
-            Grid(
-                optimizer,
-                points,
-                values,
-                [score(h, criterion, target) for h in histories],
-                best_index(histories, criterion, target),
-            )
-        )
-    return grids
+__all__ = ["sweep_section"]
 
 
 def _ranked(grids: list[Grid]) -> list[Grid]:
     """Best first by the chosen point's score; optimizers without one last."""
     return sorted(grids, key=lambda grid: grid.scores[grid.best] if grid.best is not None else (math.inf, math.inf))
-
-
-def sensitivity_pngs(lesson: Mapping, grids: list[Grid]) -> list[tuple[str, list[Grid]]]:
-    """(PNG name, its grids) for the optimizers with one swept hyperparameter, at most MAX_PANELS a PNG."""
-    swept = [grid for grid in grids if len(grid.values) == 1]
-    parts = [swept[i : i + MAX_PANELS] for i in range(0, len(swept), MAX_PANELS)]
-    return [
-        (png_name(lesson, "sensitivity" if index == 0 else f"sensitivity-{index + 1}"), part)
-        for index, part in enumerate(parts)
-    ]
-
-
-def heatmap_png(lesson: Mapping, grid: Grid) -> str:
-    return png_name(lesson, f"{grid.optimizer}-heatmap")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +39,7 @@ def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
     ((lesson, runs),) = lessons  # one section per batch mode
     criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
+    sampled = sampled_search(lesson, results) is not None
     lines = section_head(lesson, runs)
     stage = f" (stage {lesson['stage']} of the tuner)" if lesson.get("stage") else ""
     missed = ", nor one where a seed never reaches the target" if criterion is Criterion.EPOCHS_TO_TARGET else ""
@@ -126,11 +49,13 @@ def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
             f"A point where any seed diverged counts as infinitely bad: it is never chosen{missed}."
         ),
         "",
-        *_best_table(lesson, grids, criterion, target),
+        *_best_table(lesson, grids, criterion, target, sampled),
         "",
     ]
+    batch = "full" if runs and runs[0].get("full_batch") else str(runs[0].get("batch_size")) if runs else ""
     notes = [
-        _edge_sentence(lesson, grids),
+        search_sentence(lesson, results, batch),
+        _edge_sentence(lesson, grids, sampled),
         _extension_sentence(lesson),
         _unswept_sentence(grids),
         _timing_sentence(runs),
@@ -146,7 +71,7 @@ def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
         ]
     if sensitivity_pngs(lesson, grids):
         lines += [_sensitivity_caption(criterion), ""]
-    for grid in (grid for grid in grids if len(grid.values) == 2):
+    for grid in heatmap_grids(grids):
         first, second = grid.values
         lines += [
             f"![{grid.optimizer}: the criterion over {first} × {second}]({heatmap_png(lesson, grid)})",
@@ -154,20 +79,19 @@ def sweep_section(lessons: Sequence[LessonRuns], results: Mapping) -> list[str]:
             _heatmap_caption(grid, criterion, target),
             "",
         ]
-    many = [grid for grid in grids if len(grid.values) >= 3]
+    many = [grid for grid in grids if len(grid.values) >= 3 or (len(grid.values) == 2 and not grid.is_product())]
     if many:
         listed = names_text([f"{grid.optimizer} ({len(grid.values)} swept hyperparameters)" for grid in many])
-        lines += [
-            (
-                f"{listed}: no plot, since a grid of three or more dimensions does not fit one picture; the "
-                f"table above gives the best point."
-            ),
-            "",
-        ]
+        why = (
+            "sampled points of several dimensions form no grid to draw"
+            if sampled
+            else ("a grid of three or more dimensions does not fit one picture")
+        )
+        lines += [f"{listed}: no plot, since {why}; the table above gives the best point.", ""]
     return lines[:-1]
 
 
-def _best_table(lesson: Mapping, grids: list[Grid], criterion: Criterion, target: float) -> list[str]:
+def _best_table(lesson: Mapping, grids: list[Grid], criterion: Criterion, target: float, sampled: bool) -> list[str]:
     def head(text: str, chosen_by: Criterion) -> str:
         return text + (" (criterion)" if criterion is chosen_by else "")
 
@@ -181,7 +105,11 @@ def _best_table(lesson: Mapping, grids: list[Grid], criterion: Criterion, target
     epochs = criterion is Criterion.EPOCHS_TO_TARGET
     if epochs:  # the other criteria are a column already
         heads.append(f"Epochs to {target:g} (criterion)")
-    heads += ["Points", "Points with a diverged seed", "Best on the grid's edge"]
+    heads += [
+        "Points",
+        "Points with a diverged seed",
+        "Best at a sampled extreme" if sampled else "Best on the grid's edge",
+    ]
     lines = [table_row(heads), "|---:|---|---|---:|---:|" + "---:|" * epochs + "---:|---:|---|"]
     for rank, grid in enumerate(_ranked(grids), 1):
         run = grid.best_run
@@ -222,14 +150,20 @@ def _edge_cell(lesson: Mapping, grid: Grid) -> str:
     return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def _edge_sentence(lesson: Mapping, grids: list[Grid]) -> str:
+def _edge_sentence(lesson: Mapping, grids: list[Grid], sampled: bool = False) -> str:
     edged = [
         f"{grid.optimizer} ({', '.join(_side_text(grid, n, s) for n, s in grid.edges().items())})"
         for grid in grids
         if grid.edges()
     ]
     if not edged:
-        return "Every best point lies inside its grid." if any(grid.values for grid in grids) else ""
+        inside = "among its sampled values" if sampled else "inside its grid"
+        return f"Every best point lies {inside}." if any(grid.values for grid in grids) else ""
+    if sampled:
+        return (
+            f"At the lowest or highest value sampled: {names_text(edged)}. The best value there may lie beyond "
+            f"the search space: widen it on that side (--space) before trusting the point."
+        )
     return (
         f"On the grid's edge: {names_text(edged)}. The best value there may lie beyond the grid: "
         f"extend it on that side before trusting the point."

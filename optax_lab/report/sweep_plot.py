@@ -8,12 +8,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from optax_lab.grids import Criterion
 from optax_lab.report.formatting import count_text, point_text
 from optax_lab.report.plotting import figure, png_bytes
 from optax_lab.report.ranking_plot import CHANCE_CEILING
 from optax_lab.report.records import LessonRuns, Stat, finite, healthy_history, healthy_seeds
-from optax_lab.report.sweep import Grid, heatmap_png, sensitivity_pngs, sweep_criterion, sweep_grids
-from optax_lab.sweep import Criterion
+from optax_lab.report.sweep_grids import (
+    Grid,
+    heatmap_grids,
+    heatmap_png,
+    sensitivity_pngs,
+    sweep_criterion,
+    sweep_grids,
+)
 
 __all__ = ["clipped_top", "plot_heatmap", "plot_sensitivity", "sweep_plots"]
 
@@ -27,9 +34,7 @@ def sweep_plots(lessons: Sequence[LessonRuns], results: Mapping) -> dict[str, by
     criterion, target = sweep_criterion(lesson, runs)
     grids = sweep_grids(runs, criterion, target)
     pngs = {name: plot_sensitivity(part, criterion) for name, part in sensitivity_pngs(lesson, grids)}
-    pngs.update(
-        {heatmap_png(lesson, grid): plot_heatmap(grid, criterion, target) for grid in grids if len(grid.values) == 2}
-    )
+    pngs.update({heatmap_png(lesson, grid): plot_heatmap(grid, criterion, target) for grid in heatmap_grids(grids)})
     return pngs
 
 
