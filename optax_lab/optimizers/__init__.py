@@ -24,15 +24,12 @@ batch 500, else as noted.
 """
 
 from optax_lab.optimizers._domains import DOMAINS, Domain, Kind
+from optax_lab.optimizers._entry import EXTRA_INPUTS, NEEDS, OptimizerEntry, current_params
 from optax_lab.optimizers._registry import (
     EXCLUDED,
-    EXTRA_INPUTS,
-    NEEDS,
     REGISTRY,
-    OptimizerEntry,
     build,
     check_value,
-    current_params,
     get,
     hyperparams,
     is_traced,

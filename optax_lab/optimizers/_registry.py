@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import FunctionType
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optax.contrib
 
 from optax_lab.errors import UsageError, closest
 from optax_lab.optimizers._domains import DOMAINS, Domain, Kind
+from optax_lab.optimizers._entry import NEEDS, OptimizerEntry
+from optax_lab.optimizers._user import user_entry
 from optax_lab.optimizers._variants import (
     dpsgd,
     keras_adagrad,
@@ -25,66 +27,6 @@ from optax_lab.optimizers._variants import (
     sam_sgd,
     schedule_free_adam,
 )
-
-# What an entry's update() may ask the engine for, besides (grads, state, params):
-#   value    - the loss at params on this batch
-#   grad     - the gradient again (lbfgs' linesearch wants it by that name)
-#   value_fn - params -> loss on this batch
-#   obj_fn   - the same function under the name Sophia's Hessian probes differentiate
-#   grad_fn  - (params, i) -> gradient on this batch (SAM's inner adversarial steps)
-EXTRA_INPUTS = ("value", "grad", "value_fn", "obj_fn", "grad_fn")
-# What else an entry may need, which changes how the engine builds or feeds it:
-#   key               - a PRNG key of the seed's own (noise must differ per seed): the constructor's
-#                       `key` argument, or with `key_field` that field of the state after init
-#   per_example_grads - gradients with a leading batch axis instead of the batch mean (DP-SGD
-#                       clips each example's); padded examples of a ragged batch are zero
-NEEDS = EXTRA_INPUTS + ("key", "per_example_grads")
-
-
-def current_params(state: optax.OptState, params: optax.Params) -> optax.Params:
-    """Validate where training is: the default `eval_params`."""
-    del state
-    return params
-
-
-class OptimizerEntry(NamedTuple):
-    """One row of the registry: how to build an optax optimizer and feed its update(), not the optimizer itself."""
-
-    name: str
-    constructor: Callable[..., optax.GradientTransformation]
-    defaults: Mapping[str, Any]
-    needs: frozenset[str] = frozenset()
-    tags: frozenset[str] = frozenset()  # "core"/"contrib" are added from optax_name
-    note: str = ""
-    optax_name: str = ""  # what it runs, e.g. "adam", "contrib.sam"; found from `constructor` if ""
-    expected_slow: str = ""  # why a short run may not lower the loss; "" = it must
-    eval_params: Callable[[optax.OptState, optax.Params], optax.Params] = current_params
-    key_field: str = ""  # state field that takes the seed's key, when the constructor takes none
-    main: str = "learning_rate"  # the scale a tuner sweeps first; "" when there is none (say why in no_main)
-    no_main: str = ""
-    domains: Mapping[str, Domain] = {}  # where this entry's hyperparameter differs from DOMAINS[name]
-    static: frozenset[str] = frozenset()  # real hyperparameters its code branches on: not traced
-
-    def domain(self, hyperparam: str) -> Domain:
-        return self.domains.get(hyperparam) or DOMAINS[hyperparam]
-
-    @property
-    def all_defaults(self) -> dict[str, Any]:
-        """Every hyperparameter with a default: the constructor's, with the registry's on top."""
-        params = inspect.signature(self.constructor).parameters
-        return {
-            **{n: params[n].default for n in self.accepted if params[n].default is not inspect.Parameter.empty},
-            **self.defaults,
-        }
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        """Hyperparameters the constructor takes (the PRNG key is the engine's, not the user's)."""
-        params = inspect.signature(self.constructor).parameters
-        return tuple(
-            n for n, p in params.items() if n not in ("key", "seed") and p.kind is not inspect.Parameter.VAR_KEYWORD
-        )
-
 
 # --- The registry -----------------------------------------------------------------------------
 
@@ -447,8 +389,6 @@ def get(name: str) -> OptimizerEntry:
     `optax_lab.optimizers`, or a `module:function` factory)."""
     if name in REGISTRY:
         return REGISTRY[name]
-    from optax_lab.optimizers._user import user_entry  # it reads factories into this module's entries
-
     entry = user_entry(name)
     if entry is None:
         near = closest(name, sorted(REGISTRY), all_up_to=12)
@@ -517,12 +457,24 @@ def _with_state_key(
     return optax.GradientTransformationExtraArgs(init_fn, tx.update)
 
 
+def _as_program_inputs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`kwargs` with every real hyperparameter the engine can trace, the constructor's own
+    defaults included, as the float32 scalar a program input is, so that optax computes the same
+    arithmetic whether a value is compiled in or traced. With a Python float it would not: optax
+    takes `1 - b2` in float64 and rounds once, where a float32 input rounds b2 first; at 0.999
+    the two differ by 1.3e-5 of themselves, and only the float32 one cancels Adam's bias
+    correction, which is float32 either way."""
+    values = {**get(name).all_defaults, **kwargs}
+    compiled_in = {k: v for k, v in values.items() if not isinstance(v, jax.Array) and is_traced(name, k, v)}
+    return {**kwargs, **{k: np.float32(v) for k, v in compiled_in.items()}}
+
+
 def build(
     name: str, overrides: Mapping[str, Any], key: jax.Array | None = None
 ) -> optax.GradientTransformationExtraArgs:
     """The optimizer `name` with its hyperparameters; `key` is the seed's own PRNG key."""
     entry = get(name)
-    kwargs = hyperparams(name, overrides)
+    kwargs = _as_program_inputs(name, hyperparams(name, overrides))
     if "key" in entry.needs:
         if key is None:
             raise ValueError(f"optimizer {name!r} draws random numbers: build it with the seed's key")

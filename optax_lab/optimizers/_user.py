@@ -25,7 +25,7 @@ import optax
 
 from optax_lab.errors import UsageError
 from optax_lab.optimizers._domains import DOMAINS, Domain, Kind
-from optax_lab.optimizers._registry import NEEDS, OptimizerEntry, current_params
+from optax_lab.optimizers._entry import NEEDS, OptimizerEntry, current_params
 
 __all__ = [
     "ENTRY_POINTS",
