@@ -4,31 +4,33 @@ optax-lab run [--preset P | [--workloads all|NAME[,...]] [--workload MODULE:FUNC
               --optimizers all|NAME[,NAME...] [--batch full,500]] [--set OPT.HP=VALUE]
               [--dataset D] [--imdb-archive PATH] [--num-words N] [--train-examples N] [--seeds S]
               [--epochs E] [--shared-order] [model: --depth/--width/--widths/--activation/--init/
-              --bias-init/--dropout/--residual/--norm/--l2] [--out DIR [--resume]]
+              --bias-init/--dropout/--residual/--norm/--l2] [--out DIR [--resume]] [--yes]
 optax-lab run --optimizers all|NAME[,...] [--sweep [OPT.]HP=VALUES ...] [--criterion C] | [--tuned TUNED_JSON]
 optax-lab tune --optimizers all|NAME[,...] [--batch full,500] [--seeds S] [--points N] [--decades D]
-               [--search-seeds K] [--extend X] [--criterion C] [data, model and --out as for run]
+               [--search-seeds K] [--extend X] [--criterion C] [data, model, --out and --yes as for run]
+optax-lab tune --search halton|random [--trials N] [--studies K] [--space SPACE_JSON] [as for tune]
 optax-lab list [optimizers|workloads] [--json]
 optax-lab report RESULTS_JSON [--out DIR]
+optax-lab export RESULTS_JSON [--format csv|parquet] [--out FILE]
 optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
 """
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optax_lab._cli_config import config_from, protocol_from
 from optax_lab._cli_options import parser
 from optax_lab._cli_output import EXIT_INTERRUPTED, EXIT_TERMINATED
-from optax_lab.config import DEFAULT_WORKLOAD, Config, ModelConfig, Order
+from optax_lab.config import DEFAULT_WORKLOAD, check_seed_range
 from optax_lab.errors import UsageError
-from optax_lab.sweep import Protocol
 
 if TYPE_CHECKING:
+    from optax_lab._cli_cost import Growth
     from optax_lab.planning import Planner
 
 __all__ = ["EXIT_USAGE", "main"]
@@ -36,111 +38,24 @@ __all__ = ["EXIT_USAGE", "main"]
 EXIT_USAGE = 2
 
 
-_MODEL_OPTIONS = (
-    "depth",
-    "width",
-    "widths",
-    "activation",
-    "kernel_init",
-    "bias_init",
-    "dropout",
-    "residual",
-    "normalization",
-    "l2",
-)
-
-
-def _model(args) -> ModelConfig | None:
-    """The MLP the model options describe (unset ones take ModelConfig's defaults), or None when
-    none is given: then each workload trains its own."""
-    if args.residual is False and all(
-        getattr(args, option) is None for option in _MODEL_OPTIONS if option != "residual"
-    ):
-        return None
-    if args.widths is not None and args.depth is not None:
-        raise UsageError("--widths and --depth both set the hidden layers: give one of them")
-    depth = 2 if args.depth is None else args.depth
-    if depth < 1:
-        raise UsageError(f"--depth {depth} must be at least 1 hidden layer, e.g. --depth 2")
-    widths = args.widths if args.widths is not None else (32 if args.width is None else args.width,) * depth
-    given = {
-        field: getattr(args, field)
-        for field in ("activation", "kernel_init", "bias_init", "dropout", "normalization", "l2")
-        if getattr(args, field) is not None
-    }
-    return ModelConfig(widths, residual=args.residual, **given)
-
-
-def _overrides(items: list[str]) -> dict[str, dict]:
-    """`adam.b1=0.95` -> {"adam": {"b1": 0.95}}; values are Python literals, else strings."""
-    overrides: dict[str, dict] = {}
-    for item in items:
-        target, _, text = item.partition("=")
-        name, _, hyperparam = target.partition(".")
-        if not (name and hyperparam and text):
-            raise UsageError(f"--set {item!r} is not OPTIMIZER.HYPERPARAMETER=VALUE, e.g. --set adam.b1=0.95")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        overrides.setdefault(name, {})[hyperparam] = value
-    return overrides
-
-
-def _workloads(args) -> tuple[str, ...]:
-    """--workloads and --workload together (--workload module:function adds one of your own)."""
-    named = args.workloads if args.workloads is not None else (() if args.workload else (DEFAULT_WORKLOAD,))
-    return tuple(dict.fromkeys(named + tuple(args.workload)))
-
-
-def _config(args) -> Config:
-    """The run's configuration from the shared options; every value checked."""
-    if getattr(args, "preset", None) and args.optimizers:
-        raise UsageError(f"--preset {args.preset} and --optimizers rank different things: give one of them")
-    chosen = _workloads(args)
-    if getattr(args, "preset", None) and chosen != (DEFAULT_WORKLOAD,):
-        raise UsageError(
-            f"--preset {args.preset} runs on {DEFAULT_WORKLOAD}, not on {','.join(chosen)}: drop "
-            "--preset, or --workloads (to rank optimizers there, give --optimizers)"
-        )
-    tuned = None
-    if getattr(args, "tuned", None):
-        from optax_lab.tuning import read_tuned_files
-
-        tuned = read_tuned_files(args.tuned)
-    return Config(
-        preset=getattr(args, "preset", None) or "lesson",
-        optimizers=args.optimizers,
-        workloads=chosen,
-        batches=args.batch,
-        overrides=_overrides(args.overrides),
-        dataset=args.dataset,
-        imdb_archive=args.imdb_archive,
-        num_words=args.num_words,
-        train_examples=args.train_examples,
-        seeds=args.seeds,
-        seed=args.seed,
-        epochs=args.epochs,
-        order=Order.SHARED if args.shared_order else Order.PER_SEED,
-        model=_model(args),
-        out=args.out,
-        sweeps=tuple(getattr(args, "sweep", ())),
-        tuned=tuned,
-        criterion=args.criterion,
-        devices=args.devices,
-        max_replicas=args.max_replicas,
-    )
-
-
-def _execute(args, console, planner: Planner, closing: Callable[[dict, Path], None]) -> int:
-    """The one command path of `run` and `tune`, which differ in their planner alone: the output
-    folder and its store, the runner, the complete report, then `closing(results, report path)`
-    tells the user what was written; the exit code. A stop keeps every finished program."""
+def _execute(
+    args, console, planner: Planner, closing: Callable[[dict, Path], None], growth: Growth | None = None
+) -> int:
+    """The one command path of `run` and `tune`, which differ in their planner alone: a big
+    request's question (its work estimated from the plan, and how far `growth` lets a search
+    grow), the output folder and its store, the runner, the complete report, then
+    `closing(results, report path)` tells the user what was written; the exit code. A stop keeps
+    every finished program."""
+    from optax_lab._cli_cost import EXIT_DECLINED, NO_GROWTH, ask_on_terminal, can_ask, go_ahead, planned_work
     from optax_lab._cli_output import prepare, stopped, training, warn_to
     from optax_lab.report import write_report
     from optax_lab.run_store import Unfinished
     from optax_lab.runner import run
 
+    work = planned_work(planner, growth or NO_GROWTH)
+    if not go_ahead(work, args.command, yes=args.yes, interactive=can_ask, ask=ask_on_terminal):
+        print(f"optax-lab: {args.command} not started; nothing was written", file=sys.stderr)
+        return EXIT_DECLINED
     output = prepare(args, planner)
     try:
         with training(output):
@@ -169,7 +84,7 @@ def _run(args, console) -> int:
     from optax_lab.devices import configure_devices
     from optax_lab.planning import RunPlanner
 
-    config = _config(args)
+    config = config_from(args)
     configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
 
     def closing(results: dict, report: Path) -> None:
@@ -180,13 +95,18 @@ def _run(args, console) -> int:
 
 
 def _tune(args, console) -> int:
+    from optax_lab._cli_cost import Growth
     from optax_lab.devices import configure_devices
+    from optax_lab.search import read_space
     from optax_lab.tuning import TunePlanner
 
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
-    config = _config(args)
-    protocol = Protocol(args.points, args.decades, args.search_seeds, args.extend, args.criterion)
+    config = config_from(args)
+    protocol = protocol_from(args)
+    space = read_space(args.space) if args.space else None
+    asked = f"--seed {config.seed} --seeds {config.seeds} --search-seeds {protocol.search_seeds} (which follow --seeds)"
+    check_seed_range(config.seed, config.seeds + protocol.search_seeds, asked)
     configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
 
     def closing(results: dict, report: Path) -> None:
@@ -197,7 +117,9 @@ def _tune(args, console) -> int:
             f"--optimizers {','.join(args.optimizers)} --tuned {tuned})"
         )
 
-    return _execute(args, console, TunePlanner(config, protocol), closing)
+    # A grid grows a decade a round; a sampled search plans all of its studies at once.
+    growth = Growth() if protocol.search.sampled else Growth(protocol.max_extensions, protocol.per_decade)
+    return _execute(args, console, TunePlanner(config, protocol, space), closing, growth)
 
 
 def _list(args, console) -> None:
@@ -212,12 +134,12 @@ def _list(args, console) -> None:
 
     try:
         if args.json:
-            print(json.dumps(registry_json(args.what), indent=1))
+            print(json.dumps(registry_json(args.what, args.optimizers), indent=1))
         elif sys.stdout.isatty():
             terminal = Console()
-            terminal.print(registry_table(args.what, terminal.width))
+            terminal.print(registry_table(args.what, terminal.width, args.optimizers))
         else:
-            print("\n".join(registry_lines(args.what)))
+            print("\n".join(registry_lines(args.what, args.optimizers)))
         sys.stdout.flush()
     except BrokenPipeError:  # `optax-lab list | head`: the reader has what it wanted; no traceback at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -228,6 +150,18 @@ def _report(args, console) -> None:
 
     out = args.out or Path(args.results).parent
     console.print(f"report: {write_report(read_results(args.results), out)}")
+
+
+def _export(args, console) -> None:
+    from optax_lab import tidy
+
+    fmt = tidy.format_for(args.out, args.format)
+    tidy.require(f"export --format {fmt}", "pandas", *(("pyarrow",) if fmt == "parquet" else ()))
+    from optax_lab.report import read_results
+
+    out = args.out or Path(args.results).parent / f"results.{fmt}"
+    table = tidy.frame(read_results(args.results))
+    console.print(f"table: {tidy.write_table(table, out, fmt)} ({len(table)} rows)")
 
 
 def _compare(args, console) -> None:
@@ -245,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         args.argv = argv  # for the report's "reproduce" line
         args.console = console
-        command = {"run": _run, "tune": _tune, "list": _list, "report": _report, "compare": _compare}[args.command]
+        command = {
+            "run": _run,
+            "tune": _tune,
+            "list": _list,
+            "report": _report,
+            "export": _export,
+            "compare": _compare,
+        }[args.command]
         return command(args, console) or 0
     except UsageError as error:
         print(f"optax-lab: error: {error}", file=sys.stderr)

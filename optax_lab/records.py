@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,8 +28,9 @@ from optax_lab import optimizers
 from optax_lab.config import Config, ModelConfig, Order
 from optax_lab.lessons import RunSpec
 
-if TYPE_CHECKING:
-    from optax_lab.workloads import Workload
+# The workload a job trains and a result records: an `optax_lab.workloads.Workload`. The records
+# sit below the registries whose entries they carry, so they name its type without importing it.
+Workload = Any
 
 __all__ = [
     "Fingerprint",

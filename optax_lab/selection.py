@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from optax_lab.grids import Criterion
 from optax_lab.schema import diverged_seeds
-from optax_lab.sweep import Criterion
 
 __all__ = ["TIE_ALPHA", "best_index", "criterion_text", "on_edge", "paired_tie", "per_seed", "score"]
 

@@ -13,9 +13,9 @@ from typing import Any
 from optax_lab import data, optimizers, presets, workloads
 from optax_lab.config import DEFAULT_WORKLOAD, Config, Tuned, batch_label
 from optax_lab.errors import UsageError
+from optax_lab.grids import MAIN, Criterion, Sweep
 from optax_lab.lessons import Lesson, RunSpec
 from optax_lab.schema import LessonKind
-from optax_lab.sweep import MAIN, Criterion, Sweep
 
 __all__ = [
     "plan",
@@ -147,7 +147,7 @@ def sweep_points(name: str, sweeps: Sequence[Sweep], base: Mapping[str, Any]) ->
             axes[hyperparam] = tuple(
                 optimizers.check_value(name, hyperparam, value) for value in sweep.values_for(default)
             )
-        except UsageError as error:
+        except (UsageError, ValueError) as error:
             raise UsageError(f"--sweep {sweep.text}: {error}") from None
     return [dict(zip(axes, combination, strict=True)) for combination in itertools.product(*axes.values())]
 

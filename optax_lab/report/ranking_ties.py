@@ -12,10 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optax_lab.grids import Criterion
 from optax_lab.report.formatting import signed, table_row
 from optax_lab.report.records import finite
 from optax_lab.selection import TIE_ALPHA, paired_tie, per_seed
-from optax_lab.sweep import Criterion
 
 __all__ = ["Neighbours", "neighbours", "neighbours_caption", "neighbours_table", "tie_text", "ties_sentence"]
 
