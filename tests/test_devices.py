@@ -77,3 +77,38 @@ def test_the_layout_splits_the_axis_that_pads_least():
     assert replica_layout(2, 17, 4) == (Layout(4, 1), 2, 20)  # 2 x 20 beats 4 x 17
     assert replica_layout(3, 4, 4) == (Layout(4, 1), 3, 4)  # the points divide: no padding
     assert replica_layout(5, 5, 1) == (Layout(), 5, 5)
+
+
+def test_an_optimizer_that_must_run_on_one_cpu_device_does(tmp_path):
+    """galore's batched SVD waits on XLA:CPU's thread pool from inside it: on two CPU devices its
+    grid deadlocked; the registry says so and the engine runs it on one (a hang fails by timeout)."""
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "optax_lab.cli",
+        "run",
+        "--optimizers",
+        "galore",
+        "--batch",
+        "500",
+        "--sweep",
+        "learning_rate=0.005,0.01",
+        "--dataset",
+        "synthetic-imdb",
+        "--train-examples",
+        "500",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--devices",
+        "2",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OPTAX_LAB_CACHE": str(tmp_path / "cache")}
+    process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    [program] = json.loads((out / "results.json").read_text())["programs"].values()
+    assert program["devices"] == 1 and len(program["runs"]) == 2

@@ -52,6 +52,7 @@ class OptimizerEntry(NamedTuple):
     no_main: str = ""
     domains: Mapping[str, Domain] = {}  # where this entry's hyperparameter differs from DOMAINS[name]
     static: frozenset[str] = frozenset()  # real hyperparameters its code branches on: not traced
+    one_cpu_device: str = ""  # why its programs must run on one CPU device, when they must
 
     def domain(self, hyperparam: str) -> Domain:
         return self.domains.get(hyperparam) or DOMAINS[hyperparam]

@@ -190,6 +190,8 @@ def _entries() -> list[OptimizerEntry]:
             {"learning_rate": 0.01, "rank": 8, "update_proj_gap": 50},
             note="Adam in a rank-8 gradient subspace of each kernel, re-projected every 50 steps "
             "(optax's rank 128 exceeds our kernels: no projection at all); biases plain Adam",
+            one_cpu_device="its batched SVD (a LAPACK call) waits on XLA:CPU's thread pool from inside it: "
+            "with a device per core the pool deadlocks",
         ),
         OptimizerEntry(
             "muon",
