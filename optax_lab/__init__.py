@@ -7,9 +7,10 @@ on top; docs/architecture.md has the whole house.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Results", "__version__", "load", "run", "tune"]
+__all__ = ["Domain", "Kind", "Results", "__version__", "declare", "load", "run", "tune"]
 
 _API = ("Results", "load", "run", "tune")
+_OPTIMIZERS = ("Domain", "Kind", "declare")  # what an optimizer of one's own may declare
 
 
 def __getattr__(name: str):
@@ -18,8 +19,12 @@ def __getattr__(name: str):
         from optax_lab import api
 
         return getattr(api, name)
+    if name in _OPTIMIZERS:
+        from optax_lab import optimizers
+
+        return getattr(optimizers, name)
     raise AttributeError(f"module 'optax_lab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+    return sorted({*globals(), *_API, *_OPTIMIZERS})

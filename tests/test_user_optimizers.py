@@ -183,3 +183,10 @@ def test_a_factory_taking_the_key_gets_the_seeds_own(user_modules):
     [result] = train_and_evaluate(config)["runs"]
     first, second = (np.asarray(row) for row in result["history"]["val_loss"])
     assert result["optimizer"] == spec.optimizer and not np.array_equal(first, second)
+
+
+def test_the_declaration_is_exported_by_optax_lab():
+    import optax_lab
+
+    assert optax_lab.declare is optimizers.declare and optax_lab.Domain is optimizers.Domain
+    assert {"declare", "Domain", "Kind"} <= set(dir(optax_lab))
