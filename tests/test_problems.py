@@ -1,4 +1,4 @@
-"""Issue 5's effects, each on a small fast configuration through the real engine: vanishing
+"""The problems of deep nets, each on a small fast configuration through the real engine: vanishing
 gradients in deep sigmoid nets (and residual connections undoing it), the symmetry problem of
 equal initial weights, dropout noise in training only, the L2 penalty's gradient, the PyTorch
 default initialiser, the overfitting lesson's data and gap, and bad model settings."""
