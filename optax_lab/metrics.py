@@ -240,11 +240,9 @@ def results_dict(
         "runs": _count_compiles_once([run_record(run) for run in runs]),
         "programs": programs_record(runs),
     }
-    user_optimizers = {
-        run.spec.optimizer: optimizers.provenance(optimizers.get(run.spec.optimizer))
-        for run in runs
-        if "user" in optimizers.get(run.spec.optimizer).tags
-    }
+    names = dict.fromkeys(run.spec.optimizer for run in runs)
+    sources = {name: optimizers.provenance(optimizers.get(name)) for name in names}
+    user_optimizers = {name: source for name, source in sources.items() if source is not None}
     if user_optimizers:  # where optimizers of one's own came from, and which version of their source
         results["user_optimizers"] = user_optimizers
     if config.optimizers:  # the ranking's time-to-target threshold

@@ -125,8 +125,9 @@ def train_points(
         raise ValueError(f"train_points needs the points of one program, got {len(specs)} specs of several")
     model = specs[0].model_config(model_config)
     devices = replica_devices(devices)
-    if devices > 1 and jax.process_count() == 1 and jax.default_backend() == "cpu":
-        devices = 1 if optimizers.get(specs[0].optimizer).one_cpu_device else devices
+    single_process_cpu = jax.process_count() == 1 and jax.default_backend() == "cpu"
+    if single_process_cpu and optimizers.get(specs[0].optimizer).one_cpu_device:
+        devices = 1
     estimate = estimate_memory(
         model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train), workload, data.x_train
     )
