@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,21 +56,20 @@ def _without_timings(results: dict) -> dict:
 
 
 # A child of a backgrounded shell job inherits SIGINT ignored, and Python then installs no
-# KeyboardInterrupt for it: the child puts back what Ctrl-C in a terminal gets. (A `preexec_fn`
-# would do it before exec, but forks this multithreaded process to run it.)
-INTERRUPTIBLE_CLI = [
+# KeyboardInterrupt for it: the child puts back what Ctrl-C in a terminal gets. It then sends itself
+# a real SIGINT while it appends its second program: a parent polling runs.jsonl could miss the
+# sub-second window before the third program finishes on a loaded box.
+INTERRUPTED_CLI = [
     sys.executable,
     "-c",
-    "import signal, sys; "
+    "import os, signal, sys; "
     "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from optax_lab.run_store import RunStore; "
+    "add = RunStore.add; "
+    "RunStore.add = lambda store, *args: (add(store, *args), "
+    "store.programs_trained == 2 and os.kill(os.getpid(), signal.SIGINT)); "
     "from optax_lab.cli import main; sys.exit(main())",
 ]
-
-
-def _cli(args: list[str], env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*INTERRUPTIBLE_CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs
-    )
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +81,11 @@ def interrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     env = {**os.environ, "OPTAX_LAB_CACHE": str(root / "cache"), "COLUMNS": "250"}
     out = root / "interrupted" / "out"
-    child = _cli([*RUN, "--out", str(out)], env)
-    runs, deadline = out / RUNS_FILE, time.monotonic() + 600
-    while child.poll() is None and time.monotonic() < deadline:
-        if runs.is_file() and runs.read_text().count("\n") >= 3:  # the header and two programs
-            child.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.02)
-    _, stderr = child.communicate(timeout=300)
+    child = subprocess.run(
+        [*INTERRUPTED_CLI, *RUN, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
     shutil.copytree(out, root / "as-interrupted")
-    return out, root / "as-interrupted", child.returncode, stderr, env
+    return out, root / "as-interrupted", child.returncode, child.stderr, env
 
 
 def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_run(interrupted, tmp_path):
