@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["UsageError", "closest"]
+__all__ = ["UsageError", "closest", "import_extra"]
 
 
 class UsageError(Exception):
@@ -23,3 +23,15 @@ def closest(value: str, choices: tuple[str, ...] | list[str], all_up_to: int | N
     if not near and all_up_to is not None and len(choices) > all_up_to:
         return ""
     return ", ".join(near or choices)
+
+
+def import_extra(module: str, extra: str, what: str):
+    """`module` imported, or one line naming the extra that installs it and `what` needs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(
+            f"{what} needs {module} (the {extra} extra): pip install 'optax_lab[{extra}]'"
+        ) from None

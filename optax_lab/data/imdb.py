@@ -48,6 +48,7 @@ __all__ = [
     "ENV_URL",
     "IMDB_SHA256",
     "IMDB_URL",
+    "REVIEW_FILE",
     "Encoded",
     "Reviews",
     "download_archive",
@@ -68,7 +69,7 @@ ENV_URL = "OPTAX_LAB_IMDB_URL"
 
 START, OOV, INDEX_FROM = 1, 2, 3  # Keras' start_char, oov_char, index_from
 SPLITS, LABELS = ("train", "test"), ("neg", "pos")  # label index = position: neg 0, pos 1
-_REVIEW = re.compile(r"aclImdb/(train|test)/(neg|pos)/(\d+)_\d+\.txt")
+REVIEW_FILE = re.compile(r"aclImdb/(train|test)/(neg|pos)/(\d+)_\d+\.txt")
 _TOKEN = re.compile(r"[a-z0-9']+")
 
 
@@ -189,7 +190,7 @@ def read_reviews(archive: Path) -> Reviews:
         try:
             with tarfile.open(fileobj=raw, mode="r|gz") as tar:
                 for member in tar:
-                    match = _REVIEW.fullmatch(member.name)
+                    match = REVIEW_FILE.fullmatch(member.name)
                     if match and member.isfile():
                         text = tar.extractfile(member).read().decode("utf-8", errors="replace")
                         tokens = tokenize(text)

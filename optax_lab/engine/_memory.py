@@ -85,7 +85,10 @@ def estimate_memory(
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], sample)
     static, traced = split_hyperparams(spec)
     state = jax.eval_shape(
-        lambda p: optimizers.build(spec.optimizer, {**static, **traced}, key=jax.random.key(0)).init(p), params
+        lambda p: optimizers.build(
+            spec.optimizer, {**static, **traced}, key=jax.random.key(0), hidden_matrices=workload.hidden_matrices
+        ).init(p),
+        params,
     )
     param_count = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
     state_bytes = sum(_bytes(leaf) for leaf in jax.tree.leaves(state))

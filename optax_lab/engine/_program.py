@@ -95,7 +95,9 @@ def _with_bag_settings(model, settings: ProgramSettings, needs: frozenset[str]):
 
 
 def _optimizer(parts: _Parts, hyperparams: dict[str, jax.Array], key: jax.Array) -> optax.GradientTransformation:
-    return optimizers.build(parts.spec.optimizer, {**parts.static, **hyperparams}, key=key)
+    return optimizers.build(
+        parts.spec.optimizer, {**parts.static, **hyperparams}, key=key, hidden_matrices=parts.workload.hidden_matrices
+    )
 
 
 def _layers(parts: _Parts, params) -> tuple[str, ...]:
@@ -114,10 +116,56 @@ def _measured(parts: _Parts, params, x, y, weights_B, dropout_key=None):
     return parts.workload.loss_and_metrics(_logits(parts, params, x, dropout_key), y, weights_B)
 
 
+def _chunks(parts: _Parts, n: int) -> tuple[jax.Array, jax.Array] | None:
+    """(indices_CxK, weights_CxK) cutting a split of `n` examples into the workload's evaluation
+    chunks of K (the last one padded with weight 0), or None to take the split at once."""
+    size = parts.workload.eval_batch
+    if size is None or size >= n:
+        return None
+    count = -(-n // size)
+    positions_CxK = jnp.arange(count * size, dtype=jnp.int32).reshape(count, size)
+    return jnp.minimum(positions_CxK, n - 1), (positions_CxK < n).astype(jnp.float32)
+
+
+def _measured_split(parts: _Parts, params, x, y):
+    """(mean loss, {metric: mean}) of a whole split, a chunk at a time where the workload bounds
+    how many examples it evaluates at once (a conv net's or a transformer's activations)."""
+    chunks = _chunks(parts, x.shape[0])
+    if chunks is None:
+        return _measured(parts, params, x, y, None)
+
+    def chunk_sums(chunk):
+        rows_K, weights_K = chunk
+        loss, values = _measured(parts, params, take_examples(x, rows_K), take_examples(y, rows_K), weights_K)
+        return jax.tree.map(lambda mean: mean * weights_K.sum(), (loss, values))
+
+    sums = jax.tree.map(lambda per_chunk: per_chunk.sum(), jax.lax.map(chunk_sums, chunks))
+    return jax.tree.map(lambda total: total / x.shape[0], sums)
+
+
+def _split_grad(parts: _Parts, params, x, y):
+    """The gradient of the mean loss over a whole split (dropout off), accumulated a chunk at a
+    time where the workload bounds how many examples it evaluates at once."""
+    chunks = _chunks(parts, x.shape[0])
+    if chunks is None:
+        return jax.grad(lambda p: _measured(parts, p, x, y, None)[0])(params)
+
+    def add_chunk(total, chunk):
+        rows_K, weights_K = chunk
+        x_K, y_K = take_examples(x, rows_K), take_examples(y, rows_K)
+        grads = jax.grad(lambda p: _measured(parts, p, x_K, y_K, weights_K)[0] * weights_K.sum())(params)
+        return jax.tree.map(jnp.add, total, grads), None
+
+    total, _ = jax.lax.scan(add_chunk, jax.tree.map(jnp.zeros_like, params), chunks)
+    return jax.tree.map(lambda g: g / x.shape[0], total)
+
+
 def _penalty(parts: _Parts, params):
-    if not parts.model_config.l2:
+    """The L2 penalty on the probed layers' kernels: the MLP's --l2, or a fixed net's own weight decay."""
+    l2 = parts.model_config.l2 + parts.workload.l2
+    if not l2:
         return 0.0
-    return parts.model_config.l2 * sum(jnp.sum(jnp.square(k)) for k in kernels(params, _layers(parts, params)))
+    return l2 * sum(jnp.sum(jnp.square(k)) for k in kernels(params, _layers(parts, params)))
 
 
 def _probes(parts: _Parts, params) -> dict:
@@ -150,7 +198,7 @@ def _init_seed(parts: _Parts, seed, hyperparams_P, order_seed, data: Arrays) -> 
     # The init, and the gradient there on the whole training set (dropout off), are the
     # seed's: its points differ only in hyperparameters, so they are computed once.
     params = parts.model.init(init_key, data.x_train[:1])["params"]
-    init_grads = jax.grad(lambda p: _measured(parts, p, data.x_train, data.y_train, None)[0])(params)
+    init_grads = _split_grad(parts, params, data.x_train, data.y_train)
     points = _over_points(parts, functools.partial(_init_point, parts), (None, None, None, 0))(
         params, optimizer_key, dropout_key, hyperparams_P
     )
@@ -245,10 +293,10 @@ def _point_epoch(parts: _Parts, state: PointState, epoch_index, batches, data: A
 def _point_evaluate(parts: _Parts, state: PointState, data: Arrays):
     # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
     answer = parts.entry.eval_params(state.opt_state, state.params)
-    val_loss, values = _measured(parts, answer, data.x_test, data.y_test, None)
+    val_loss, values = _measured_split(parts, answer, data.x_test, data.y_test)
     metrics = {"val_loss": val_loss, **{f"val_{key}": value for key, value in values.items()}, **_probes(parts, answer)}
     if parts.settings.eval_train:
-        train_loss, values = _measured(parts, answer, data.x_train, data.y_train, None)
+        train_loss, values = _measured_split(parts, answer, data.x_train, data.y_train)
         metrics.update({"train_eval_loss": train_loss, **{f"train_eval_{k}": v for k, v in values.items()}})
     return metrics
 

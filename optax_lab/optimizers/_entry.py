@@ -53,6 +53,9 @@ class OptimizerEntry(NamedTuple):
     domains: Mapping[str, Domain] = {}  # where this entry's hyperparameter differs from DOMAINS[name]
     static: frozenset[str] = frozenset()  # real hyperparameters its code branches on: not traced
     one_cpu_device: str = ""  # why its programs must run on one CPU device, when they must
+    # The constructor argument that takes which parameters are hidden weight matrices (Muon's
+    # `muon_weight_dimension_numbers`), given when the workload declares them.
+    matrices_arg: str = ""
 
     def domain(self, hyperparam: str) -> Domain:
         return self.domains.get(hyperparam) or DOMAINS[hyperparam]

@@ -197,7 +197,9 @@ def _entries() -> list[OptimizerEntry]:
             "muon",
             optax.contrib.muon,
             {"learning_rate": 0.002, "adam_learning_rate": 0.01},
-            note="orthogonalised momentum for the 2-D kernels, Adam for the biases",
+            note="orthogonalised momentum for the hidden weight matrices (every 2-D kernel unless the workload "
+            "declares them), Adam for the rest",
+            matrices_arg="muon_weight_dimension_numbers",
         ),
         OptimizerEntry(
             "sophia",
@@ -459,6 +461,12 @@ def _with_state_key(
     return optax.GradientTransformationExtraArgs(init_fn, tx.update)
 
 
+def _matrix_dimensions(hidden_matrices: Callable[[Any], Any], params) -> Any:
+    """Muon's dimension numbers: a 2-D kernel's (in, out) for each hidden matrix, None (Adam) elsewhere."""
+    dimensions = optax.contrib.MuonDimensionNumbers(reduction_axis=0, output_axis=1)
+    return jax.tree.map(lambda matrix: dimensions if matrix else None, hidden_matrices(params))
+
+
 def _as_program_inputs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """`kwargs` with every real hyperparameter the engine can trace, the constructor's own
     defaults included, as the float32 scalar a program input is, so that optax computes the same
@@ -472,11 +480,18 @@ def _as_program_inputs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(
-    name: str, overrides: Mapping[str, Any], key: jax.Array | None = None
+    name: str,
+    overrides: Mapping[str, Any],
+    key: jax.Array | None = None,
+    hidden_matrices: Callable[[Any], Any] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """The optimizer `name` with its hyperparameters; `key` is the seed's own PRNG key."""
+    """The optimizer `name` with its hyperparameters; `key` is the seed's own PRNG key;
+    `hidden_matrices` (params -> tree of bools) the workload's hidden weight matrices, for an
+    optimizer that treats them apart (Muon)."""
     entry = get(name)
     kwargs = _as_program_inputs(name, hyperparams(name, overrides))
+    if entry.matrices_arg and hidden_matrices is not None:
+        kwargs[entry.matrices_arg] = partial(_matrix_dimensions, hidden_matrices)
     if "key" in entry.needs:
         if key is None:
             raise ValueError(f"optimizer {name!r} draws random numbers: build it with the seed's key")

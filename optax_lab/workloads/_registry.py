@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from optax_lab.config import DEFAULT_WORKLOAD, FULL_BATCH, ModelConfig
 from optax_lab.errors import UsageError, closest
+from optax_lab.workloads._charlm import IMDB_CHAR_LM
 from optax_lab.workloads._functions import (
     BEALE_START,
     ROSENBROCK_START,
@@ -24,6 +25,7 @@ from optax_lab.workloads._functions import (
 )
 from optax_lab.workloads._imdb import mlp, multi_hot, sequences, word_ids
 from optax_lab.workloads._mlp import layer_names
+from optax_lab.workloads._mnist import MNIST_CNN
 from optax_lab.workloads._workload import BINARY_ACCURACY, Target, Workload, binary_cross_entropy, model_output
 
 __all__ = ["ENTRY_POINTS", "REGISTRY", "TARGET_VAL_LOSS", "forget_loaded", "get", "names"]
@@ -233,6 +235,8 @@ def _entries() -> list[Workload]:
             defaults_source=_DEFAULTS_SOURCES["beale"],
             target=_target("beale", "val_loss", 0.83, "min"),
         ),
+        MNIST_CNN,
+        IMDB_CHAR_LM,
     ]
 
 

@@ -110,6 +110,14 @@ class Workload:
       one); symmetry_layer: the layer whose distinct units are counted (None: not recorded);
       trace_params: record the parameters after every step (the 2-D functions' trajectories);
       optimum: where the noise-free loss is least, when known (starred on the trajectories' plot).
+    eval_batch: the most examples its model evaluates at once: the init's full-set gradient and
+      each evaluation take the split in chunks of this many (None: whole), which bounds a conv
+      net's or a transformer's activations.
+    hidden_matrices: params -> a tree of bools, True for the hidden weight matrices (what Muon
+      orthogonalises; embeddings, output heads, norms and biases go to its Adam), or None: every
+      2-D parameter is one, optax.contrib.muon's default.
+    l2: a fixed net's weight decay as a loss term, l2 * sum of its layers' squared kernels (the
+      probed layers': every top-level one unless declared), as DeepOBS adds it to its losses.
     """
 
     name: str
@@ -131,6 +139,9 @@ class Workload:
     symmetry_layer: str | None = None
     trace_params: bool = False
     optimum: tuple[float, ...] | None = None
+    eval_batch: int | None = None
+    l2: float = 0.0
+    hidden_matrices: Callable[[Any], Any] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
@@ -210,6 +221,7 @@ class Workload:
             "metrics": list(self.metrics),
             "model": self.model_text if self.mlp is None else self.mlp.describe(),
             "optimum": None if self.optimum is None else list(self.optimum),
+            "l2": self.l2,
         }
 
 
