@@ -32,6 +32,4 @@ def import_extra(module: str, extra: str, what: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UsageError(
-            f"{what} needs {module} (the {extra} extra): pip install 'optax_lab[{extra}]'"
-        ) from None
+        raise UsageError(f"{what} needs {module} (the {extra} extra): pip install 'optax_lab[{extra}]'") from None

@@ -20,17 +20,14 @@ logs as `loss`), i.e. measured on the moving parameters during the epoch.
 
 The program is composed of small functions, as optax composes a transformation of `init` and
 `update`: `_init_seed`, `_train_step`, `_point_epoch`, `_point_evaluate`, each taking the
-program's fixed `_Parts` first. Shapes are in the names: S seeds, P points, T steps of an
+program's fixed `Parts` (`_parts`) first. Shapes are in the names: S seeds, P points, T steps of an
 epoch, B examples of a batch, E epochs, L probed layers, D parameters.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,14 +35,19 @@ import optax
 from optax_lab import optimizers
 from optax_lab.config import ModelConfig, Order
 from optax_lab.engine._inputs import Arrays
-from optax_lab.engine._ops import (
-    distinct_units,
-    flat_params,
-    kernels,
-    layer_grad_norms,
-    per_example_grads,
-    shuffled_indices,
-    take_examples,
+from optax_lab.engine._ops import flat_params, layer_grad_norms, per_example_grads, shuffled_indices, take_examples
+from optax_lab.engine._parts import (
+    Parts,
+    layers,
+    logits,
+    measured,
+    measured_split,
+    optimizer,
+    over_points,
+    penalty,
+    probes,
+    split_grad,
+    with_bag_settings,
 )
 from optax_lab.engine._state import PointState, Program, SeedState, seed_keys
 from optax_lab.lessons import RunSpec
@@ -55,126 +57,7 @@ from optax_lab.workloads import Workload
 __all__ = ["make_program"]
 
 
-class _Parts(NamedTuple):
-    """What every function of one program is specialised on: fixed when the program is made."""
-
-    model: nn.Module
-    model_config: ModelConfig
-    entry: optimizers.OptimizerEntry
-    spec: RunSpec
-    static: dict[str, Any]  # the optimizer's compiled-in hyperparameters
-    workload: Workload
-    settings: ProgramSettings
-    declared_layers: tuple[str, ...] | None  # the workload's probed layers (None: every top-level one)
-
-
-def _over_points(parts: _Parts, function: Callable, in_axes: tuple) -> Callable:
-    """`jax.vmap` over the points axis; for a single point, the function on the squeezed axis
-    with the axis put back (measured here: a size-1 vmap axis cost the one-point programs ~10 %)."""
-    if parts.settings.num_points > 1:
-        return jax.vmap(function, in_axes=in_axes)
-
-    def single(*args):
-        args = [
-            arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg)
-            for arg, axis in zip(args, in_axes, strict=True)
-        ]
-        return jax.tree.map(lambda leaf: leaf[None], function(*args))
-
-    return single
-
-
-def _with_bag_settings(model, settings: ProgramSettings, needs: frozenset[str]):
-    """A model with an embedding bag (the MLP on word rows) gets the program's chunk budgets,
-    and the bag in plain JAX ops where the optimizer differentiates it forward (Sophia's Hessian
-    probes) or per example (DP-SGD): see `optax_lab.embedding`. Other models are left as they are."""
-    fields = getattr(model, "__dataclass_fields__", {})
-    if "budgets" not in fields or "native" not in fields:
-        return model
-    return model.clone(budgets=settings.bag_budgets, native=bool({"obj_fn", "per_example_grads"} & needs))
-
-
-def _optimizer(parts: _Parts, hyperparams: dict[str, jax.Array], key: jax.Array) -> optax.GradientTransformation:
-    return optimizers.build(
-        parts.spec.optimizer, {**parts.static, **hyperparams}, key=key, hidden_matrices=parts.workload.hidden_matrices
-    )
-
-
-def _layers(parts: _Parts, params) -> tuple[str, ...]:
-    """The probed layers: the workload's declared ones, else every top-level parameter subtree."""
-    return parts.declared_layers if parts.declared_layers is not None else tuple(params)
-
-
-def _logits(parts: _Parts, params, x, dropout_key=None):
-    if dropout_key is None:  # evaluation: dropout off
-        return parts.model.apply({"params": params}, x)
-    return parts.model.apply({"params": params}, x, train=True, rngs={"dropout": dropout_key})
-
-
-def _measured(parts: _Parts, params, x, y, weights_B, dropout_key=None):
-    """(mean loss, {metric: mean}) of the batch; weights mask a ragged batch's padding."""
-    return parts.workload.loss_and_metrics(_logits(parts, params, x, dropout_key), y, weights_B)
-
-
-def _chunks(parts: _Parts, n: int) -> tuple[jax.Array, jax.Array] | None:
-    """(indices_CxK, weights_CxK) cutting a split of `n` examples into the workload's evaluation
-    chunks of K (the last one padded with weight 0), or None to take the split at once."""
-    size = parts.workload.eval_batch
-    if size is None or size >= n:
-        return None
-    count = -(-n // size)
-    positions_CxK = jnp.arange(count * size, dtype=jnp.int32).reshape(count, size)
-    return jnp.minimum(positions_CxK, n - 1), (positions_CxK < n).astype(jnp.float32)
-
-
-def _measured_split(parts: _Parts, params, x, y):
-    """(mean loss, {metric: mean}) of a whole split, a chunk at a time where the workload bounds
-    how many examples it evaluates at once (a conv net's or a transformer's activations)."""
-    chunks = _chunks(parts, x.shape[0])
-    if chunks is None:
-        return _measured(parts, params, x, y, None)
-
-    def chunk_sums(chunk):
-        rows_K, weights_K = chunk
-        loss, values = _measured(parts, params, take_examples(x, rows_K), take_examples(y, rows_K), weights_K)
-        return jax.tree.map(lambda mean: mean * weights_K.sum(), (loss, values))
-
-    sums = jax.tree.map(lambda per_chunk: per_chunk.sum(), jax.lax.map(chunk_sums, chunks))
-    return jax.tree.map(lambda total: total / x.shape[0], sums)
-
-
-def _split_grad(parts: _Parts, params, x, y):
-    """The gradient of the mean loss over a whole split (dropout off), accumulated a chunk at a
-    time where the workload bounds how many examples it evaluates at once."""
-    chunks = _chunks(parts, x.shape[0])
-    if chunks is None:
-        return jax.grad(lambda p: _measured(parts, p, x, y, None)[0])(params)
-
-    def add_chunk(total, chunk):
-        rows_K, weights_K = chunk
-        x_K, y_K = take_examples(x, rows_K), take_examples(y, rows_K)
-        grads = jax.grad(lambda p: _measured(parts, p, x_K, y_K, weights_K)[0] * weights_K.sum())(params)
-        return jax.tree.map(jnp.add, total, grads), None
-
-    total, _ = jax.lax.scan(add_chunk, jax.tree.map(jnp.zeros_like, params), chunks)
-    return jax.tree.map(lambda g: g / x.shape[0], total)
-
-
-def _penalty(parts: _Parts, params):
-    """The L2 penalty on the probed layers' kernels: the MLP's --l2, or a fixed net's own weight decay."""
-    l2 = parts.model_config.l2 + parts.workload.l2
-    if not l2:
-        return 0.0
-    return l2 * sum(jnp.sum(jnp.square(k)) for k in kernels(params, _layers(parts, params)))
-
-
-def _probes(parts: _Parts, params) -> dict:
-    """The symmetry probe where the workload's model has the layer it names."""
-    symmetry = parts.workload.symmetry_layer
-    return {"distinct_units": distinct_units(params, symmetry)} if symmetry in params else {}
-
-
-def _batch_indices(parts: _Parts, key):
+def _batch_indices(parts: Parts, key):
     """(indices_TxB, mask_TxB or None): example indices of one shuffled epoch, and which are real."""
     settings = parts.settings
     n, batch, steps = settings.n_train, settings.batch_size, settings.steps_per_epoch
@@ -186,33 +69,33 @@ def _batch_indices(parts: _Parts, key):
     return padded.reshape(steps, batch), mask.reshape(steps, batch)
 
 
-def _init_point(parts: _Parts, params, optimizer_key, dropout_key, hyperparams) -> PointState:
-    opt_state = _optimizer(parts, hyperparams, optimizer_key).init(params)
+def _init_point(parts: Parts, params, optimizer_key, dropout_key, hyperparams) -> PointState:
+    opt_state = optimizer(parts, hyperparams, optimizer_key).init(params)
     return PointState(hyperparams, params, opt_state, optimizer_key, dropout_key)
 
 
-def _init_seed(parts: _Parts, seed, hyperparams_P, order_seed, data: Arrays) -> tuple[SeedState, dict]:
+def _init_seed(parts: Parts, seed, hyperparams_P, order_seed, data: Arrays) -> tuple[SeedState, dict]:
     init_key, shuffle_key, optimizer_key, dropout_key = seed_keys(seed)
     # Shared order: every seed shuffles like the first seed does in per-seed mode.
     order_key = seed_keys(order_seed)[1] if parts.settings.order is Order.SHARED else shuffle_key
     # The init, and the gradient there on the whole training set (dropout off), are the
     # seed's: its points differ only in hyperparameters, so they are computed once.
     params = parts.model.init(init_key, data.x_train[:1])["params"]
-    init_grads = _split_grad(parts, params, data.x_train, data.y_train)
-    points = _over_points(parts, functools.partial(_init_point, parts), (None, None, None, 0))(
+    init_grads = split_grad(parts, params, data.x_train, data.y_train)
+    points = over_points(parts, functools.partial(_init_point, parts), (None, None, None, 0))(
         params, optimizer_key, dropout_key, hyperparams_P
     )
     num_points = jax.tree.leaves(points.params)[0].shape[0]
     metrics = {
-        "init_grad_norms": layer_grad_norms(init_grads, _layers(parts, params)),
-        **{f"init_{key}": value for key, value in _probes(parts, params).items()},
+        "init_grad_norms": layer_grad_norms(init_grads, layers(parts, params)),
+        **{f"init_{key}": value for key, value in probes(parts, params).items()},
     }
     if parts.workload.trace_params:
         metrics["init_params"] = flat_params(params)
     return SeedState(order_key, points), jax.tree.map(lambda m: jnp.broadcast_to(m, (num_points, *m.shape)), metrics)
 
 
-def _epoch_batches(parts: _Parts, order_key, epoch_index):
+def _epoch_batches(parts: Parts, order_key, epoch_index):
     """The epoch's mini-batches: (indices_TxB, or None for the whole set; mask_TxB or None;
     step index [T]). Each step gathers its own batch: gathered for the whole epoch at once, the
     batches of every seed were a copy of the training set per seed, which the scan then
@@ -224,7 +107,7 @@ def _epoch_batches(parts: _Parts, order_key, epoch_index):
     return indices_TxB, mask_TxB, jnp.arange(parts.settings.steps_per_epoch)
 
 
-def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch):
+def _train_step(parts: Parts, tx, epoch_dropout_key, data: Arrays, carry, batch):
     """One optimizer step on one batch: ((params, opt_state), (metric sums, grad_norms_L, params_D or None))."""
     params, opt_state = carry
     rows_B, weights_B, step_index = batch
@@ -236,14 +119,14 @@ def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch
     step_key = jax.random.fold_in(epoch_dropout_key, step_index) if parts.model_config.dropout > 0 else None
 
     def loss_fn(p):
-        data_loss, values = _measured(parts, p, x, y, weights_B, step_key)
-        return data_loss + _penalty(parts, p), (data_loss, values)
+        data_loss, values = measured(parts, p, x, y, weights_B, step_key)
+        return data_loss + penalty(parts, p), (data_loss, values)
 
     def value_fn(p):
         return loss_fn(p)[0]
 
     (objective, (loss, values)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    grad_norms_L = layer_grad_norms(grads, _layers(parts, params))
+    grad_norms_L = layer_grad_norms(grads, layers(parts, params))
     extra = {
         "value": objective,
         "grad": grads,
@@ -254,8 +137,8 @@ def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch
     needs = parts.entry.needs
     if "per_example_grads" in needs:  # DP-SGD clips each example's gradient itself
         grads = per_example_grads(
-            functools.partial(_logits, parts),
-            functools.partial(_penalty, parts),
+            functools.partial(logits, parts),
+            functools.partial(penalty, parts),
             params,
             x,
             y,
@@ -271,8 +154,8 @@ def _train_step(parts: _Parts, tx, epoch_dropout_key, data: Arrays, carry, batch
     return (params, opt_state), (sums, grad_norms_L, params_D)
 
 
-def _point_epoch(parts: _Parts, state: PointState, epoch_index, batches, data: Arrays, validate: bool):
-    tx = _optimizer(parts, state.hyperparams, state.optimizer_key)
+def _point_epoch(parts: Parts, state: PointState, epoch_index, batches, data: Arrays, validate: bool):
+    tx = optimizer(parts, state.hyperparams, state.optimizer_key)
     epoch_dropout_key = jax.random.fold_in(state.dropout_key, epoch_index)
     step = functools.partial(_train_step, parts, tx, epoch_dropout_key, data)
     (params, opt_state), (sums, grad_norms_TxL, params_TxD) = jax.lax.scan(
@@ -290,28 +173,28 @@ def _point_epoch(parts: _Parts, state: PointState, epoch_index, batches, data: A
     return state, metrics
 
 
-def _point_evaluate(parts: _Parts, state: PointState, data: Arrays):
+def _point_evaluate(parts: Parts, state: PointState, data: Arrays):
     # Where the optimizer's answer is: its params, or e.g. schedule-free's averaged iterate.
     answer = parts.entry.eval_params(state.opt_state, state.params)
-    val_loss, values = _measured_split(parts, answer, data.x_test, data.y_test)
-    metrics = {"val_loss": val_loss, **{f"val_{key}": value for key, value in values.items()}, **_probes(parts, answer)}
+    val_loss, values = measured_split(parts, answer, data.x_test, data.y_test)
+    metrics = {"val_loss": val_loss, **{f"val_{key}": value for key, value in values.items()}, **probes(parts, answer)}
     if parts.settings.eval_train:
-        train_loss, values = _measured_split(parts, answer, data.x_train, data.y_train)
+        train_loss, values = measured_split(parts, answer, data.x_train, data.y_train)
         metrics.update({"train_eval_loss": train_loss, **{f"train_eval_{k}": v for k, v in values.items()}})
     return metrics
 
 
-def _seed_epoch(parts: _Parts, state: SeedState, epoch_index, data: Arrays, batches=None, validate: bool = True):
+def _seed_epoch(parts: Parts, state: SeedState, epoch_index, data: Arrays, batches=None, validate: bool = True):
     # The seed's batches once for all its points: XLA sees one [B, features] batch per seed a step.
     batches = _epoch_batches(parts, state.order_key, epoch_index) if batches is None else batches
     epoch_of_point = functools.partial(_point_epoch, parts, validate=validate)
-    points, metrics = _over_points(parts, epoch_of_point, (0, None, None, None))(
+    points, metrics = over_points(parts, epoch_of_point, (0, None, None, None))(
         state.points, epoch_index, batches, data
     )
     return state._replace(points=points), metrics
 
 
-def _epoch(parts: _Parts, state: SeedState, epoch_index, data: Arrays):
+def _epoch(parts: Parts, state: SeedState, epoch_index, data: Arrays):
     settings = parts.settings
     if settings.order is Order.SHARED or settings.full_batch:
         # One shuffling for every seed: gathered once, and every replica's first layer is one matmul.
@@ -329,18 +212,18 @@ def _epoch(parts: _Parts, state: SeedState, epoch_index, data: Arrays):
     return jax.vmap(seed_epoch, in_axes=(0, None, None))(state, epoch_index, data)
 
 
-def _evaluate(parts: _Parts, state: SeedState, data: Arrays):
-    evaluate_points = _over_points(parts, functools.partial(_point_evaluate, parts), (0, None))
+def _evaluate(parts: Parts, state: SeedState, data: Arrays):
+    evaluate_points = over_points(parts, functools.partial(_point_evaluate, parts), (0, None))
     return jax.vmap(evaluate_points, in_axes=(0, None))(state.points, data)
 
 
-def _init(parts: _Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
+def _init(parts: Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
     return jax.vmap(functools.partial(_init_seed, parts), in_axes=(0, None, None, None))(
         seeds_S, hyperparams_P, order_seed, data
     )
 
 
-def _train(parts: _Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
+def _train(parts: Parts, seeds_S, hyperparams_P, order_seed, data: Arrays):
     state, init_metrics = _init(parts, seeds_S, hyperparams_P, order_seed, data)
     _, history_E = jax.lax.scan(lambda s, e: _epoch(parts, s, e, data), state, jnp.arange(parts.settings.epochs))
     # scan stacks epochs first: [E, S, P, ...] -> [S, P, E, ...]
@@ -352,8 +235,8 @@ def make_program(model_config: ModelConfig, spec: RunSpec, settings: ProgramSett
     spec's model changes applied), specialised on `settings`. Only the spec's program key
     matters: the traced hyperparameters' values are the programs' inputs."""
     entry = optimizers.get(spec.optimizer)
-    parts = _Parts(
-        model=_with_bag_settings(workload.build(model_config), settings, entry.needs),
+    parts = Parts(
+        model=with_bag_settings(workload.build(model_config), settings, entry.needs),
         model_config=model_config,
         entry=entry,
         spec=spec,

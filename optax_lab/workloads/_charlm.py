@@ -65,7 +65,7 @@ class CharTransformer(nn.Module):
     """Symbol ids [B, T] -> next-symbol logits [B, T, V]."""
 
     vocabulary: int = chars.VOCABULARY
-    context: int = 128
+    context: int = 64
     width: int = 64
     layers: int = 2
     heads: int = 4
@@ -115,7 +115,7 @@ def char_windows(request: DataRequest, context: int, train: int, val: int) -> tu
 
 def char_lm(
     name: str = "imdb-char-lm",
-    context: int = 128,
+    context: int = 64,
     width: int = 64,
     layers: int = 2,
     heads: int = 4,
