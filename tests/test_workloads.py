@@ -50,8 +50,9 @@ _COVERED = {"imdb-mlp", "imdb-deep"}
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=pytest.mark.slow) if name in _COVERED else name for name in workloads.REGISTRY]
-)
+    "name",
+    [pytest.param(name, marks=pytest.mark.slow) if name in _COVERED else name for name in workloads.names(("all",))],
+)  # "all": the workloads that need no download (DeepOBS's train on mock TFDS data in test_tfds)
 def test_every_workload_trains_two_epochs_of_two_seeds_from_one_compile(name, tiny_archive, count_compiles):
     workload = workloads.get(name)
     data = _small_data(workload, tiny_archive)

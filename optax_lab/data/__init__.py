@@ -1,7 +1,8 @@
 """Data: the reviews the lesson trains on, as multi-hot float32 arrays. The second stage; imports
 nothing of ours but the errors, files and devices modules.
 
-Two datasets, one shape: "imdb" (the real Large Movie Review Dataset, see `imdb.py`) and
+Two datasets, one shape: "imdb" (the real Large Movie Review Dataset, see `imdb.py`; "imdb-tfds"
+reads the same reviews from TensorFlow Datasets, see `tfds.py` and `words.texts_source`) and
 "synthetic-imdb" (an embedded stand-in, see `synthetic.py`). `load_dataset(None)` takes IMDB
 when its archive is at hand locally and the synthetic set otherwise, with a warning; it never
 downloads unasked.
@@ -16,13 +17,22 @@ import dataclasses
 
 import numpy as np
 
-from optax_lab.data import imdb, synthetic
+from optax_lab.data import imdb, synthetic, tfds, words
 from optax_lab.devices import host_available_bytes
 from optax_lab.errors import UsageError
 
-__all__ = ["DATASETS", "NO_ARCHIVE_WARNING", "Dataset", "check_dataset_name", "load_dataset", "subset", "subset_rows"]
+__all__ = [
+    "DATASETS",
+    "NO_ARCHIVE_WARNING",
+    "Dataset",
+    "check_dataset_name",
+    "load_dataset",
+    "subset",
+    "subset_rows",
+    "tfds_reviews",
+]
 
-DATASETS = ("imdb", "synthetic-imdb")
+DATASETS = ("imdb", "imdb-tfds", "synthetic-imdb")
 
 # Both splits (IMDB's 25,000 + 25,000 reviews; the synthetic set's the same), and the bytes a
 # multi-hot cell takes while loading: the uint8 encoding, the float32 copy, the device's copy.
@@ -67,11 +77,12 @@ def check_dataset_name(name: str | None) -> None:
 def load_dataset(
     name: str | None, num_words: int = 100, imdb_archive: str | None = None, seed: int = 0
 ) -> tuple[Dataset, str | None]:
-    """The dataset `name` ("imdb", "synthetic-imdb", or None: IMDB if available locally, else
-    synthetic) and a one-line warning for the user, or None.
+    """The dataset `name` ("imdb", "imdb-tfds", "synthetic-imdb", or None: IMDB if available
+    locally, else synthetic) and a one-line warning for the user, or None.
 
     "imdb" looks for the archive at `imdb_archive`, env OPTAX_LAB_IMDB_ARCHIVE, then the cache,
-    and downloads it (84 MB, once) when none is there. `seed` only matters for the synthetic set.
+    and downloads it (84 MB, once) when none is there; "imdb-tfds" reads TFDS's `imdb_reviews`
+    (the same texts, the same features). `seed` only matters for the synthetic set.
     """
     check_dataset_name(name)
     if not isinstance(num_words, int) or num_words < 4:
@@ -82,6 +93,10 @@ def load_dataset(
     if name == "synthetic-imdb":
         warning = "--imdb-archive is ignored with --dataset synthetic-imdb" if imdb_archive else None
         return _synthetic(num_words, seed), warning
+    if name == "imdb-tfds":
+        warning = "--imdb-archive is ignored with --dataset imdb-tfds" if imdb_archive else None
+        encoded, source = words.load_encoded(tfds_reviews(), num_words)
+        return Dataset("imdb", source, *(np.asarray(a, np.float32) for a in encoded), num_words), warning
     archive = imdb.local_archive(imdb_archive)
     if archive is None and name is None:
         return _synthetic(num_words, seed), NO_ARCHIVE_WARNING
@@ -90,6 +105,13 @@ def load_dataset(
     encoded, source = imdb.load_imdb(archive, num_words)
     arrays = (np.asarray(a, np.float32) for a in encoded)
     return Dataset("imdb", source, *arrays, num_words), None
+
+
+def tfds_reviews() -> words.Source:
+    """IMDB's labelled reviews from TFDS `imdb_reviews` (read from its data directory, prepared
+    there on first use), as a source of the same features the archive gives for the same texts."""
+    texts, origin = tfds.imdb_texts()
+    return words.texts_source(texts, origin)
 
 
 def _check_fits(num_words: int) -> None:

@@ -11,25 +11,93 @@ reads every array here. Two forms:
 - `sequences`: each review's indices in order with the start marker first, the last `length`
   kept and padded after them (Keras' `pad_sequences` keeps the last `maxlen` too).
 
-Both come from one tokenisation of the archive, cached as `<cache>/imdb-<sha16>-tokens.npz`; each
-encoding is cached beside it.
+Both come from one tokenisation of the reviews' `Source`, cached as `<cache>/imdb-<key>-tokens.npz`;
+each encoding is cached beside it. A source is the archive (`archive_source`, key: its sha256
+prefix) or the same reviews given as texts, e.g. TFDS's `imdb_reviews` (`texts_source`, key: the
+texts' sha256 prefix): tokenised by the same `imdb.tokenize`, ranked by the same `imdb.word_index`,
+so the same texts give the same features from either (`load_encoded`: the lesson's multi-hot rows).
 """
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from optax_lab.data import imdb
 from optax_lab.files import atomic_file, cache_dir
 
-__all__ = ["load_sequences", "load_word_ids", "sequences", "word_ids"]
+__all__ = [
+    "Source",
+    "archive_source",
+    "load_encoded",
+    "load_sequences",
+    "load_word_ids",
+    "reviews_from_texts",
+    "sequences",
+    "texts_source",
+    "word_ids",
+]
 
 Arrays = dict[str, np.ndarray]  # "x_train", "y_train", "x_test", "y_test"
+Texts = Mapping[str, tuple[Sequence[str], np.ndarray]]  # split -> (review texts, labels neg 0 / pos 1)
+
+
+class Source(NamedTuple):
+    """Reviews to read: `key` names their content in the cache's file names, `text` says where they
+    came from (a name and a checksum, never a machine path), `read` tokenises them."""
+
+    key: str
+    text: str
+    read: Callable[[], imdb.Reviews]
+
+
+def archive_source(archive: Path) -> Source:
+    archive = Path(archive)
+    sha = imdb.file_sha256(archive)
+    return Source(sha[:16], f"{archive.name} (sha256 {sha[:16]})", lambda: imdb.read_reviews(archive))
+
+
+def texts_source(texts: Texts, origin: str) -> Source:
+    """Reviews given as texts, keyed by the sha256 of their labels and texts."""
+    digest = hashlib.sha256()
+    for split in imdb.SPLITS:
+        docs, labels = texts[split]
+        digest.update(np.asarray(labels, np.uint8).tobytes())
+        for doc in docs:
+            digest.update(doc.encode("utf-8", errors="surrogatepass") + b"\0")
+    sha = digest.hexdigest()[:16]
+    return Source(f"text-{sha}", f"{origin} (sha256 {sha} of its texts)", lambda: reviews_from_texts(texts))
+
+
+def reviews_from_texts(texts: Texts) -> imdb.Reviews:
+    """Texts tokenised as `imdb.read_reviews` tokenises the archive's (`imdb.tokenize`), each split's
+    rows ordered as the archive's are, by label (neg, then pos; within a label as given)."""
+    word_id: dict[str, int] = {}
+    ids, labels = {}, {}
+    for split in imdb.SPLITS:
+        docs, split_labels = texts[split]
+        order = np.argsort(np.asarray(split_labels), kind="stable")
+        ids[split] = [
+            np.array([word_id.setdefault(token, len(word_id)) for token in imdb.tokenize(docs[i])], np.int32)
+            for i in order
+        ]
+        labels[split] = np.asarray(split_labels, np.uint8)[order]
+    return imdb.Reviews(list(word_id), ids, labels)
+
+
+def load_encoded(source: Source, num_words: int) -> tuple[imdb.Encoded, str]:
+    """The lesson's multi-hot rows (`imdb.encode`) of `source`'s reviews, cached as
+    `<cache>/imdb-<key>-w<N>.npz` (the archive's file of `imdb.load_imdb`), and its source text."""
+    arrays = _cached(
+        cache_dir() / f"imdb-{source.key}-w{num_words}.npz", lambda: imdb.encode(source.read(), num_words)._asdict()
+    )
+    return imdb.Encoded(**{name: arrays[name] for name in imdb.Encoded._fields}), source.text
 
 
 def word_ids(reviews: imdb.Reviews, num_words: int) -> Arrays:
@@ -70,32 +138,29 @@ def _padded(rows: list[np.ndarray], width: int, pad: int) -> np.ndarray:
     return out
 
 
-def load_word_ids(archive: Path, num_words: int) -> tuple[Arrays, str]:
-    """`word_ids` of the archive's reviews (cached) and the source text (file name, sha256 prefix)."""
-    return _load(archive, f"ids-w{num_words}", lambda reviews: word_ids(reviews, num_words))
+def load_word_ids(source: Source, num_words: int) -> tuple[Arrays, str]:
+    """`word_ids` of the source's reviews (cached) and its source text."""
+    return _load(source, f"ids-w{num_words}", lambda reviews: word_ids(reviews, num_words))
 
 
-def load_sequences(archive: Path, num_words: int, length: int) -> tuple[Arrays, str]:
-    """`sequences` of the archive's reviews (cached) and the source text."""
-    return _load(archive, f"seq{length}-w{num_words}", lambda reviews: sequences(reviews, num_words, length))
+def load_sequences(source: Source, num_words: int, length: int) -> tuple[Arrays, str]:
+    """`sequences` of the source's reviews (cached) and its source text."""
+    return _load(source, f"seq{length}-w{num_words}", lambda reviews: sequences(reviews, num_words, length))
 
 
-def _load(archive: Path, form: str, encode: Callable[[imdb.Reviews], Arrays]) -> tuple[Arrays, str]:
-    archive = Path(archive)
-    sha = imdb.file_sha256(archive)
-    source = f"{archive.name} (sha256 {sha[:16]})"  # a name and checksum, never a machine path
+def _load(source: Source, form: str, encode: Callable[[imdb.Reviews], Arrays]) -> tuple[Arrays, str]:
     arrays = _cached(
-        cache_dir() / f"imdb-{sha[:16]}-{form}.npz",
-        lambda: encode(_tokens(archive, cache_dir() / f"imdb-{sha[:16]}-tokens.npz")),
+        cache_dir() / f"imdb-{source.key}-{form}.npz",
+        lambda: encode(_tokens(source, cache_dir() / f"imdb-{source.key}-tokens.npz")),
     )
-    return arrays, source
+    return arrays, source.text
 
 
-def _tokens(archive: Path, path: Path) -> imdb.Reviews:
+def _tokens(source: Source, path: Path) -> imdb.Reviews:
     """The tokenised reviews, from the cache when there: word ids flat per split with offsets."""
 
     def flatten() -> Arrays:
-        reviews = imdb.read_reviews(archive)
+        reviews = source.read()
         saved = {"words": np.array(reviews.words, dtype=str)}
         for split in imdb.SPLITS:
             saved[f"ids_{split}"] = np.concatenate(reviews.ids[split]).astype(np.int32)

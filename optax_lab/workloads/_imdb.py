@@ -11,14 +11,23 @@ from collections.abc import Callable
 import numpy as np
 
 from optax_lab.config import ModelConfig
-from optax_lab.data import Dataset, imdb, load_dataset, subset, words
+from optax_lab.data import Dataset, imdb, load_dataset, subset, tfds_reviews, words
 from optax_lab.embedding import CHUNK, WORD_PAD
 from optax_lab.errors import UsageError
 from optax_lab.files import cache_dir
 from optax_lab.workloads._mlp import MLP, build_model
 from optax_lab.workloads._workload import DataRequest
 
-__all__ = ["HOLDOUT_SEED", "mlp", "multi_hot", "multi_hot_bits", "real_archive", "sequences", "word_ids"]
+__all__ = [
+    "HOLDOUT_SEED",
+    "mlp",
+    "multi_hot",
+    "multi_hot_bits",
+    "real_archive",
+    "real_reviews",
+    "sequences",
+    "word_ids",
+]
 
 HOLDOUT_SEED = 113  # the seed Keras' imdb.load_data shuffles with, which the book's x_train[:10000] relies on
 
@@ -55,9 +64,18 @@ def real_archive(request: DataRequest):
         raise UsageError(
             f"workload {request.workload} needs the IMDB archive {imdb.ARCHIVE_NAME}, found neither at "
             f"--imdb-archive, ${imdb.ENV_ARCHIVE} nor {cache_dir() / imdb.ARCHIVE_NAME}: give "
-            f"--imdb-archive PATH, or add --dataset imdb to download it (84 MB)"
+            f"--imdb-archive PATH, or add --dataset imdb to download it (84 MB) or --dataset imdb-tfds "
+            "to read TFDS's imdb_reviews"
         )
     return archive
+
+
+def real_reviews(request: DataRequest) -> words.Source:
+    """The real reviews a words workload reads: TFDS's `imdb_reviews` with --dataset imdb-tfds (the
+    same texts, hence the same features), else the archive (`real_archive`)."""
+    if request.dataset == "imdb-tfds":
+        return tfds_reviews()
+    return words.archive_source(real_archive(request))
 
 
 def _dataset(arrays: dict[str, np.ndarray], source: str, num_words: int) -> Dataset:
@@ -90,7 +108,7 @@ def word_ids(request: DataRequest, holdout: float | None = None) -> tuple[Datase
     rows (`_dataset`). With `holdout`, the
     validation split is that share of the training reviews (a fixed random draw) and training
     keeps the rest, as the Keras book does (x_val = x_train[:10000] of Keras' shuffled 25,000)."""
-    arrays, source = words.load_word_ids(real_archive(request), request.num_words)
+    arrays, source = words.load_word_ids(real_reviews(request), request.num_words)
     if holdout is not None:
         order = np.random.default_rng(HOLDOUT_SEED).permutation(len(arrays["y_train"]))
         validation, training = np.split(order, [round(holdout * len(order))])
@@ -130,6 +148,6 @@ def multi_hot_bits(request: DataRequest, holdout: float | None = None) -> tuple[
 
 def sequences(request: DataRequest, length: int) -> tuple[Dataset, None]:
     """Each review's word indices in order, its last `length` kept and the rest padding (masked)."""
-    arrays, source = words.load_sequences(real_archive(request), request.num_words, length)
+    arrays, source = words.load_sequences(real_reviews(request), request.num_words, length)
     dataset = _dataset(arrays, source + f", the last {length} tokens of each review", request.num_words)
     return subset(dataset, request.train_examples), None

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from optax_lab.config import DEFAULT_WORKLOAD, FULL_BATCH, ModelConfig
 from optax_lab.errors import UsageError, closest
 from optax_lab.workloads._charlm import IMDB_CHAR_LM
+from optax_lab.workloads._deepobs import DEEPOBS_WORKLOADS, TFDS_PREFIX, tfds_workload
 from optax_lab.workloads._functions import (
     BEALE_START,
     ROSENBROCK_START,
@@ -236,6 +237,7 @@ def _entries() -> list[Workload]:
             target=_target("beale", "val_loss", 0.83, "min"),
         ),
         MNIST_CNN,
+        *DEEPOBS_WORKLOADS,
         IMDB_CHAR_LM,
     ]
 
@@ -255,10 +257,16 @@ REGISTRY: MappingProxyType[str, Workload] = MappingProxyType(_complete(_entries(
 _LOADED: dict[str, Workload] = {}
 
 
+# Registered, but out of `--workloads all`: their data is downloaded on first use (TFDS), which an
+# offline "all" cannot do; named, they run.
+_DOWNLOADED = frozenset(workload.name for workload in DEEPOBS_WORKLOADS)
+
+
 def names(selection: tuple[str, ...]) -> tuple[str, ...]:
-    """`("all",)` -> every registered workload's name (and those of the installed entry points)."""
+    """`("all",)` -> every registered workload's name that needs no download (not DeepOBS's image
+    problems, which read TFDS), and those of the installed entry points."""
     if tuple(selection) == ("all",):
-        return tuple(REGISTRY) + tuple(sorted(_entry_points()))
+        return tuple(name for name in REGISTRY if name not in _DOWNLOADED) + tuple(sorted(_entry_points()))
     return tuple(dict.fromkeys(selection))
 
 
@@ -269,8 +277,9 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def get(name: str) -> Workload:
-    """The workload `name`: registered here, by an entry point, or `module:function` (a reference
-    to a function returning a Workload), loaded once. Anything else is a UsageError with the
+    """The workload `name`: registered here, by an entry point, `tfds:NAME[:NET]` (a TFDS image
+    dataset through a DeepOBS net), or `module:function` (a reference to a function returning a
+    Workload), loaded once. Anything else is a UsageError with the
     closest names."""
     if name in REGISTRY:
         return REGISTRY[name]
@@ -280,6 +289,8 @@ def get(name: str) -> Workload:
     if name in points:
         origin = f"entry point {name!r} ({points[name].value})"
         return _remember(name, _checked(_call(points[name].load, origin), origin))
+    if name.startswith(TFDS_PREFIX):
+        return _remember(name, tfds_workload(name))
     if ":" in name:
         module, _, function = name.partition(":")
         return _remember(name, _checked(_call(lambda: getattr(importlib.import_module(module), function), name), name))
