@@ -1,6 +1,7 @@
-"""The benchmark outputs: the timing table and `optax-lab compare` from handmade pytest-benchmark
-JSON, their bad input (one line, exit 2, nothing written), the FLOPs derived from XLA's cost
-analysis against an analytic count, and one real `pytest bench/` run feeding `compare`."""
+"""The benchmark outputs: the timing table, the workloads section and `optax-lab compare` from
+handmade pytest-benchmark JSON, their bad input (one line, exit 2, nothing written), the FLOPs
+derived from XLA's cost analysis against an analytic count, and one real `pytest bench/` run
+feeding `compare`. (FLOPs counted on a program's jaxpr: tests/test_program_flops.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from optax_lab import workloads
 from optax_lab.benchmarking.records import BENCH_KIND, benchmark_rows
 from optax_lab.benchmarking.table import machine_label, report_path, timing_markdown
+from optax_lab.benchmarking.workload_table import full_run_seconds, limit_verdict, workload_markdown
 from optax_lab.cli import main
 from optax_lab.errors import UsageError
 
@@ -179,13 +181,57 @@ def test_rounds_fill_the_time_budget_within_bounds():
 
 def test_records_table_and_compare_need_no_jax_and_every_export_resolves():
     code = (
-        "import sys; import optax_lab.benchmarking as b, optax_lab.benchmarking.compare; "
+        "import sys; import optax_lab.benchmarking as b, optax_lab.benchmarking.compare, "
+        "optax_lab.benchmarking.workload_table; "
         "assert 'jax' not in sys.modules, 'reading or rendering imported jax'; "
         "missing = [name for name in b.__all__ if getattr(b, name, None) is None]; "
         "assert not missing, missing"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def workload_row(name: str, rate: float, default_epochs: int, limit_s: float | None, **info) -> dict:
+    """A bench_workloads row as it records it: `rate` seed-epochs/s, 8 seeds x its default epochs."""
+    full_run_s = full_run_seconds(rate, default_epochs)
+    return {
+        "workload": name,
+        "optimizer": "adam",
+        "batch": 128,
+        "seeds": 8,
+        "epochs": default_epochs,
+        "seed_epochs_per_s": rate,
+        "runs": [rate],
+        "compile_s": 3.0,
+        "default_epochs": default_epochs,
+        "full_run_s": full_run_s,
+        "limit_s": limit_s,
+        "limit_verdict": limit_verdict(full_run_s, limit_s),
+        "gflop_per_run": 500.0,
+        "flops_exact": True,
+        "gflops_per_s": 25.0,
+        "peak_fraction": 0.25,
+        "load": [1.0, 1.0, 1.0],
+        **info,
+    }
+
+
+def test_workloads_section_sets_full_runs_against_limits_and_gflops_beside_the_peak():
+    assert full_run_seconds(2.0, 10) == 40.0 and full_run_seconds(2.0, 10, seeds=2) == 10.0
+    assert limit_verdict(120.0, 120.0) == "within" and limit_verdict(120.5, 120.0) == "over"
+    assert limit_verdict(1e6, None) == ""  # no limit, no verdict
+    rows = [
+        workload_row("fast-cnn", 1.0, 10, 120.0),  # 8 x 10 / 1.0 = 80 s
+        workload_row("slow-lm", 0.2, 6, 180.0, flops_exact=False, gflops_per_s=0.5, peak_fraction=0.005),  # 240 s
+        workload_row("no-limit", 100.0, 20, None),
+    ]
+    text = workload_markdown(rows, {"gflops": 100.0, "size": 1024, "repeats": 20})
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "100.0 GFLOP/s (1024×1024 fp32 matmul, best of 20)" in text
+    assert "| 80.0 s (10 epochs) | 120 s: within | 500.0 | 25.0 | 25.0 % |" in lines["| fast-cnn"]
+    assert "| 240.0 s (6 epochs) | 180 s: **over** | 500.0 | 0.5 † | 0.5 % |" in lines["| slow-lm"]
+    assert "| 1.6 s (20 epochs) | none |" in lines["| no-limit"]
+    assert workload_markdown(rows[:1], None).startswith("Machine's fp32 matmul peak: not measured.")
 
 
 # ---------------------------------------------------------------------------------------------
