@@ -195,3 +195,15 @@ def test_the_transformer_optimizers_train_the_char_lm(tiny_char_lm, optimizer):
     )
     losses = result.history["train_loss"][0]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+
+
+def test_all_cnn_c_draws_dropout_while_training_and_only_then():
+    workload = workloads.get("cifar100-allcnnc")
+    assert workload.dropout
+    x_BHWC = jax.random.randint(jax.random.key(0), (1, 32, 32, 3), 0, 256).astype(jnp.uint8)
+    model = workload.build(workload.base_model(None))
+    variables = model.init(jax.random.key(1), x_BHWC)
+    evaluated = model.apply(variables, x_BHWC)
+    np.testing.assert_array_equal(evaluated, model.apply(variables, x_BHWC))
+    trained = [model.apply(variables, x_BHWC, train=True, rngs={"dropout": jax.random.key(k)}) for k in (2, 3)]
+    assert not np.allclose(trained[0], trained[1]) and not np.allclose(trained[0], evaluated)

@@ -116,7 +116,8 @@ def _train_step(parts: Parts, tx, epoch_dropout_key, data: Arrays, carry, batch)
         if rows_B is None
         else (take_examples(data.x_train, rows_B), take_examples(data.y_train, rows_B))
     )
-    step_key = jax.random.fold_in(epoch_dropout_key, step_index) if parts.model_config.dropout > 0 else None
+    draws_dropout = parts.model_config.dropout > 0 or parts.workload.dropout
+    step_key = jax.random.fold_in(epoch_dropout_key, step_index) if draws_dropout else None
 
     def loss_fn(p):
         data_loss, values = measured(parts, p, x, y, weights_B, step_key)

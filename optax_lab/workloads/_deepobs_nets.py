@@ -16,9 +16,8 @@ per-image standardisation. Defined from fsschneider/DeepOBS (read for the defini
   deepobs/pytorch/testproblems/testproblems_modules.py): conv 3x3 96, 96, 96 stride 2, conv 3x3
   192, 192, 192 stride 2 (all "same"), conv 3x3 192 "valid", conv 1x1 192, conv 1x1 classes, every
   one with ReLU (the last too, as DeepOBS has it), then the mean over the image; kernels Glorot
-  normal, biases 0.1. DeepOBS's dropout (0.2 on the input, 0.5 after each stride-2 conv) is left
-  out: the engine draws dropout keys only for the configurable MLP (`ModelConfig.dropout`), and a
-  fixed net has no way to ask for them.
+  normal, biases 0.1; dropout 0.2 on the input and 0.5 after each stride-2 conv while training
+  (the workload declares `dropout`, so the engine hands it a key each step).
 
 TensorFlow's and Flax's initialisers agree: a truncated normal's stddev is the untruncated one's
 (cut at 2 stddev), and Glorot normal is a truncated normal scaled to the fan average. Every layer
@@ -131,13 +130,14 @@ _ALLCNNC = (
 
 class AllCNNC(nn.Module):
     """All-CNN-C (Springenberg et al., 2015): nine convolutions with ReLU and no pooling but two
-    stride-2 convolutions, averaged over the image, on per-image standardised pixels."""
+    stride-2 convolutions, averaged over the image, on per-image standardised pixels; dropout 0.2
+    on the input and 0.5 after each stride-2 convolution while training."""
 
     classes: int = 100
 
     @nn.compact
-    def __call__(self, x_BHWC: jax.Array) -> jax.Array:
-        x = standardized(x_BHWC)
+    def __call__(self, x_BHWC: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.Dropout(0.2, deterministic=not train)(standardized(x_BHWC))
         layers = (*_ALLCNNC, (self.classes, 1, 1, "SAME"))
         for index, (features, size, stride, padding) in enumerate(layers):
             conv = Conv(
@@ -150,4 +150,6 @@ class AllCNNC(nn.Module):
                 name=f"conv_{index}",
             )
             x = nn.relu(conv(x))
+            if stride == 2:
+                x = nn.Dropout(0.5, deterministic=not train)(x)
         return x.mean(axis=(1, 2))

@@ -116,6 +116,8 @@ class Workload:
     hidden_matrices: params -> a tree of bools, True for the hidden weight matrices (what Muon
       orthogonalises; embeddings, output heads, norms and biases go to its Adam), or None: every
       2-D parameter is one, optax.contrib.muon's default.
+    dropout: the fixed net draws dropout while it trains: it takes `train=True` and a "dropout"
+      PRNG stream then (the configurable MLP's `--dropout` does the same).
     l2: a fixed net's weight decay as a loss term, l2 * sum of its layers' squared kernels (the
       probed layers': every top-level one unless declared), as DeepOBS adds it to its losses.
     """
@@ -142,6 +144,7 @@ class Workload:
     eval_batch: int | None = None
     l2: float = 0.0
     hidden_matrices: Callable[[Any], Any] | None = None
+    dropout: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
@@ -222,6 +225,7 @@ class Workload:
             "model": self.model_text if self.mlp is None else self.mlp.describe(),
             "optimum": None if self.optimum is None else list(self.optimum),
             "l2": self.l2,
+            "dropout": self.dropout,
         }
 
 
