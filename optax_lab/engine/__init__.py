@@ -7,8 +7,8 @@ compile. Private modules, each a stage of one program, behind this face:
 
 `_inputs` (the data on the device and the settings a run compiles to) -> `_ops` (pure array
 operations) -> `_state` (what a program carries) -> `_program` (its functions: init, step, epoch, evaluate) -> `_memory`
-(what a program needs before it is compiled) -> `_compiling` (XLA options, caches, counting
-compiles) -> `_layout` (replicas over devices) -> `_train` (compile, run, time).
+(what a program needs before it is compiled; `_activations`, an example's share) -> `_compiling` (XLA options, caches,
+counting compiles) -> `_layout` (replicas over devices) -> `_train` (compile, run, time).
 """
 
 from optax_lab.engine._compiling import (
