@@ -9,7 +9,12 @@ from optax_lab.workloads._workload import Target, Workload
 
 __all__ = ["MNIST_CNN"]
 
-_TARGET_SOURCE = "to be measured"
+_TARGET_SOURCE = (
+    "the reference adam at its tuned rate 1.777e-3 (`optax-lab tune --workloads mnist-cnn --optimizers adam,... "
+    "--points 5 --decades 2 --extend 1 --search-seeds 1 --seeds 2`, reports/flagship/), then `optax-lab run "
+    "--workloads mnist-cnn --optimizers adam --tuned tuned.json --seeds 8`: best val acc 0.9651 (mean) at epoch 8.9, "
+    "worst seed 0.962, reached at epoch 7.5 (mean); AlgoPerf's MNIST target is 0.97 on the full 60,000"
+)
 
 MNIST_CNN = Workload(
     "mnist-cnn",
@@ -17,7 +22,7 @@ MNIST_CNN = Workload(
     mnist_5k,
     MnistCNN(),
     softmax_cross_entropy,
-    Target("val_acc", 0.97, "max", _TARGET_SOURCE),
+    Target("val_acc", 0.962, "max", _TARGET_SOURCE),
     metrics=ACCURACY,
     model_text="conv 3x3 8 -> max pool 2 -> conv 3x3 16 -> max pool 2 -> dense 64 -> dense 10, ReLU",
     epochs=10,
