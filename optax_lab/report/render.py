@@ -51,9 +51,10 @@ def _header(results: Mapping) -> list[str]:
     data, device, model = results["dataset"], results["device"], results.get("model") or {}
     dataset = (
         f"**{data.get('name', 'unnamed')}** from {data.get('source', 'an unnamed source')}: "
-        f"{data.get('n_train', '?')} training / {data.get('n_test', '?')} test examples, "
-        f"the {data.get('num_words', '?')} most frequent words"
+        f"{data.get('n_train', '?')} training / {data.get('n_test', '?')} test examples"
     )
+    if data.get("num_words", "?"):  # images, characters and generated problems have no vocabulary
+        dataset += f", the {data.get('num_words', '?')} most frequent words"
     if str(data.get("name", "")).startswith("synthetic"):
         dataset += " (synthetic stand-in, not real reviews: compare its numbers only with other synthetic runs)"
     versions = ", ".join(f"{lib} {device[lib]}" for lib in ("jax", "jaxlib", "optax", "flax") if lib in device)
@@ -71,10 +72,13 @@ def _header(results: Mapping) -> list[str]:
     if len({str(run["model"]) for run in results["runs"]}) > 1:  # the lessons vary the model
         mlp = f"varies by run (each section says how); the base: {mlp}"
     lesson_data = [
-        f"{lesson['name']}: {lesson['num_words']} words"
-        + (f", {lesson['train_examples']} training reviews" if lesson["train_examples"] else "")
+        f"{lesson['name']}: "
+        + ", ".join(
+            ([f"{lesson['num_words']} words"] if lesson["num_words"] else [])
+            + ([f"{lesson['train_examples']} training reviews"] if lesson["train_examples"] else [])
+        )
         for lesson in results["lessons"]
-        if lesson["num_words"] != data.get("num_words") or lesson["train_examples"]
+        if (lesson["num_words"] and lesson["num_words"] != data.get("num_words")) or lesson["train_examples"]
     ]
     if lesson_data:
         dataset += "; lessons with their own data: " + "; ".join(lesson_data)
