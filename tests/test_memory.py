@@ -102,31 +102,41 @@ def _net_data(name: str, n: int) -> Arrays:
     return Arrays.from_numpy(x[:n], y[:n], x[n:], y[n:])
 
 
-# (workload, batch, seeds, examples a split): a conv net's (on CPU its image patches) and a
+# (workload, batch, seeds, points, examples a split): a conv net's (on CPU its image patches) and a
 # transformer's ([heads, T, T] attention weights) activations, at each workload's batch, with
-# splits larger than its eval_batch so that the evaluations and the init's gradient go in chunks.
-# CI checks the cheaper shape of each model; the slow ones complete the set.
+# splits larger than its eval_batch so that the evaluations and the init's gradient go in chunks;
+# with several points a seed's init shares its memory with its points' steps. CI checks the
+# cheaper shapes; the slow ones complete the set.
 NETS_ESTIMATED = [
-    ("mnist-cnn", 128, 4, 640),
-    ("imdb-char-lm", 32, 4, 160),
-    pytest.param("mnist-cnn", 128, 8, 1200, marks=pytest.mark.slow),
-    pytest.param("imdb-char-lm", 32, 8, 300, marks=pytest.mark.slow),
-    pytest.param("fmnist-2c2d", 128, 4, 1200, marks=pytest.mark.slow),
-    pytest.param("cifar10-3c3d", 128, 2, 1200, marks=pytest.mark.slow),  # max pools with overlapping windows
+    ("mnist-cnn", 128, 4, 1, 640),
+    ("imdb-char-lm", 32, 4, 1, 160),
+    ("mnist-cnn", 128, 2, 4, 640),
+    pytest.param("imdb-char-lm", 32, 4, 4, 160, marks=pytest.mark.slow),
+    pytest.param("mnist-cnn", 128, 8, 1, 1200, marks=pytest.mark.slow),
+    pytest.param("imdb-char-lm", 32, 8, 1, 300, marks=pytest.mark.slow),
+    pytest.param("fmnist-2c2d", 128, 4, 1, 1200, marks=pytest.mark.slow),
+    pytest.param("cifar10-3c3d", 128, 2, 1, 1200, marks=pytest.mark.slow),  # max pools with overlapping windows
 ]
 
 
-@pytest.mark.parametrize("name, batch, seeds, examples", NETS_ESTIMATED)
-def test_the_estimate_counts_conv_and_attention_activations(name, batch, seeds, examples):
+@pytest.mark.parametrize("name, batch, seeds, points, examples", NETS_ESTIMATED)
+def test_the_estimate_counts_conv_and_attention_activations(name, batch, seeds, points, examples):
     workload, spec = workloads.get(name), RunSpec("adam", "adam", batch_size=batch)
     assert workload.eval_batch < examples  # the chunked evaluation and init are what is checked
     data = _net_data(name, examples)
-    model, settings = workload.base_model(None), program_settings(spec, data, 2, seeds, Order.PER_SEED)
+    model = workload.base_model(None)
+    settings = program_settings(spec, data, 2, seeds, Order.PER_SEED, num_points=points)
     compiled, _ = engine.compile_program(model, spec, settings, data, workload=workload)
     analysis = compiled.memory_analysis()
     xla = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-    estimate = engine.estimate_memory(model, spec, settings, workload, data.x_train).bytes_for(seeds, 1)
+    estimate = engine.estimate_memory(model, spec, settings, workload, data.x_train).bytes_for(seeds, points)
     assert xla <= estimate <= 2 * xla, f"estimate {estimate / 1e6:.1f} MB vs XLA's {xla / 1e6:.1f} MB"
+
+
+def test_a_seeds_init_shares_its_memory_with_its_points_steps():
+    estimate = engine.MemoryEstimate(100, 10, 5, init_activations=12, replica_activations=4)
+    assert estimate.bytes_for(2, 1) == 100 + 2 * (10 + 8) + 2 * 5  # the init holds 8 more than one step
+    assert estimate.bytes_for(2, 3) == 100 + 2 * (10 + 0) + 6 * 5  # three points' steps hold more than it
 
 
 ESTIMATE = engine.MemoryEstimate(fixed=100, per_seed=10, per_replica=5)

@@ -12,10 +12,9 @@ init's gradient on the whole split, or on `workload.eval_batch` examples where t
 takes its splits in chunks.
 
 It errs high: tests check it against XLA's own figure for the compiled program (the MLP's
-shapes, the words models' embedding bag, mnist-cnn, imdb-char-lm). The init and the epochs run
-one after the other and XLA reuses their memory; the estimate, linear in seeds and points, counts
-that exactly for one point, and with several points a seed's init beside its replicas' epochs:
-up to about twice the activations where the two are alike (mnist-cnn, 4 seeds x 4 points: 2.3x).
+shapes, the words models' embedding bag, mnist-cnn and imdb-char-lm with one point and with four).
+A seed's init runs before its points' steps and XLA reuses its memory for them, so a seed adds
+only what its init holds beyond its points' step activations (`MemoryEstimate.bytes_for`).
 """
 
 from __future__ import annotations
@@ -58,14 +57,20 @@ def gigabytes(count: float) -> str:
 class MemoryEstimate:
     """Bytes on each device: `fixed` (the data, and where every seed steps on the same batches,
     in shared order or full batch, that batch), plus `per_seed` for each seed, plus
-    `per_replica` for each (seed, point) replica."""
+    `per_replica` for each (seed, point) replica, of which `replica_activations` are a step's or
+    an evaluation's activations. A seed's init runs before any step, on the activations of
+    `init_activations`: its points' steps reuse that memory, so only what the init holds beyond
+    them adds up."""
 
     fixed: int
     per_seed: int
     per_replica: int
+    init_activations: int = 0
+    replica_activations: int = 0
 
     def bytes_for(self, seeds: int, points: int) -> int:
-        return self.fixed + seeds * self.per_seed + seeds * points * self.per_replica
+        init_excess = max(0, self.init_activations - points * self.replica_activations)
+        return self.fixed + seeds * (self.per_seed + init_excess) + seeds * points * self.per_replica
 
     def describe(self) -> str:
         return (
@@ -115,8 +120,8 @@ def estimate_memory(
     # Traced as a step runs the model, with the dropout masks it draws: the init's gradient and
     # the evaluation, which draw none, are counted with them too.
     per_example = activations(model, params, row, dropout=model_config.dropout > 0 or workload.dropout)
-    seed_activations, replica_activations = _activation_bytes(per_example, settings, workload.eval_batch, seed_batches)
-    per_seed = seed_batches + seed_activations
+    init_activations, replica_activations = _activation_bytes(per_example, settings, workload.eval_batch, seed_batches)
+    per_seed = seed_batches
     # DP-SGD: each example's gradient, and its clipped copy.
     per_example_grads = (
         2 * settings.batch_size * param_count * FLOAT
@@ -134,17 +139,19 @@ def estimate_memory(
         + line_search
         + settings.epochs * (16 + model_config.depth + 1) * FLOAT
     )  # the history
-    return MemoryEstimate(data + (epoch_batches if shared else 0), per_seed, per_replica)
+    return MemoryEstimate(
+        data + (epoch_batches if shared else 0), per_seed, per_replica, init_activations, replica_activations
+    )
 
 
 def _activation_bytes(
     per_example: Activations, settings: ProgramSettings, eval_batch: int | None, seed_batches: int
 ) -> tuple[int, int]:
-    """(a seed's, a replica's) activations. A replica's step holds a gradient's on its batch,
-    and its evaluation a forward pass's on a chunk of the split (the whole split when the
+    """(a seed's init's, a replica's) activations. A replica's step holds a gradient's on its
+    batch, and its evaluation a forward pass's on a chunk of the split (the whole split when the
     workload does not chunk; the training split's too with eval_train, one after the other).
-    A seed's init holds a gradient's on a chunk of the training set before any step runs, so a
-    seed adds only what that exceeds its first replica's activations and the seed's own batches."""
+    A seed's init holds a gradient's on a chunk of the training set before any step runs, in
+    memory its seed's own batches take later too."""
 
     def chunk(n: int) -> int:
         return n if eval_batch is None else min(eval_batch, n)
@@ -153,7 +160,7 @@ def _activation_bytes(
     evaluated = max(chunk(settings.n_test), chunk(settings.n_train) if settings.eval_train else 0)
     replica = max(step, evaluated * per_example.forward)
     init = chunk(settings.n_train) * per_example.gradient
-    return max(0, init - seed_batches - replica), replica
+    return max(0, init - seed_batches), replica
 
 
 def _bytes(leaf) -> int:
