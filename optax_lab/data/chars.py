@@ -11,16 +11,14 @@ in the user cache (`<cache>/imdb-<sha16>-chars-c<context>-<train>-<val>.npz`), n
 
 from __future__ import annotations
 
-import tarfile
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from optax_lab.data import imdb
+from optax_lab.data import imdb, words
 from optax_lab.errors import UsageError
-from optax_lab.files import atomic_file, cache_dir
+from optax_lab.files import cache_dir
 
 __all__ = ["VOCABULARY", "Windows", "encode_text", "load_windows", "read_texts", "windows"]
 
@@ -49,17 +47,8 @@ def encode_text(text: str) -> np.ndarray:
 def read_texts(archive: Path) -> dict[str, list[str]]:
     """Every labelled review's text per split, ordered by label (neg, then pos) and review id."""
     found: dict[str, list[tuple[int, int, str]]] = {split: [] for split in imdb.SPLITS}
-    try:
-        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            for member in tar:
-                match = imdb.REVIEW_FILE.fullmatch(member.name)
-                if match and member.isfile():
-                    text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-                    found[match[1]].append((imdb.LABELS.index(match[2]), int(match[3]), text))
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise UsageError(
-            f"IMDB archive {archive.name!r} is not a readable .tar.gz ({error}): pass the official {imdb.ARCHIVE_NAME}"
-        ) from None
+    for split, label, review_id, text in imdb.review_texts(archive):
+        found[split].append((label, review_id, text))
     return {split: [text for *_, text in sorted(rows)] for split, rows in found.items()}
 
 
@@ -94,14 +83,9 @@ def windows(texts: dict[str, list[str]], context: int, train: int, val: int) -> 
 
 def load_windows(archive: Path, context: int, train: int, val: int) -> tuple[Windows, str]:
     """`windows` of the archive's reviews (cached) and the source text (file name, sha256 prefix)."""
-    archive = Path(archive)
-    sha = imdb.file_sha256(archive)
-    path = cache_dir() / f"imdb-{sha[:16]}-chars-c{context}-{train}-{val}.npz"
-    try:
-        with np.load(path) as saved:
-            cached = Windows(*(saved[name] for name in Windows._fields))
-    except (OSError, EOFError, KeyError, ValueError, zlib.error):  # absent or torn: rebuild
-        cached = windows(read_texts(archive), context, train, val)
-        with atomic_file(path) as f:
-            np.savez_compressed(f, **cached._asdict())
-    return cached, f"{archive.name} (sha256 {sha[:16]})"
+    source = words.archive_source(archive)
+    arrays = words.cached_arrays(
+        cache_dir() / f"imdb-{source.key}-chars-c{context}-{train}-{val}.npz",
+        lambda: windows(read_texts(Path(archive)), context, train, val)._asdict(),
+    )
+    return Windows(**arrays), source.text

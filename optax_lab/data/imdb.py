@@ -33,6 +33,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +58,7 @@ __all__ = [
     "load_imdb",
     "local_archive",
     "read_reviews",
+    "review_texts",
     "tokenize",
     "word_index",
 ]
@@ -176,34 +178,46 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("<br />", " "))
 
 
-def read_reviews(archive: Path) -> Reviews:
-    """One pass over the tar stream: tokenise every labelled train/test review, in memory.
+def review_texts(archive: Path, advance: Callable[[int], None] | None = None) -> Iterator[tuple[str, int, int, str]]:
+    """One pass over the tar stream: (split, label, review id, text) of every labelled train/test
+    review, in archive order; `advance` is told the bytes read so far.
 
     Raises UsageError when `archive` is not a gzip tar holding aclImdb/{train,test}/{pos,neg}.
     """
-    word_id: defaultdict[str, int] = defaultdict()
-    word_id.default_factory = word_id.__len__  # an unseen word gets the next id
-    found: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {(s, label): [] for s in SPLITS for label in (0, 1)}
     fix = f"pass the official {ARCHIVE_NAME}, or omit --imdb-archive/{ENV_ARCHIVE} to download it"
-    size = archive.stat().st_size
-    with open(archive, "rb") as raw, _Progress(f"tokenising {archive.name}", size) as advance:
+    seen: set[tuple[str, int]] = set()
+    with open(archive, "rb") as raw:
         try:
             with tarfile.open(fileobj=raw, mode="r|gz") as tar:
                 for member in tar:
                     match = REVIEW_FILE.fullmatch(member.name)
                     if match and member.isfile():
                         text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-                        tokens = tokenize(text)
-                        ids = np.fromiter(map(word_id.__getitem__, tokens), np.int32, len(tokens))
-                        found[match[1], LABELS.index(match[2])].append((int(match[3]), ids))
-                    advance(raw.tell())
+                        seen.add((match[1], LABELS.index(match[2])))
+                        yield match[1], LABELS.index(match[2]), int(match[3]), text
+                    if advance:
+                        advance(raw.tell())
         except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
             raise UsageError(f"IMDB archive {str(archive)!r} is not a readable .tar.gz ({error}): {fix}") from None
-    for (split, label), group in found.items():
-        if not group:
-            raise UsageError(
-                f"{str(archive)!r} is not the {ARCHIVE_NAME} archive (no aclImdb/{split}/"
-                f"{LABELS[label]}/*.txt inside): {fix}"
+    missing = [(split, label) for split in SPLITS for label in (0, 1) if (split, label) not in seen]
+    if missing:
+        split, label = missing[0]
+        raise UsageError(
+            f"{str(archive)!r} is not the {ARCHIVE_NAME} archive (no aclImdb/{split}/"
+            f"{LABELS[label]}/*.txt inside): {fix}"
+        )
+
+
+def read_reviews(archive: Path) -> Reviews:
+    """Every labelled train/test review tokenised, in memory (`review_texts`' one pass)."""
+    word_id: defaultdict[str, int] = defaultdict()
+    word_id.default_factory = word_id.__len__  # an unseen word gets the next id
+    found: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {(s, label): [] for s in SPLITS for label in (0, 1)}
+    with _Progress(f"tokenising {archive.name}", archive.stat().st_size) as advance:
+        for split, label, review_id, text in review_texts(archive, advance):
+            tokens = tokenize(text)
+            found[split, label].append(
+                (review_id, np.fromiter(map(word_id.__getitem__, tokens), np.int32, len(tokens)))
             )
     ids, labels = {}, {}
     for split in SPLITS:

@@ -35,6 +35,7 @@ from optax_lab.files import atomic_file, cache_dir
 __all__ = [
     "Source",
     "archive_source",
+    "cached_arrays",
     "load_encoded",
     "load_sequences",
     "load_word_ids",
@@ -94,7 +95,7 @@ def reviews_from_texts(texts: Texts) -> imdb.Reviews:
 def load_encoded(source: Source, num_words: int) -> tuple[imdb.Encoded, str]:
     """The lesson's multi-hot rows (`imdb.encode`) of `source`'s reviews, cached as
     `<cache>/imdb-<key>-w<N>.npz` (the archive's file of `imdb.load_imdb`), and its source text."""
-    arrays = _cached(
+    arrays = cached_arrays(
         cache_dir() / f"imdb-{source.key}-w{num_words}.npz", lambda: imdb.encode(source.read(), num_words)._asdict()
     )
     return imdb.Encoded(**{name: arrays[name] for name in imdb.Encoded._fields}), source.text
@@ -149,7 +150,7 @@ def load_sequences(source: Source, num_words: int, length: int) -> tuple[Arrays,
 
 
 def _load(source: Source, form: str, encode: Callable[[imdb.Reviews], Arrays]) -> tuple[Arrays, str]:
-    arrays = _cached(
+    arrays = cached_arrays(
         cache_dir() / f"imdb-{source.key}-{form}.npz",
         lambda: encode(_tokens(source, cache_dir() / f"imdb-{source.key}-tokens.npz")),
     )
@@ -168,12 +169,12 @@ def _tokens(source: Source, path: Path) -> imdb.Reviews:
             saved[f"labels_{split}"] = reviews.labels[split]
         return saved
 
-    saved = _cached(path, flatten)
+    saved = cached_arrays(path, flatten)
     ids = {split: np.split(saved[f"ids_{split}"], saved[f"offsets_{split}"][1:-1]) for split in imdb.SPLITS}
     return imdb.Reviews(saved["words"].tolist(), ids, {split: saved[f"labels_{split}"] for split in imdb.SPLITS})
 
 
-def _cached(path: Path, build: Callable[[], Arrays]) -> Arrays:
+def cached_arrays(path: Path, build: Callable[[], Arrays]) -> Arrays:
     """The arrays saved at `path`, else built and saved there (atomically: whole or absent)."""
     try:
         with np.load(path) as saved:
