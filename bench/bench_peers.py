@@ -1,19 +1,24 @@
-"""Peers side by side: the lesson's Adam and SGD runs timed three ways.
+"""Peers side by side: the lesson's Adam and SGD runs timed several ways.
 
 Batch 500, 20 epochs, the loss on the whole test split after every epoch, on IMDB when an archive
 is available locally (else synthetic-imdb):
 - Keras, written as the lesson writes it (Sequential Dense 32 relu, 32 relu, 1 sigmoid; compile
-  with 'adam' / 'sgd' and binary cross-entropy; `model.fit`), one seed per run;
+  with 'adam' / 'sgd' and binary cross-entropy; `model.fit`), one seed per run; and the same with
+  `jit_compile=True` (XLA, which Keras' default leaves off on a CPU-only machine);
 - PyTorch, a plain training loop (nn.Sequential, torch.optim, BCELoss, shuffled batches), one seed
-  per run;
+  per run; and a `torch.func` ensemble, the seeds of a run in one vmapped model, eager and with
+  `torch.compile`, each with per-seed and shared shuffling (`bench/_torch_peers.py`);
 - optax_lab, 8 seeds in one compiled program, on one device and on all devices, each with
   per-seed shuffling (what separate runs do) and shared shuffling (its faster `--shared-order`).
 Seed-epochs/s and the final val loss of each go into one table of the bench report (the
-`report_section` fixture), with every row's speed over Keras'.
+`report_section` fixture), with every row's speed over Keras', its final val loss against
+optax_lab's within seed noise, and optax_lab's speed-up targets (`TARGETS`) judged. The last test
+asserts that every row's final val loss agrees with optax_lab's (not under --smoke).
 
 Keras and PyTorch come with the `peers` extra (`pip install -e '.[dev,peers]'`, torch from its
 CPU index first); without it their benchmarks are skipped with the reason, and the table shows
-them as skipped. Under --smoke everything shrinks to a quick check that it runs.
+them as skipped. Under --smoke everything shrinks to a quick check that it runs, and no target or
+agreement is judged.
 
 Run: pytest bench/bench_peers.py --benchmark-columns=median,iqr,rounds
 """
@@ -30,7 +35,7 @@ import optax
 import pytest
 
 from optax_lab import engine, workloads
-from optax_lab.benchmarking.peers import PeerRun, peers_markdown, workload_text
+from optax_lab.benchmarking.peers import TARGETS, PeerRun, agreement, disagreements, peers_markdown, workload_text
 from optax_lab.config import Order
 from optax_lab.devices import cores
 from optax_lab.lessons import RunSpec
@@ -39,18 +44,20 @@ IMDB_MLP = workloads.get("imdb-mlp")  # the lesson's MLP on IMDB's multi-hot row
 
 BATCH = 500
 RATES = {"adam": 1e-3, "sgd": 1e-2}  # what Keras' 'adam' and 'sgd' strings use
-# optax_lab's runs of the same: Keras' Adam eps (optax's default is 1e-8).
+# optax_lab's runs of the same: Keras' Adam eps (optax's default is 1e-8), as the PyTorch rows use too.
 SPECS = {
     "adam": RunSpec("Adam", "adam", {"learning_rate": RATES["adam"], "b1": 0.9, "b2": 0.999, "eps": 1e-7}, BATCH),
     "sgd": RunSpec("SGD", "sgd", {"learning_rate": RATES["sgd"]}, BATCH),
 }
+# Keras' compile() as the lesson calls it, and with XLA (on a CPU-only machine Keras' "auto" is off).
+KERAS_WAYS = {"keras": {}, "keras_xla": {"jit_compile": True}}
 INSTALL = "pip install -e '.[peers]' (torch from its CPU index first)"
-TARGET = 40.0  # the speed-up over the lesson's Keras code that the peers' table checks for
 
 
 @pytest.fixture(scope="module")
 def sizes(smoke):
-    # Keras and PyTorch train one seed per timed run; optax_lab all its seeds in each.
+    # Keras and the plain PyTorch loop train one seed per timed run; the ensembles and optax_lab all
+    # their seeds in each.
     if smoke:
         return {"epochs": 2, "seeds": 2, "peer_rounds": 1, "optax_lab_rounds": 1}
     return {"epochs": 20, "seeds": 8, "peer_rounds": 3, "optax_lab_rounds": 3}
@@ -64,9 +71,9 @@ def peer_runs(report_section, bench_data, sizes, smoke) -> list[PeerRun]:
     (n_train, num_words), n_test = arrays.x_train.shape, arrays.x_test.shape[0]
     workload = workload_text(name, n_train, n_test, num_words, BATCH, sizes["epochs"])
     if smoke:
-        workload = "Smoke run: sizes shrunk, the figures mean nothing. " + workload
-    target = None if smoke else TARGET  # a smoke run's figures judge nothing
-    report_section("Peers: Keras, PyTorch and optax_lab", lambda stem: (peers_markdown(runs, workload, target), {}))
+        workload = "Smoke run: sizes shrunk, the figures mean nothing and no target is judged. " + workload
+    targets = None if smoke else TARGETS  # a smoke run's figures judge nothing
+    report_section("Peers: Keras, PyTorch and optax_lab", lambda stem: (peers_markdown(runs, workload, targets), {}))
     return runs
 
 
@@ -77,12 +84,12 @@ def numpy_data(bench_data):
     return tuple(np.array(array, np.float32) for array in bench_data[1])
 
 
-def need(module: str, framework: str, way: str, optimizer: str, runs: list[PeerRun]):
+def need(module: str, framework: str, way: str, optimizer: str, runs: list[PeerRun], order: str = ""):
     """The module, or a skip with the reason (recorded as a skipped row of the table)."""
     try:
         return pytest.importorskip(module, reason=f"{framework} is not installed: {INSTALL}")
     except pytest.skip.Exception as skip:
-        runs.append(PeerRun(way, optimizer, skipped=str(skip.msg)))
+        runs.append(PeerRun(way, optimizer, order=order, skipped=str(skip.msg)))
         raise
 
 
@@ -95,9 +102,10 @@ def finite_positive(values) -> bool:
     return bool(values) and all(math.isfinite(v) and v > 0 for v in values)
 
 
+@pytest.mark.parametrize("way", list(KERAS_WAYS))
 @pytest.mark.parametrize("optimizer", list(RATES))
-def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
-    tf = need("tensorflow", "TensorFlow", "keras", optimizer, peer_runs)
+def test_keras(benchmark, optimizer, way, numpy_data, sizes, peer_runs):
+    tf = need("tensorflow", "TensorFlow", way, optimizer, peer_runs)
     import keras
 
     x_train, y_train, x_test, y_test = numpy_data
@@ -118,10 +126,10 @@ def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
     model = lesson_model()
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"], **KERAS_WAYS[way])
     model.optimizer.build(model.trainable_variables)
     fresh_state = [variable.numpy() for variable in model.optimizer.variables]  # iterations 0, zero moments
-    fit(model, 1)  # the warm-up: traces the train and test functions the timed fits reuse
+    fit(model, 1)  # the warm-up: traces (and with XLA compiles) the train and test functions the timed fits reuse
     warm_s = time.perf_counter() - start
     seeds, seconds, losses = iter(range(sizes["peer_rounds"])), [], []
 
@@ -139,65 +147,34 @@ def test_keras_lesson_code(benchmark, optimizer, numpy_data, sizes, peer_runs):
 
     benchmark.pedantic(timed, setup=fresh_start, rounds=sizes["peer_rounds"], iterations=1)
     assert float(model.optimizer.learning_rate) == pytest.approx(RATES[optimizer])
+    assert model.jit_compile or way == "keras", "jit_compile=True did not hold"
     assert finite_positive(seconds) and finite_positive(losses), (seconds, losses)
+    xla = ", XLA" if model.jit_compile else ""
     peer_runs.append(
         PeerRun(
-            "keras",
+            way,
             optimizer,
             epochs=sizes["epochs"],
             run_seconds=tuple(seconds),
             setup_s=warm_s,
-            val_loss=float(np.mean(losses)),
+            seed_val_losses=tuple(losses),  # one distinct seed per timed run
             host_load=host_load(),
-            runs_on=f"CPU, TensorFlow's default threads ({cores()} cores)",
+            runs_on=f"CPU, TensorFlow's default threads ({cores()} cores){xla}",
             version=f"tensorflow {tf.__version__}, keras {keras.__version__}",
         )
     )
-    benchmark.extra_info.update(
-        way="keras", optimizer=optimizer, epochs=sizes["epochs"], val_loss=float(np.mean(losses))
-    )
+    benchmark.extra_info.update(way=way, optimizer=optimizer, epochs=sizes["epochs"], val_loss=float(np.mean(losses)))
 
 
 @pytest.mark.parametrize("optimizer", list(RATES))
 def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
     torch = need("torch", "PyTorch", "pytorch", optimizer, peer_runs)
-    x_train, y_train, x_test, y_test = (torch.from_numpy(array) for array in numpy_data)
-    optimizer_class = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    from _torch_peers import train_plain
 
-    def train_one(seed: int, epochs: int) -> tuple[float, dict[str, float]]:
-        """A plain loop; (seconds of its epochs, the last epoch's train loss, val loss and accuracy)."""
-        torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(x_train.shape[1], 32),
-            torch.nn.ReLU(),
-            torch.nn.Linear(32, 32),
-            torch.nn.ReLU(),
-            torch.nn.Linear(32, 1),
-            torch.nn.Sigmoid(),
-        )
-        opt = optimizer_class(model.parameters(), lr=RATES[optimizer])
-        loss_fn = torch.nn.BCELoss()
-        shuffle = torch.Generator().manual_seed(seed)
-        logs = {}
-        start = time.perf_counter()
-        for _ in range(epochs):
-            model.train()
-            train_loss = 0.0  # what Keras logs too: the epoch's batch losses weighted by batch size
-            for batch in torch.randperm(len(x_train), generator=shuffle).split(BATCH):
-                opt.zero_grad()
-                loss = loss_fn(model(x_train[batch]).squeeze(1), y_train[batch])
-                loss.backward()
-                opt.step()
-                train_loss += loss.item() * len(batch)
-            model.eval()
-            with torch.no_grad():
-                predictions = model(x_test).squeeze(1)
-                logs = {
-                    "train_loss": train_loss / len(x_train),
-                    "val_loss": loss_fn(predictions, y_test).item(),
-                    "val_acc": ((predictions > 0.5).float() == y_test).float().mean().item(),
-                }
-        return time.perf_counter() - start, logs
+    data = tuple(torch.from_numpy(array) for array in numpy_data)
+
+    def train_one(seed: int, epochs: int):
+        return train_plain(data, optimizer, RATES[optimizer], seed, epochs, BATCH)
 
     warm_s, _ = train_one(10_000, 1)  # the warm-up epoch: allocator, kernels, thread pool
     seeds, seconds, losses = iter(range(sizes["peer_rounds"])), [], []
@@ -217,7 +194,7 @@ def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
             epochs=sizes["epochs"],
             run_seconds=tuple(seconds),
             setup_s=warm_s,
-            val_loss=float(np.mean(losses)),
+            seed_val_losses=tuple(losses),  # one distinct seed per timed run
             host_load=host_load(),
             runs_on=f"CPU, {torch.get_num_threads()} threads",
             version=f"torch {torch.__version__}",
@@ -225,6 +202,71 @@ def test_pytorch_loop(benchmark, optimizer, numpy_data, sizes, peer_runs):
     )
     benchmark.extra_info.update(
         way="pytorch", optimizer=optimizer, epochs=sizes["epochs"], val_loss=float(np.mean(losses))
+    )
+
+
+def first_line(error: BaseException) -> str:
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {text}"[:200]
+
+
+@pytest.mark.parametrize("order", list(Order), ids=[order.value for order in Order])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("optimizer", list(RATES))
+def test_pytorch_ensemble(benchmark, optimizer, compiled, order, numpy_data, sizes, peer_runs, smoke):
+    way = "pytorch_vmap_compiled" if compiled else "pytorch_vmap"
+    if smoke and compiled and (optimizer, order) != ("adam", Order.PER_SEED):
+        pytest.skip("--smoke: adam, per-seed, checks the torch.compile path (its compiles are the cost)")
+    torch = need("torch", "PyTorch", way, optimizer, peer_runs, order.value)
+    from _torch_peers import Ensemble
+
+    data = tuple(torch.from_numpy(array) for array in numpy_data)
+    count = sizes["seeds"]  # as many seeds per run as optax_lab's
+    start = time.perf_counter()
+    try:
+        ensemble = Ensemble(
+            data, optimizer, RATES[optimizer], range(10_000, 10_000 + count), BATCH, order is Order.SHARED, compiled
+        )
+        ensemble.run(1)  # the warm-up epoch; with torch.compile, its compiles
+    except Exception as error:  # torch.compile unable to build here (no C compiler, ...): a skipped row
+        if not compiled:
+            raise
+        reason = f"torch.compile failed on this machine: {first_line(error)}"
+        peer_runs.append(PeerRun(way, optimizer, order=order.value, skipped=reason))
+        pytest.skip(reason)
+    setup_s = time.perf_counter() - start
+    rounds, seconds, losses = iter(range(sizes["peer_rounds"])), [], []
+
+    def fresh_start():  # untimed: the next run's distinct seeds, a fresh optimizer state
+        first = next(rounds) * count
+        ensemble.reset(range(first, first + count))
+
+    def timed():
+        run_s, train_loss_S, val_loss_S = ensemble.run(sizes["epochs"])
+        seconds.append(run_s)
+        losses.extend(val_loss_S)
+        assert all(math.isfinite(loss) for loss in train_loss_S), train_loss_S
+
+    with torch.compiler.set_stance("fail_on_recompile"):  # a compile inside the clock would be measured
+        benchmark.pedantic(timed, setup=fresh_start, rounds=sizes["peer_rounds"], iterations=1)
+    assert finite_positive(seconds) and finite_positive(losses), (seconds, losses)
+    peer_runs.append(
+        PeerRun(
+            way,
+            optimizer,
+            count,
+            order=order.value,
+            epochs=sizes["epochs"],
+            run_seconds=tuple(seconds),
+            setup_s=setup_s,
+            seed_val_losses=tuple(losses),  # every timed run trains distinct seeds
+            host_load=host_load(),
+            runs_on=f"CPU, {torch.get_num_threads()} threads",
+            version=f"torch {torch.__version__}",
+        )
+    )
+    benchmark.extra_info.update(
+        way=way, optimizer=optimizer, order=order.value, seeds=count, epochs=sizes["epochs"], setup_s=setup_s
     )
 
 
@@ -260,6 +302,7 @@ def test_optax_lab(benchmark, optimizer, devices, order, bench_data, sizes, peer
         benchmark.pedantic(lambda: results.append(run()), rounds=sizes["optax_lab_rounds"], iterations=1)
     seconds = [result.program_run_s for result in results]  # the engine's clock: the compiled call alone
     losses = [float(np.mean(result.history["val_loss"][:, -1])) for result in results]
+    seed_losses = tuple(float(loss) for loss in results[0].history["val_loss"][:, -1])  # rounds repeat these seeds
     assert len(warm_compiles) <= 1 and timed_compiles == [], (warm_compiles, timed_compiles)
     assert warm.devices == count and finite_positive(seconds) and finite_positive(losses), (seconds, losses)
     assert warm.settings.order is order
@@ -273,10 +316,10 @@ def test_optax_lab(benchmark, optimizer, devices, order, bench_data, sizes, peer
             sizes["epochs"],
             tuple(seconds),
             warm.compile_s,
-            float(np.mean(losses)),
             host_load=host_load(),
             runs_on=f"{count} of {jax.local_device_count()} {jax.default_backend().upper()} device(s)",
             version=f"jax {jax.__version__}, optax {optax.__version__}",
+            seed_val_losses=seed_losses,
         )
     )
     benchmark.extra_info.update(
@@ -289,3 +332,15 @@ def test_optax_lab(benchmark, optimizer, devices, order, bench_data, sizes, peer
         compile_s=warm.compile_s,
         val_loss=float(np.mean(losses)),
     )
+
+
+def test_val_losses_agree_with_optax_lab(peer_runs, smoke):
+    """Every row's mean final val loss against optax_lab's of the same optimizer, within seed noise
+    (`loss_agreement`). Last in the file: pytest runs a module's tests in order, so every row is in."""
+    checked = [run for run in peer_runs if agreement(run, peer_runs) is not None]
+    problems = disagreements(peer_runs)
+    if smoke:
+        pytest.skip(f"--smoke: {len(checked)} rows compared, none judged (the sizes are too small to mean anything)")
+    if not checked:
+        pytest.skip("no row to compare: no optax_lab row, or no other row with per-seed losses, ran")
+    assert not problems, "final val losses that disagree with optax_lab's:\n" + "\n".join(problems)
