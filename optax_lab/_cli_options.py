@@ -163,6 +163,14 @@ def _reading_commands(commands) -> None:
         help="the report (default: reports/bench/compare-<machines>.md; the chart goes beside it)",
     )
 
+    merge = commands.add_parser(
+        "merge",
+        help="runs of one configuration from other machines or times (their --out folders) as one "
+        "results.json and report",
+    )
+    merge.add_argument("folders", metavar="DIR", nargs="+", help="--out folders of run or tune, complete or not")
+    merge.add_argument("--out", metavar="DIR", required=True, help="a new folder for the merged run")
+
 
 def _criterion_option(parser, what: str) -> None:
     parser.add_argument(

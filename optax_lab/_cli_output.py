@@ -19,7 +19,7 @@ from pathlib import Path
 
 from optax_lab.devices import is_main_process
 from optax_lab.errors import UsageError
-from optax_lab.files import shareable_command
+from optax_lab.files import shareable_args, shareable_command
 from optax_lab.planning import Planner
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "Output", "Terminated", "prepare", "stopped", "training", "warn_to"]
@@ -82,7 +82,7 @@ def prepare(args, planner: Planner) -> Output:
                 "resume without jax.distributed, or start again with a new --out"
             )
     out = check_writable(out) if writer else None
-    store = RunStore.open(out, args.resume, command) if writer else None
+    store = RunStore.open(out, args.resume, command, shareable_args(argv)) if writer else None
     if not args.no_compile_cache:
         enable_compile_cache()
     bar = ProgressBar(args.console, planner.programs) if writer else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from optax_lab.compile_ahead import DEFAULT_COMPILE_WORKERS
 from optax_lab.config import (
     ACTIVATIONS,
     BIAS_INITS,
@@ -179,6 +180,37 @@ def _model_options(run) -> None:
         action="store_true",
         help="do not use JAX's persistent compilation cache (to measure cold compile times)",
     )
+    run.add_argument(
+        "--compile-workers",
+        type=int,
+        default=DEFAULT_COMPILE_WORKERS,
+        metavar="N",
+        help=f"threads that compile the next programs while one runs ({DEFAULT_COMPILE_WORKERS}; results are the "
+        "same for any N)",
+    )
+    run.add_argument(
+        "--no-compile-ahead",
+        action="store_true",
+        help="compile each program just before it runs, so that no compile shares the host with a timed run",
+    )
+    _cluster_options(run)
+
+
+def _cluster_options(run) -> None:
+    """`--launcher`: the programs as jobs through submitit (the cluster extra)."""
+    cluster = run.add_argument_group(
+        "cluster", "train the programs in jobs of their own (pip install 'optax_lab[cluster]'); --out is shared"
+    )
+    cluster.add_argument(
+        "--launcher",
+        default=None,
+        help="local (processes on this machine) or slurm (a Slurm job array); default: this process trains",
+    )
+    cluster.add_argument("--jobs", type=int, default=2, metavar="N", help="jobs that share a round's programs (2)")
+    cluster.add_argument("--partition", default=None, help="slurm: the partition (default: the cluster's)")
+    cluster.add_argument("--time-limit", type=int, default=60, metavar="MINUTES", help="each job's time limit (60)")
+    cluster.add_argument("--gpus-per-job", type=int, default=0, metavar="G", help="slurm: GPUs for each job (0)")
+    cluster.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="slurm: CPUs for each job")
 
 
 def names(example: str) -> Callable[[str], tuple[str, ...]]:

@@ -13,6 +13,7 @@ optax-lab list [optimizers|workloads] [--json]
 optax-lab report RESULTS_JSON [--out DIR]
 optax-lab export RESULTS_JSON [--format csv|parquet] [--out FILE]
 optax-lab compare BENCHMARK_JSON BENCHMARK_JSON [...] [--out FILE.md]
+optax-lab merge DIR DIR [...] --out DIR
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ def _execute(
     every finished program."""
     from optax_lab._cli_cost import EXIT_DECLINED, NO_GROWTH, ask_on_terminal, can_ask, go_ahead, planned_work
     from optax_lab._cli_output import prepare, stopped, training, warn_to
+    from optax_lab.compile_ahead import check_compile_workers
     from optax_lab.report import write_report
     from optax_lab.run_store import Unfinished
     from optax_lab.runner import run
 
+    compile_workers = None if args.no_compile_ahead else check_compile_workers(args.compile_workers)
+    launcher = _launcher(args, compile_workers)
     work = planned_work(planner, growth or NO_GROWTH)
     if not go_ahead(work, args.command, yes=args.yes, interactive=can_ask, ask=ask_on_terminal):
         print(f"optax-lab: {args.command} not started; nothing was written", file=sys.stderr)
@@ -66,6 +70,8 @@ def _execute(
                 warn=warn_to(console),
                 compile_cache=not args.no_compile_cache,
                 store=output.store,
+                compile_workers=None if launcher else compile_workers,
+                launcher=launcher,
             )
     except Unfinished as stop:
         return stopped(output, stop.results, stop.cause)
@@ -79,34 +85,67 @@ def _execute(
     return 0
 
 
-def _run(args, console) -> int:
-    from optax_lab._console import summary_table
-    from optax_lab.devices import configure_devices
+def _launcher(args, compile_workers: int | None):
+    """The jobs `--launcher` asks for (checked before anything is written), or None."""
+    if args.launcher is None:
+        return None
+    import jax
+
+    from optax_lab.launch import Launcher
+
+    if jax.process_count() > 1:
+        raise UsageError(f"--launcher {args.launcher} starts its own processes: run it without jax.distributed")
+    return Launcher(
+        args.launcher,
+        args.jobs,
+        args.partition,
+        args.time_limit,
+        args.gpus_per_job,
+        args.cpus_per_job,
+        args.devices,
+        compile_workers,
+        not args.no_compile_cache,
+    )
+
+
+def _planner(args) -> Planner:
+    """The plan of `run` or `tune` from its arguments, every value checked (no device touched)."""
     from optax_lab.planning import RunPlanner
 
     config = config_from(args)
-    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
-
-    def closing(results: dict, report: Path) -> None:
-        summary_table(console, results, config.seeds)
-        console.print(f"report: {report}")
-
-    return _execute(args, console, RunPlanner(config), closing)
-
-
-def _tune(args, console) -> int:
-    from optax_lab._cli_cost import Growth
-    from optax_lab.devices import configure_devices
+    if args.command == "run":
+        return RunPlanner(config)
     from optax_lab.search import read_space
     from optax_lab.tuning import TunePlanner
 
     if not args.optimizers:
         raise UsageError("tune needs the optimizers to tune: add --optimizers, e.g. --optimizers all or adam,sgd")
-    config = config_from(args)
     protocol = protocol_from(args)
-    space = read_space(args.space) if args.space else None
     asked = f"--seed {config.seed} --seeds {config.seeds} --search-seeds {protocol.search_seeds} (which follow --seeds)"
     check_seed_range(config.seed, config.seeds + protocol.search_seeds, asked)
+    return TunePlanner(config, protocol, read_space(args.space) if args.space else None)
+
+
+def _run(args, console) -> int:
+    from optax_lab._console import summary_table
+    from optax_lab.devices import configure_devices
+
+    planner = _planner(args)
+    configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
+
+    def closing(results: dict, report: Path) -> None:
+        summary_table(console, results, planner.config.seeds)
+        console.print(f"report: {report}")
+
+    return _execute(args, console, planner, closing)
+
+
+def _tune(args, console) -> int:
+    from optax_lab._cli_cost import Growth
+    from optax_lab.devices import configure_devices
+
+    planner = _planner(args)
+    config, protocol = planner.config, planner.protocol
     configure_devices(args.devices, coordinator_timeout=args.coordinator_timeout)
 
     def closing(results: dict, report: Path) -> None:
@@ -119,7 +158,28 @@ def _tune(args, console) -> int:
 
     # A grid grows a decade a round; a sampled search plans all of its studies at once.
     growth = Growth() if protocol.search.sampled else Growth(protocol.max_extensions, protocol.per_decade)
-    return _execute(args, console, TunePlanner(config, protocol, space), closing, growth)
+    return _execute(args, console, planner, closing, growth)
+
+
+def _merge(args, console) -> None:
+    from optax_lab.merging import merge
+    from optax_lab.report import check_writable, write_report
+    from optax_lab.runner import collect
+
+    def planner_for(argv: list[str]) -> Planner:
+        stored = parser().parse_args(argv)
+        stored.argv = argv
+        return _planner(stored)
+
+    out = check_writable(Path(args.out))
+    results, planner, store = merge([Path(folder) for folder in args.folders], out, planner_for, collect)
+    report = write_report(results, out, extra_files=planner.finish(results))
+    store.close()
+    machines = len(results["machines"])
+    console.print(
+        f"merged {len(args.folders)} runs, {len(store.used)} programs from {machines} "
+        f"machine{'s' if machines > 1 else ''}: report: {report}"
+    )
 
 
 def _list(args, console) -> None:
@@ -186,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": _report,
             "export": _export,
             "compare": _compare,
+            "merge": _merge,
         }[args.command]
         return command(args, console) or 0
     except UsageError as error:

@@ -9,8 +9,10 @@ A foundation module: it imports nothing of optax_lab's stages.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import time
+from pathlib import Path
 
 from optax_lab.errors import UsageError
 
@@ -22,6 +24,7 @@ __all__ = [
     "host_available_bytes",
     "initialize_distributed",
     "is_main_process",
+    "machine_record",
     "memory_per_device",
 ]
 
@@ -38,6 +41,30 @@ MAX_REPLICAS = 64
 def cores() -> int:
     """The cores this process may run on (its affinity, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_record() -> dict[str, object]:
+    """This host as reports name it: its name, CPU and cores, and the JAX devices it runs on."""
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cores": cores(),
+        "devices": f"{jax.local_device_count()} x {device.platform} ({device.device_kind})",
+    }
 
 
 def configure_devices(

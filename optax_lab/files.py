@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from optax_lab.errors import UsageError
 
-__all__ = ["ENV_CACHE", "atomic_file", "cache_dir", "shareable_command", "write_files"]
+__all__ = ["ENV_CACHE", "atomic_file", "cache_dir", "shareable_args", "shareable_command", "write_files"]
 
 ENV_CACHE = "OPTAX_LAB_CACHE"
 
@@ -86,9 +86,9 @@ def write_files(files: Mapping[str | os.PathLike, bytes | str], fix: str = "choo
                 os.unlink(temporary)
 
 
-def shareable_command(program: str, argv: Sequence[str]) -> str:
-    """`program` and its arguments as reports show them: absolute paths by file name only, so
-    nothing committed or shared names a machine's folders."""
+def shareable_args(argv: Sequence[str]) -> list[str]:
+    """Arguments as reports keep them: absolute paths by file name only, so nothing committed or
+    shared names a machine's folders."""
 
     def one(arg: str) -> str:
         flag, equals, value = arg.partition("=")
@@ -96,4 +96,9 @@ def shareable_command(program: str, argv: Sequence[str]) -> str:
             return f"{flag}={Path(value).name}"
         return Path(arg).name if Path(arg).is_absolute() else arg
 
-    return " ".join([program, shlex.join(one(arg) for arg in argv)]).strip()
+    return [one(arg) for arg in argv]
+
+
+def shareable_command(program: str, argv: Sequence[str]) -> str:
+    """`program` and its arguments as reports show them (`shareable_args`)."""
+    return " ".join([program, shlex.join(shareable_args(argv))]).strip()

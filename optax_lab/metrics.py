@@ -141,6 +141,7 @@ def programs_record(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
                 "replicas_per_call": run.replicas_per_call,
                 "memory_per_device": run.memory_per_device,
                 "memory_bound": run.memory_bound,
+                "overlap_s": run.overlap_s,
                 "runs": [],
             },
         )

@@ -184,6 +184,7 @@ class RunResult:
     replicas_per_call: int = 1  # seeds x points one call held (padding included)
     memory_per_device: int = 0  # estimated bytes of one call on each device
     memory_bound: bool = False  # whether memory, not --max-replicas, set the replicas per call
+    overlap_s: float = 0.0  # seconds of the program's calls during which another program compiled
 
 
 def seed_epochs_per_second(result: RunResult) -> float:

@@ -2,11 +2,14 @@
 runs only what is missing.
 
 `runs.jsonl`, beside the final results.json: its first line is the header (the configuration's
-hash and the readable inputs it hashes), written atomically; each later line is one finished
-program's runs (histories with their dtypes, so they come back bit for bit, and the program's
-timings), appended with one write and fsynced before the next program starts. A line torn by a
-crash or power loss is the last one: it is ignored, and cut off before anything is appended. The
-file goes once the complete report is written.
+hash and the readable inputs it hashes, the command, the data, the machine), written atomically;
+each later line is one finished program's runs (histories with their dtypes, so they come back
+bit for bit, the program's timings and the machine that ran it), appended with one write and
+fsynced before the next program starts. A line torn by a crash or power loss is the last one: it
+is ignored, and cut off before anything is appended. Jobs of a launched run (`launch`) each
+write a file of their own, `jobs/<job>.jsonl`, with the same header. Once the complete report is
+written, every program of the run goes into `programs.jsonl`, the record `optax-lab merge` reads,
+and the files of the run in progress go.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import datetime
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,9 +37,21 @@ from optax_lab.lessons import RunSpec
 from optax_lab.records import Fingerprint, ProgramSettings, RunResult
 from optax_lab.workloads import Workload
 
-__all__ = ["PLAN_LABEL", "RUNS_FILE", "STORE_KIND", "RunStore", "Unfinished", "package_versions"]
+__all__ = [
+    "JOBS_DIR",
+    "PLAN_LABEL",
+    "PROGRAMS_FILE",
+    "RUNS_FILE",
+    "STORE_KIND",
+    "RunStore",
+    "Unfinished",
+    "package_versions",
+    "read_programs",
+]
 
-RUNS_FILE = "runs.jsonl"
+RUNS_FILE = "runs.jsonl"  # a run in progress, or interrupted
+PROGRAMS_FILE = "programs.jsonl"  # a complete run's programs
+JOBS_DIR = "jobs"  # a launched run's jobs, a file each
 STORE_KIND = "optax-lab finished programs"  # the header's "kind": how a foreign file is told apart
 STORE_SCHEMA = 1
 PLAN_LABEL = "planned programs"  # the inputs' catch-all: the programs the options and presets make
@@ -51,6 +67,7 @@ _SCALARS = (
     "replicas_per_call",
     "memory_per_device",
     "memory_bound",
+    "overlap_s",
 )
 
 
@@ -93,7 +110,7 @@ def _decode(record: Mapping[str, Any], spec: RunSpec, model: ModelConfig, worklo
         tuple(record["seeds"]),
         history,
         model=model,
-        **{field: record[field] for field in _SCALARS},
+        **{field: record[field] for field in _SCALARS if field in record},
     )
 
 
@@ -147,23 +164,34 @@ def _shown(value: Any) -> str:
     return "unset" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+def read_programs(path: Path) -> tuple[dict | None, dict[str, dict]]:
+    """(header, program digest -> its line) of a store file; (None, {}) when it is not ours."""
+    header, programs, _ = _read(path)
+    return header, programs
+
+
 class RunStore:
     """The finished programs of one output folder. `open` checks the folder against --resume
     before any work, `begin` writes (or, resuming, checks) the header once the data is known,
-    `add` appends a program, `restore` gives back a stored one, `close` removes the file."""
+    `add` appends a program, `restore` gives back a stored one, `close` keeps the complete run's
+    programs in `programs.jsonl`. A launched run's jobs each write through `for_job`."""
 
-    def __init__(self, out: Path, resume: bool, command: str):
-        self.out, self.resume, self.command = Path(out), resume, command
-        self.path = self.out / RUNS_FILE
+    def __init__(self, out: Path, resume: bool, command: str, path: Path | None = None, argv: Sequence[str] = ()):
+        self.out, self.resume, self.command, self.argv = Path(out), resume, command, list(argv)
+        self.path = path or self.out / RUNS_FILE
         self.header: dict | None = None
-        self.stored: dict[str, dict] = {}
+        self.stored: dict[str, dict] = {}  # digest -> line, of every finished program (this run's too)
         self.finished: list[RunResult] = []  # restored and trained, in the order the programs ran
+        self.used: list[str] = []  # the digests of those programs
         self.programs_restored = self.programs_trained = 0
         self.created_out = not self.out.exists()  # `discard` removes only a folder it made
+        self.machine: dict | None = None
 
     @classmethod
-    def open(cls, out: Path, resume: bool, command: str) -> RunStore:
-        store = cls(out, resume, command)
+    def open(cls, out: Path, resume: bool, command: str, argv: Sequence[str] = ()) -> RunStore:
+        """The store of `out`; `argv`, the command's arguments (`files.shareable_args`: paths by
+        file name), is kept for `merge` to plan the run again."""
+        store = cls(out, resume, command, argv=argv)
         header, programs, whole = _read(store.path) if store.path.is_file() else (None, {}, 0)
         if resume and header is None:
             finished = " (it holds a finished run: nothing to resume)" if (store.out / "results.json").is_file() else ""
@@ -173,19 +201,49 @@ class RunStore:
             )
         if not resume and header is not None:
             raise UsageError(
-                f"--out {store.out} holds an interrupted run ({len(programs)} programs finished, in "
-                f"{RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another "
+                f"--out {store.out} holds an interrupted run ({len(programs) + len(store._job_programs())} programs "
+                f"finished, in {RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another "
                 "--out) to start over"
             )
         if resume:
-            store.header, store.stored = header, programs
+            store.header, store.stored = header, {**programs, **store._job_programs()}
             if whole < store.path.stat().st_size:  # cut a torn last line off before appending after it
                 os.truncate(store.path, whole)
         return store
 
-    def begin(self, print_: Fingerprint) -> None:
-        """Fresh: write the header. Resuming: the stored inputs must equal these, else a UsageError
-        saying what differs."""
+    @classmethod
+    def for_job(cls, out: Path, job: str, header: Mapping[str, Any]) -> RunStore:
+        """The store one job of a launched run writes: `jobs/<job>.jsonl` under the run's `out`,
+        headed by the run's header with this machine's name."""
+        from optax_lab.devices import machine_record
+
+        store = cls(out, False, header.get("command", ""), Path(out) / JOBS_DIR / f"{job}.jsonl")
+        store.machine = machine_record()
+        store.header = {**header, "machine": store.machine, "job": job}
+        with atomic_file(store.path) as handle:
+            handle.write(json.dumps(store.header, allow_nan=False).encode() + b"\n")
+        return store
+
+    def _job_programs(self) -> dict[str, dict]:
+        """The programs the jobs of a launched run finished, from their files."""
+        programs: dict[str, dict] = {}
+        for path in sorted((self.out / JOBS_DIR).glob("*.jsonl")):
+            header, lines, _ = _read(path)
+            if header is not None and (self.header is None or header.get("config_hash") == self.header["config_hash"]):
+                programs.update(lines)
+        return programs
+
+    def reload_jobs(self) -> None:
+        """Take in what the jobs have written since."""
+        for digest, line in self._job_programs().items():
+            self.stored.setdefault(digest, line)
+
+    def begin(self, print_: Fingerprint, details: Mapping[str, Any] | None = None) -> None:
+        """Fresh: write the header (with `details`: what a merge needs to plan the run again).
+        Resuming: the stored inputs must equal these, else a UsageError saying what differs."""
+        from optax_lab.devices import machine_record
+
+        self.machine = machine_record()
         if not self.resume:
             self.header = {
                 "kind": STORE_KIND,
@@ -194,27 +252,19 @@ class RunStore:
                 "command": self.command,
                 "inputs": print_.inputs,
                 "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "machine": self.machine,
+                "argv": self.argv,
+                **(details or {}),
             }
             with atomic_file(self.path) as handle:
                 handle.write(json.dumps(self.header, allow_nan=False).encode() + b"\n")
             return
         if self.header.get("schema") == STORE_SCHEMA and self.header.get("config_hash") == print_.digest:
             return
-        before = self.header.get("inputs") or {}
-        changes = [
-            f"{label} was {_shown(before.get(label))}, now {_shown(value)}"
-            for label, value in print_.inputs.items()
-            if before.get(label) != value
-        ]
-        changes += [
-            f"{label} was {_shown(value)}, now unset" for label, value in before.items() if label not in print_.inputs
-        ]
-        if len(changes) > 1:  # the plan differs because an option does: name the option
-            changes = [change for change in changes if not change.startswith(PLAN_LABEL)]
-        what = "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")
+        what = differences(self.header.get("inputs") or {}, print_.inputs) or "the stored run is of another optax-lab"
         raise UsageError(
-            f"--resume: {what or 'the stored run is of another optax-lab'}: resume with the options "
-            f"of the interrupted run (it ran `{self.header.get('command', '?')}`) or use a new --out"
+            f"--resume: {what}: resume with the options of the interrupted run (it ran "
+            f"`{self.header.get('command', '?')}`) or use a new --out"
         )
 
     def restore(
@@ -228,17 +278,21 @@ class RunStore:
             _decode(record, spec, model, workload) for record, spec in zip(program["runs"], specs, strict=False)
         ]
         self.finished += restored
+        self.used.append(digest)
         self.programs_restored += 1
         return restored
 
     def add(self, digest: str, label: str, results: Sequence[RunResult]) -> None:
         """Append one finished program: one write, flushed and fsynced before training goes on."""
-        line = json.dumps({"program": digest, "label": label, "runs": [_encode(r) for r in results]}) + "\n"
+        record = {"program": digest, "label": label, "machine": self.machine, "runs": [_encode(r) for r in results]}
+        line = json.dumps(record) + "\n"
         with _signals_deferred(), open(self.path, "ab") as handle:
             handle.write(line.encode())
             handle.flush()
             os.fsync(handle.fileno())
+            self.stored[digest] = record
             self.finished += results
+            self.used.append(digest)
             self.programs_trained += 1
 
     @property
@@ -246,16 +300,36 @@ class RunStore:
         return self.programs_restored + self.programs_trained
 
     def close(self) -> None:
-        """The complete report is written: the finished programs are in it, and the folder holds
-        no interrupted run any more."""
+        """The complete report is written: every program of the run goes into `programs.jsonl`
+        (atomically), and the folder holds no interrupted run any more."""
+        if self.header is not None:
+            lines = [self.header, *self.stored.values()]
+            with atomic_file(self.out / PROGRAMS_FILE) as handle:
+                handle.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
         self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.out / JOBS_DIR, ignore_errors=True)
 
     def discard(self) -> None:
         """Interrupted before any program finished: leave nothing (the folder too, if only the
         header made it)."""
-        self.close()
+        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.out / JOBS_DIR, ignore_errors=True)
         if self.created_out:
             try:
                 self.out.rmdir()
             except OSError:
                 pass  # not empty: not ours to remove
+
+
+def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What differs between two runs' inputs, by label, the first three (the option, not the
+    plan it makes, when an option differs)."""
+    changes = [
+        f"{label} was {_shown(before.get(label))}, now {_shown(value)}"
+        for label, value in now.items()
+        if before.get(label) != value
+    ]
+    changes += [f"{label} was {_shown(value)}, now unset" for label, value in before.items() if label not in now]
+    if len(changes) > 1:  # the plan differs because an option does: name the option
+        changes = [change for change in changes if not change.startswith(PLAN_LABEL)]
+    return "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")

@@ -10,39 +10,33 @@ without touching the disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import jax
 
 from optax_lab import engine, optimizers, workloads
-from optax_lab.config import Config, batch_label
-from optax_lab.data import Dataset
-from optax_lab.devices import MAX_REPLICAS, host_available_bytes
-from optax_lab.lessons import Lesson
-from optax_lab.metrics import results_dict
+from optax_lab.compile_ahead import DEFAULT_COMPILE_WORKERS, CompileAhead
+from optax_lab.config import Config
+from optax_lab.devices import host_available_bytes
+from optax_lab.errors import UsageError
+from optax_lab.metrics import device_info, results_dict
 from optax_lab.planning import Planner, Round, RunPlanner, group_label, program_groups
 from optax_lab.records import Job, RunResult, fingerprint, program_digest, split_hyperparams
-from optax_lab.run_store import PLAN_LABEL, RunStore, Unfinished, package_versions
+from optax_lab.run_inputs import dataset_record, machines_record, max_replicas, partial_results, resume_inputs
+from optax_lab.run_store import RunStore, Unfinished
 
-__all__ = ["Progress", "load_arrays", "partial_results", "resume_inputs", "run", "run_programs", "train_and_evaluate"]
+__all__ = ["Progress", "collect", "load_arrays", "run", "run_programs", "train_and_evaluate"]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per program
 # "compiled" after it compiles and "trained" after it ran (name: its first run, +k points), or
 # "restored" when a resumed run found it finished (seconds: its original run time).
 Progress = Callable[[str, str, float], None]
-
-
-def dataset_record(dataset: Dataset) -> dict[str, Any]:
-    return {
-        "name": dataset.name,
-        "source": dataset.source,
-        "n_train": int(dataset.x_train.shape[0]),
-        "n_test": int(dataset.x_test.shape[0]),
-        "num_words": dataset.num_words,
-    }
 
 
 def load_arrays(
@@ -100,128 +94,71 @@ def run_programs(
     seeds: tuple[int, ...],
     progress: Progress | None = None,
     store: RunStore | None = None,
+    ahead: CompileAhead | None = None,
 ) -> list[RunResult]:
-    """Every job's runs, one compiled program per group of points (`program_groups`); with a
-    `store`, each program saved as soon as it finishes, and one that finished before restored."""
+    """Every job's runs, one compiled program per group of points (`program_groups`), in order;
+    the next programs compile on `ahead`'s threads while one runs (none: each in turn). With a
+    `store`, each program is saved as soon as it finishes, and one that finished before restored."""
+    groups = program_groups(jobs)
+    restored = [
+        store.restore(
+            program_digest(group, seeds), [job.spec for job in group], group[0].model(config), group[0].workload
+        )
+        if store
+        else None
+        for group in groups
+    ]
+    to_train = [group for group, stored in zip(groups, restored, strict=True) if stored is None]
+    tasks = [functools.partial(_prepare, config, group, arrays[group[0].data_key], seeds) for group in to_train]
+    prepared = iter(ahead.in_order(tasks)) if ahead else (_done(task) for task in tasks)
     results = []
-    for group in program_groups(jobs):
-        label, first = group_label(group), group[0]
-        digest = program_digest(group, seeds)
-        restored = (
-            store.restore(digest, [job.spec for job in group], first.model(config), first.workload) if store else None
-        )
-        if restored is not None:
+    for group, stored in zip(groups, restored, strict=True):
+        label = group_label(group)
+        if stored is not None:
             if progress:
-                progress("restored", label, restored[0].program_run_s)
-            results += restored
+                progress("restored", label, stored[0].program_run_s)
+            results += stored
             continue
-
-        def compiled(seconds, label=label):
-            if progress:
-                progress("compiled", label, seconds)
-
-        trained = engine.train_points(
-            [job.spec for job in group],
-            arrays[first.data_key],
-            workload=first.workload,
-            seeds=seeds,
-            epochs=first.epochs,
-            order=config.order,
-            model_config=first.base_model(config),
-            eval_train=first.eval_train,
-            max_replicas=_max_replicas(config),
-            devices=config.devices,
-            on_compiled=compiled,
-        )
+        program = next(prepared).result()  # a program that failed to compile raises here, in its turn
+        if progress:
+            progress("compiled", label, program.compile_s)
+        start = time.perf_counter()
+        trained = engine.run_prepared(program, arrays[group[0].data_key])
+        if ahead:
+            overlap = ahead.overlap_s(start, time.perf_counter())
+            trained = [dataclasses.replace(result, overlap_s=overlap) for result in trained]
         if store:
-            store.add(digest, label, trained)
+            store.add(program_digest(group, seeds), label, trained)
         if progress:
             progress("trained", label, trained[0].program_run_s)
         results += trained
     return results
 
 
-def _one_or_all(values) -> Any:
-    distinct = sorted(set(values), key=lambda value: (value is None, value or 0))
-    return distinct[0] if len(distinct) == 1 else distinct
-
-
-def resume_inputs(
-    config: Config, jobs: Sequence[Job], dataset_info: Mapping[str, Any], seeds: tuple[int, ...], command: str = "run"
-) -> dict[str, Any]:
-    """What changes this run's results, by the labels a user knows (hashed by `records.fingerprint`):
-    the options as they took effect, the data by name and checksum, the devices, the package
-    versions, and a digest of every planned program (what the presets and the registry make of them)."""
-    device = jax.devices()[0]
-    inputs = {
-        "subcommand": command,
-        "--preset": None if config.optimizers else config.preset,
-        "--optimizers": list(config.optimizers) or None,
-        "--workloads": list(config.workloads),
-        "--batch": None if config.batches is None else [batch_label(batch) for batch in config.batches],
-        "--set": {name: dict(sorted(values.items())) for name, values in sorted(config.overrides.items())} or None,
-        "--sweep": [sweep.text for sweep in config.sweeps] or None,
-        "--tuned": {name: tuned.source for name, tuned in sorted(config.tuned.items())} if config.tuned else None,
-        "--criterion": str(config.criterion),
-        "--seeds": config.seeds,
-        "--seed": config.seed,
-        "--epochs": _one_or_all(job.epochs for job in jobs),
-        "--num-words": _one_or_all(job.num_words for job in jobs),
-        "--train-examples": _one_or_all(job.train_examples for job in jobs),
-        "shuffling order": str(config.order),
-        "model options": config.model.describe() if config.model else None,
-        "--max-replicas": _max_replicas(config),
-        "devices": f"{engine.replica_devices(config.devices)} x {device.platform} ({device.device_kind})",
-    }
-    for name, data in (dataset_info.get("workloads") or {"": dataset_info}).items():
-        inputs[f"data {name}".strip()] = (
-            f"{data['name']} from {data['source']}: {data['n_train']} train / "
-            f"{data['n_test']} test, {data['num_words']} words"
-        )
-    for name in dict.fromkeys(job.spec.optimizer for job in jobs):  # an edited optimizer is another one
-        source = optimizers.provenance(optimizers.get(name))
-        if source is not None:
-            inputs[f"optimizer {name}"] = f"{source['reference']}, source sha256 {source['source_sha256']}"
-    inputs.update(package_versions())
-    groups = program_groups(jobs)
-    inputs[PLAN_LABEL] = (
-        f"{len(groups)} programs of {len(jobs)} runs, seeds {seeds[0]}..{seeds[-1]} "
-        f"(digest {program_digest(jobs, seeds)})"
+def _prepare(config: Config, group: Sequence[Job], data: engine.Arrays, seeds: tuple[int, ...]) -> engine.Prepared:
+    first = group[0]
+    return engine.prepare_points(
+        [job.spec for job in group],
+        data,
+        workload=first.workload,
+        seeds=seeds,
+        epochs=first.epochs,
+        order=config.order,
+        model_config=first.base_model(config),
+        eval_train=first.eval_train,
+        max_replicas=max_replicas(config),
+        devices=config.devices,
     )
-    return inputs
 
 
-def partial_results(
-    config: Config,
-    lessons: Sequence[Lesson],
-    dataset_info: dict[str, Any],
-    finished: Sequence[RunResult],
-    command: str,
-    compile_cache: bool,
-    not_started: str = "",
-) -> dict[str, Any]:
-    """The results of the runs that finished, marked incomplete: each lesson keeps its finished
-    runs (a lesson with none is dropped), and "incomplete" names every planned run that is
-    missing and how to resume."""
-    done = {result.spec.name for result in finished}
-    kept = [
-        dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.name in done)) for lesson in lessons
-    ]
-    results = results_dict(
-        config, [lesson for lesson in kept if lesson.runs], dataset_info, finished, command, compile_cache
-    )
-    missing = [run.name for lesson in lessons for run in lesson.runs if run.name not in done]
-    results["incomplete"] = {
-        "missing_runs": list(dict.fromkeys(missing)),
-        "finished_runs": len(finished),
-        "not_started": not_started,
-        "resume": f"{command} --resume",
-    }
-    return results
-
-
-def _max_replicas(config: Config) -> int:
-    return MAX_REPLICAS if config.max_replicas is None else config.max_replicas
+def _done(task: Callable[[], Any]) -> Future:
+    """`task` run now, on this thread, as a finished future (what compiling in turn is)."""
+    future: Future = Future()
+    try:
+        future.set_result(task())
+    except Exception as error:
+        future.set_exception(error)
+    return future
 
 
 def _check_host_memory(config: Config, jobs: Sequence[Job]) -> None:
@@ -243,10 +180,15 @@ def run(
     warn: Callable[[str], None] | None = None,
     compile_cache: bool = False,
     store: RunStore | None = None,
+    compile_workers: int | None = DEFAULT_COMPILE_WORKERS,
+    launcher: Callable[..., list[RunResult]] | None = None,
 ) -> dict[str, Any]:
     """The results dict of every program `planner` plans. With a `store`, a stop during training
     (Ctrl-C, SIGTERM, an error) raises `Unfinished` with the finished runs' results, marked
-    incomplete; a resumed run whose options differ stops before any training."""
+    incomplete; a resumed run whose options differ stops before any training. `compile_workers`
+    threads compile the next programs while one runs (None: each compiles in turn, so that
+    nothing shares the host with a run); the histories are the same either way. A `launcher`
+    (`launch.Launcher`) trains each round's programs in jobs of its own instead of this process."""
     config = planner.config
     _check_host_memory(config, planner.memory_jobs)
     rounds = planner.rounds()
@@ -255,18 +197,22 @@ def run(
     arrays, dataset_info = load_arrays(config, first.jobs, warn)
     if store is not None:
         inputs = resume_inputs(config, first.jobs, dataset_info, first.seeds, planner.command)
-        store.begin(fingerprint({**inputs, **planner.resume_extras}))
+        # What a merge needs besides the plan.
+        details = {"dataset": dataset_info, "compile_cache": compile_cache, "device": device_info()}
+        store.begin(fingerprint({**inputs, **planner.resume_extras}), details)
     if progress:
         progress("loaded", dataset_info["name"], time.perf_counter() - start)
     results: list[RunResult] = []
+    ahead = CompileAhead(compile_workers) if compile_workers is not None else None
     try:
-        batch: Round | None = first
-        while batch is not None:
-            if batch is not first:  # a later round's new data and models, checked as the first round's were
-                load_arrays(config, batch.jobs, warn, arrays)
-            trained = run_programs(config, batch.jobs, arrays, batch.seeds, progress, store)
-            results += trained
-            batch = _next_round(rounds, trained)
+        with ahead or contextlib.nullcontext():
+            batch: Round | None = first
+            while batch is not None:
+                if batch is not first:  # a later round's new data and models, checked as the first round's were
+                    load_arrays(config, batch.jobs, warn, arrays)
+                trained = (launcher or run_programs)(config, batch.jobs, arrays, batch.seeds, progress, store, ahead)
+                results += trained
+                batch = _next_round(rounds, trained)
     except BaseException as cause:
         if store is None:
             raise
@@ -278,6 +224,30 @@ def run(
             else None
         )
         raise Unfinished(partial, cause) from cause
+    return {
+        **results_dict(config, planner.lessons, dataset_info, results, command, compile_cache),
+        "compile_workers": compile_workers or 0,
+        **({"machines": machines_record(store.stored[digest] for digest in store.used)} if store is not None else {}),
+    }
+
+
+def collect(planner: Planner, store: RunStore, dataset_info: dict[str, Any], command: str, compile_cache: bool):
+    """The results dict of a run whose every program is in `store` already (a merge): each round
+    restored, none trained; a UsageError names the programs no store holds."""
+    config, rounds = planner.config, planner.rounds()
+    results: list[RunResult] = []
+    batch: Round | None = next(rounds)
+    while batch is not None:
+        groups = program_groups(batch.jobs)
+        missing = [group_label(g) for g in groups if program_digest(g, batch.seeds) not in store.stored]
+        if missing:
+            raise UsageError(
+                f"{len(missing)} of {len(groups)} programs are in none of the folders ({', '.join(missing)}): "
+                f"finish them with `{command} --resume` where that run stopped, then merge again"
+            )
+        trained = run_programs(config, batch.jobs, {}, batch.seeds, None, store)
+        results += trained
+        batch = _next_round(rounds, trained)
     return results_dict(config, planner.lessons, dataset_info, results, command, compile_cache)
 
 
@@ -296,8 +266,15 @@ def train_and_evaluate(
     warn: Callable[[str], None] | None = None,
     compile_cache: bool = False,
     store: RunStore | None = None,
+    compile_workers: int | None = DEFAULT_COMPILE_WORKERS,
 ) -> dict[str, Any]:
     """The results dict of `config`'s runs (see `run`)."""
     return run(
-        RunPlanner(config), command=command, progress=progress, warn=warn, compile_cache=compile_cache, store=store
+        RunPlanner(config),
+        command=command,
+        progress=progress,
+        warn=warn,
+        compile_cache=compile_cache,
+        store=store,
+        compile_workers=compile_workers,
     )

@@ -150,7 +150,7 @@ def upgrade(results: Mapping[str, Any]) -> dict[str, Any]:
     - a run's "model": the results' "model" (every run trained it); "num_words" and "n_train":
       None (not recorded); "point": {} (the defaults); its timing's "program": None;
     - "programs": none is {} (not recorded); a program's "devices": 1, "memory_bound": False,
-      "replicas_per_call" and "memory_per_device": None;
+      "replicas_per_call" and "memory_per_device": None, "overlap_s": None;
     - "device": "process_count" 1, "local_device_count" its "device_count" (one process);
     - a tune's "tuning" record: "search" (the ruleset that chose stage 1's points) "grid", the only
       one a tune without it could have used.
@@ -168,7 +168,14 @@ def upgrade(results: Mapping[str, Any]) -> dict[str, Any]:
     upgraded["workloads"] = workloads
     upgraded["programs"] = {
         name: _filled(
-            program, {"devices": 1, "replicas_per_call": None, "memory_per_device": None, "memory_bound": False}
+            program,
+            {
+                "devices": 1,
+                "replicas_per_call": None,
+                "memory_per_device": None,
+                "memory_bound": False,
+                "overlap_s": None,
+            },
         )
         for name, program in (results.get("programs") or {}).items()
     }

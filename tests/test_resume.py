@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from optax_lab import engine, runner
+from optax_lab import engine, run_inputs
 from optax_lab.cli import main
 from optax_lab.run_store import RUNS_FILE, RunStore
 
@@ -51,7 +51,7 @@ def _without_timings(results: dict) -> dict:
             run["timing"].pop(key)
         run["target"].pop("seconds_mean")
     for program in results["programs"].values():
-        program.pop("compile_s"), program.pop("run_s")
+        program.pop("compile_s"), program.pop("run_s"), program.pop("overlap_s")
     return results
 
 
@@ -146,8 +146,8 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(
     assert "--seeds was 2, now 3; shuffling order was per-seed, now shared:" in error(
         [*RUN, "--seeds", "3", "--shared-order", "--out", str(out), "--resume"]
     )
-    versions = runner.package_versions()
-    monkeypatch.setattr(runner, "package_versions", lambda: {**versions, "optax": "0.0.1"})
+    versions = run_inputs.package_versions()
+    monkeypatch.setattr(run_inputs, "package_versions", lambda: {**versions, "optax": "0.0.1"})
     assert "--resume: optax was " in error([*RUN, "--out", str(out), "--resume"])
     assert error([*RUN, "--out", str(out)]) == (
         f"optax-lab: error: --out {out} holds an interrupted run (2 programs finished, in runs.jsonl): add --resume "
@@ -172,7 +172,7 @@ def test_an_interruption_before_the_first_program_leaves_nothing(tmp_path, capsy
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "train_points", interrupt)
+    monkeypatch.setattr(engine, "run_prepared", interrupt)
     assert main([*RUN, "--out", str(tmp_path / "out"), "--no-compile-cache"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "optax-lab: interrupted (Ctrl-C) before the first program finished; nothing was written"

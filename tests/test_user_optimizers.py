@@ -19,8 +19,9 @@ from optax_lab.config import Config
 from optax_lab.lessons import RunSpec
 from optax_lab.planning import distinct_jobs, plan
 from optax_lab.records import fingerprint
+from optax_lab.run_inputs import resume_inputs
 from optax_lab.run_store import RunStore
-from optax_lab.runner import resume_inputs, train_and_evaluate
+from optax_lab.runner import train_and_evaluate
 from optax_lab.sweep import parse_sweep
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "optimizers.md"

@@ -8,7 +8,8 @@ compile. Private modules, each a stage of one program, behind this face:
 `_inputs` (the data on the device and the settings a run compiles to) -> `_ops` (pure array
 operations) -> `_state` (what a program carries) -> `_program` (its functions: init, step, epoch, evaluate) -> `_memory`
 (what a program needs before it is compiled; `_activations`, an example's share) -> `_compiling` (XLA options, caches,
-counting compiles) -> `_layout` (replicas over devices) -> `_train` (compile, run, time).
+counting compiles) -> `_layout` (replicas over devices) -> `_executables` (each program compiled once,
+from any thread) -> `_train` (prepare, run, time).
 """
 
 from optax_lab.engine._compiling import (
@@ -23,6 +24,7 @@ from optax_lab.engine._compiling import (
     quick_compiles_in_env,
     use_quick_compiles,
 )
+from optax_lab.engine._executables import compile_program, program_id
 from optax_lab.engine._inputs import Arrays, program_settings, word_budgets
 from optax_lab.engine._layout import Layout, replica_devices, replica_inputs, replica_layout
 from optax_lab.engine._memory import (
@@ -43,7 +45,15 @@ from optax_lab.engine._ops import (
 )
 from optax_lab.engine._program import make_program
 from optax_lab.engine._state import PointState, Program, SeedState, seed_keys
-from optax_lab.engine._train import call_shape, compile_program, points_per_call, program_id, train, train_points
+from optax_lab.engine._train import (
+    Prepared,
+    call_shape,
+    points_per_call,
+    prepare_points,
+    run_prepared,
+    train,
+    train_points,
+)
 
 __all__ = [
     "BACKEND_COMPILE_EVENT",
@@ -54,6 +64,7 @@ __all__ = [
     "Layout",
     "MemoryEstimate",
     "PointState",
+    "Prepared",
     "Program",
     "SeedState",
     "aot_compile",
@@ -73,12 +84,14 @@ __all__ = [
     "per_example_grads",
     "points_per_call",
     "program_id",
+    "prepare_points",
     "program_settings",
     "quick_compiles_in_env",
     "replica_devices",
     "replica_inputs",
     "replica_layout",
     "replicas_per_call",
+    "run_prepared",
     "seed_keys",
     "shuffled_indices",
     "take_examples",

@@ -1,15 +1,17 @@
-"""Training: compile each program once, then run it with the clock around the compiled call
-alone (after `block_until_ready`), so compile time and run time are recorded apart. A program
-whose replicas exceed one call (`max_replicas`, or what fits in memory) runs as several calls of
-the same executable.
+"""Training: prepare each program (its call shape, layout and executable, compiled once), then
+run it with the clock around the compiled call alone (after `block_until_ready`), so compile time
+and run time are recorded apart. A program whose replicas exceed one call (`max_replicas`, or
+what fits in memory) runs as several calls of the same executable. Preparing and running are two
+halves, so that a runner can compile the next programs while one runs.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -18,59 +20,15 @@ from optax_lab import devices as device_info
 from optax_lab import optimizers
 from optax_lab.config import ModelConfig, Order
 from optax_lab.devices import MAX_REPLICAS
-from optax_lab.engine._compiling import COMPILED_KEPT, aot_compile, compiled_programs
+from optax_lab.engine._executables import compile_program, program_id
 from optax_lab.engine._inputs import Arrays, program_settings
-from optax_lab.engine._layout import Layout, fetch, input_specs, put, replica_devices, replica_inputs, replica_layout
+from optax_lab.engine._layout import Layout, fetch, put, replica_devices, replica_inputs, replica_layout
 from optax_lab.engine._memory import estimate_memory, replicas_per_call
-from optax_lab.engine._program import make_program
 from optax_lab.lessons import RunSpec
 from optax_lab.records import ProgramSettings, RunResult, program_key, split_hyperparams
 from optax_lab.workloads import Workload
 
-__all__ = ["call_shape", "compile_program", "points_per_call", "program_id", "train", "train_points"]
-
-
-def _executable_key(
-    model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, layout: Layout, workload: Workload
-) -> tuple:
-    """What one compiled executable is specialised on: the run's program key on this model,
-    workload, settings and device layout."""
-    return (model_config, program_key(spec), settings, layout, workload.key)
-
-
-def program_id(
-    model_config: ModelConfig, spec: RunSpec, settings: ProgramSettings, workload: Workload, layout: Layout = Layout()
-) -> str:
-    """A short stable id of one compiled program (the same in every process)."""
-    key = _executable_key(model_config, spec, settings, layout, workload)
-    return hashlib.sha1(repr(key).encode()).hexdigest()[:10]
-
-
-def compile_program(
-    model_config: ModelConfig,
-    spec: RunSpec,
-    settings: ProgramSettings,
-    data: Arrays,
-    workload: Workload,
-    layout: Layout = Layout(),
-):
-    """The compiled whole-training program for this configuration (`model_config` resolved) and
-    its compile seconds; compiled once per process while it is among the last COMPILED_KEPT used
-    (a repeat returns the cached executable and its original compile time). Any traced
-    hyperparameter's value, e.g. another learning rate, is the same program."""
-    key = _executable_key(model_config, spec, settings, layout, workload)
-    if key in compiled_programs:
-        compiled_programs.move_to_end(key)
-    else:
-        program = make_program(model_config, spec, layout.local(settings), workload)
-        traced = tuple(split_hyperparams(spec)[1])
-        function = layout.shard(program.train, traced) if layout.devices > 1 else program.train
-        compiled_programs[key] = aot_compile(
-            function, *input_specs(settings, traced, data, layout), gathers_rows=settings.gathers_rows
-        )
-        while len(compiled_programs) > COMPILED_KEPT:
-            compiled_programs.popitem(last=False)
-    return compiled_programs[key]
+__all__ = ["Prepared", "call_shape", "points_per_call", "prepare_points", "run_prepared", "train", "train_points"]
 
 
 def points_per_call(num_points: int, num_seeds: int, max_replicas: int = MAX_REPLICAS) -> int:
@@ -101,6 +59,114 @@ def _chunks(items: Sequence, size: int) -> list[list]:
     return [chunk + chunk[-1:] * (size - len(chunk)) for chunk in chunks]
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """One program compiled and laid out, ready to run (`prepare_points`): what `run_prepared`
+    needs. Made on any thread: a runner compiles the next programs while one runs."""
+
+    specs: tuple[RunSpec, ...]
+    workload: Workload
+    seeds: tuple[int, ...]
+    model: ModelConfig
+    settings: ProgramSettings
+    layout: Layout
+    call: tuple[int, int]  # (seeds, points) of one call
+    padded: tuple[int, int]  # the same, padded to a multiple of the devices
+    compiled: Any
+    compile_s: float
+    program: str
+    memory_per_device: int
+    memory_bound: bool
+
+
+def prepare_points(
+    specs: Sequence[RunSpec],
+    data: Arrays,
+    *,
+    workload: Workload,
+    seeds: tuple[int, ...],
+    epochs: int,
+    order: Order = Order.PER_SEED,
+    model_config: ModelConfig = ModelConfig(),
+    eval_train: bool = False,
+    max_replicas: int = MAX_REPLICAS,
+    devices: int | None = None,
+) -> Prepared:
+    """The compiled program of `train_points` (same arguments), its call shape and layout."""
+    if len({program_key(spec) for spec in specs}) != 1:
+        raise ValueError(f"train_points needs the points of one program, got {len(specs)} specs of several")
+    model = specs[0].model_config(model_config)
+    devices = replica_devices(devices)
+    single_process_cpu = jax.process_count() == 1 and jax.default_backend() == "cpu"
+    if single_process_cpu and optimizers.get(specs[0].optimizer).one_cpu_device:
+        devices = 1
+    estimate = estimate_memory(
+        model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train), workload, data.x_train
+    )
+    fits = replicas_per_call(estimate, len(seeds), len(specs), device_info.memory_per_device(devices), devices)
+    call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
+    layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)
+    settings = program_settings(specs[0], data, epochs, padded_seeds, order, eval_train, padded_points)
+    compiled, compile_s = compile_program(model, specs[0], settings, data, workload, layout)
+    memory_bound = (call_seeds, call_points) != call_shape(
+        len(seeds), len(specs), max_replicas, (len(seeds), len(specs))
+    )
+    per_device = estimate.bytes_for(
+        math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
+        padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices),
+    )
+    return Prepared(
+        tuple(specs),
+        workload,
+        tuple(seeds),
+        model,
+        settings,
+        layout,
+        (call_seeds, call_points),
+        (padded_seeds, padded_points),
+        compiled,
+        compile_s,
+        program_id(model, specs[0], settings, workload, layout),
+        per_device,
+        memory_bound,
+    )
+
+
+def run_prepared(prepared: Prepared, data: Arrays) -> list[RunResult]:
+    """Run a prepared program over every seed and point: each point's RunResult, timed by the
+    compiled calls alone."""
+    layout = prepared.layout
+    if layout.devices > 1:  # replicated on every device of the mesh
+        data = put(data, jax.tree.map(lambda _: layout.shardings(())[3], data))
+    jax.block_until_ready(data)
+    points = [split_hyperparams(spec)[1] for spec in prepared.specs]
+    histories, run_s, calls = _run_calls(
+        prepared.compiled, data, layout, prepared.seeds, points, prepared.call, prepared.padded
+    )
+    specs = prepared.specs
+    return [
+        RunResult(
+            spec,
+            prepared.workload,
+            optimizers.hyperparams(spec.optimizer, spec.hyperparams),
+            prepared.settings,
+            prepared.seeds,
+            history,
+            prepared.compile_s,
+            run_s / len(specs),
+            prepared.model,
+            prepared.program,
+            run_s,
+            calls,
+            layout.devices,
+            prepared.settings.num_replicas,
+            prepared.memory_per_device,
+            prepared.memory_bound,
+        )
+        for spec, history in zip(specs, histories, strict=True)
+    ]
+
+
 def train_points(
     specs: Sequence[RunSpec],
     data: Arrays,
@@ -120,60 +186,23 @@ def train_points(
     `devices` local devices (default: all; see `replica_layout`). One call holds at most
     `max_replicas` replicas and what fits in memory (one replica that cannot fit is a UsageError);
     more run as further calls of the same executable, the last padded by repeating its last point
-    or seed. Each point gets its own RunResult; history as in `train`."""
-    if len({program_key(spec) for spec in specs}) != 1:
-        raise ValueError(f"train_points needs the points of one program, got {len(specs)} specs of several")
-    model = specs[0].model_config(model_config)
-    devices = replica_devices(devices)
-    single_process_cpu = jax.process_count() == 1 and jax.default_backend() == "cpu"
-    if single_process_cpu and optimizers.get(specs[0].optimizer).one_cpu_device:
-        devices = 1
-    estimate = estimate_memory(
-        model, specs[0], program_settings(specs[0], data, epochs, 1, order, eval_train), workload, data.x_train
+    or seed. Each point gets its own RunResult; history as in `train`. `prepare_points` then
+    `run_prepared` are its two halves, for callers that compile ahead."""
+    prepared = prepare_points(
+        specs,
+        data,
+        workload=workload,
+        seeds=seeds,
+        epochs=epochs,
+        order=order,
+        model_config=model_config,
+        eval_train=eval_train,
+        max_replicas=max_replicas,
+        devices=devices,
     )
-    fits = replicas_per_call(estimate, len(seeds), len(specs), device_info.memory_per_device(devices), devices)
-    call_seeds, call_points = call_shape(len(seeds), len(specs), max_replicas, fits)
-    layout, padded_seeds, padded_points = replica_layout(call_seeds, call_points, devices)
-    settings = program_settings(specs[0], data, epochs, padded_seeds, order, eval_train, padded_points)
-    compiled, compile_s = compile_program(model, specs[0], settings, data, workload, layout)
     if on_compiled is not None:
-        on_compiled(compile_s)
-    if layout.devices > 1:  # replicated on every device of the mesh
-        data = put(data, jax.tree.map(lambda _: layout.shardings(())[3], data))
-    jax.block_until_ready(data)
-    points = [split_hyperparams(spec)[1] for spec in specs]
-    histories, run_s, calls = _run_calls(
-        compiled, data, layout, seeds, points, (call_seeds, call_points), (padded_seeds, padded_points)
-    )
-    program = program_id(model, specs[0], settings, workload, layout)
-    memory_bound = (call_seeds, call_points) != call_shape(
-        len(seeds), len(specs), max_replicas, (len(seeds), len(specs))
-    )
-    per_device = estimate.bytes_for(
-        math.ceil(padded_seeds / layout.devices) if layout.axis == 0 else padded_seeds,
-        padded_points if layout.axis == 0 else math.ceil(padded_points / layout.devices),
-    )
-    return [
-        RunResult(
-            spec,
-            workload,
-            optimizers.hyperparams(spec.optimizer, spec.hyperparams),
-            settings,
-            tuple(seeds),
-            history,
-            compile_s,
-            run_s / len(specs),
-            model,
-            program,
-            run_s,
-            calls,
-            layout.devices,
-            settings.num_replicas,
-            per_device,
-            memory_bound,
-        )
-        for spec, history in zip(specs, histories, strict=True)
-    ]
+        on_compiled(prepared.compile_s)
+    return run_prepared(prepared, data)
 
 
 def _run_calls(

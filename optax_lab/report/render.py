@@ -3,7 +3,7 @@ section in the lessons' order, then a footer) and the PNGs it links to."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optax_lab.config import Order
@@ -93,6 +93,10 @@ def _header(results: Mapping) -> list[str]:
         ("Compile cache", compile_cache_text(results.get("compile_cache"))),
         ("Created", results.get("created", DASH)),
     ]
+    if results.get("merged_from") or len(results.get("machines") or ()) > 1:  # a merge, or launched jobs
+        rows.insert(2, ("Machines", machines_text(results.get("machines") or [], results.get("merged_from") or [])))
+    if results.get("compile_workers"):  # recorded by runs that compile ahead
+        rows.insert(-1, ("Compiled ahead", compile_ahead_text(results["compile_workers"], results["programs"])))
     # Written only when some run trained an optimizer of one's own.
     for name, source in (results.get("user_optimizers") or {}).items():
         rows.insert(
@@ -138,6 +142,32 @@ def replicas_text(programs: Mapping[str, Mapping]) -> str:
     if len(chunked) > len(bound):
         text += f"; {len(chunked) - len(bound)} ran in several calls of at most --max-replicas replicas"
     return text + "; one compile each"
+
+
+def machines_text(machines: Sequence[Mapping], merged_from: Sequence[Mapping]) -> str:
+    """Which machine ran how many programs, and the runs a merge combined."""
+    text = "; ".join(
+        f"{machine.get('host', DASH)} ({machine.get('cpu', DASH)}, {machine.get('cores', DASH)} cores, "
+        f"{machine.get('devices', DASH)}): {machine['programs']} program{'s' if machine['programs'] != 1 else ''}"
+        for machine in machines
+    )
+    if merged_from:
+        text += "; merged from " + ", ".join(
+            f"{source['folder']} ({source['programs']} programs, made {source.get('created') or DASH} on "
+            f"{(source.get('machine') or {}).get('host', DASH)})"
+            for source in merged_from
+        )
+    return text
+
+
+def compile_ahead_text(workers: int, programs: Mapping[str, Mapping]) -> str:
+    """How the compiles ahead met the runs: on a CPU host they share its cores."""
+    run_s = sum(program.get("run_s") or 0.0 for program in programs.values())
+    shared_s = sum(program.get("overlap_s") or 0.0 for program in programs.values())
+    return (
+        f"{workers} thread{'s' if workers > 1 else ''} compiled the next programs while one ran; "
+        f"{shared_s:.1f} s of the {run_s:.1f} s of running shared the host with a compile"
+    )
 
 
 def compile_cache_text(cache: Any) -> str:

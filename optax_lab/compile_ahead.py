@@ -1,0 +1,107 @@
+"""Compiling ahead: while one program runs, the next ones compile on a thread pool (XLA releases
+the GIL while it compiles), so the host's compile time hides behind the device's run time.
+
+`CompileAhead(workers)` keeps at most `workers` programs compiling or compiled-and-waiting beyond
+the one that runs: memory holds at most `workers` extra executables and compiles. Programs come
+back in their planned order, and a program that fails to compile raises its error when its turn
+comes, as it would compiled in turn. Each compile's wall-clock window is kept, so a run can say
+how many of its seconds shared the host with a compile (`overlap_s`): on a CPU host a compile
+and a program take cores from each other.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from optax_lab.errors import UsageError
+
+__all__ = ["DEFAULT_COMPILE_WORKERS", "CompileAhead", "check_compile_workers"]
+
+T = TypeVar("T")
+
+# One compile beside the running program: on a 2-core CPU host the cold 8-optimizer ranking over
+# every workload took the least wall time so (docs/performance.md); each further worker there
+# only takes cores from the program that runs.
+DEFAULT_COMPILE_WORKERS = 1
+
+
+def check_compile_workers(workers: int) -> int:
+    if workers < 1:
+        raise UsageError(
+            f"--compile-workers {workers}: give at least 1 (the threads that compile the next programs "
+            f"while one runs; default {DEFAULT_COMPILE_WORKERS})"
+        )
+    return workers
+
+
+class CompileAhead:
+    """A thread pool that prepares programs ahead of the one running; `with` closes it."""
+
+    def __init__(self, workers: int = DEFAULT_COMPILE_WORKERS):
+        self.workers = check_compile_workers(workers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="optax-lab-compile")
+        self._windows: list[list[float | None]] = []  # [start, end or None while compiling]
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CompileAhead:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        # A stop (Ctrl-C, SIGTERM) leaves at once; otherwise a compile under way is waited for, so
+        # that nothing of this run still compiles once it has returned.
+        self.close(wait=kind is None or not issubclass(kind, KeyboardInterrupt))
+
+    def close(self, wait: bool = True) -> None:
+        """Cancel what has not started; wait for a compile under way unless told not to (it then
+        finishes on its own thread)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def _timed(self, task: Callable[[], T]) -> T:
+        window: list[float | None] = [time.perf_counter(), None]
+        with self._lock:
+            self._windows.append(window)
+        try:
+            return task()
+        finally:
+            window[1] = time.perf_counter()
+
+    def in_order(self, tasks: Iterable[Callable[[], T]]) -> Iterator[Future]:
+        """Each task's future, in order; a task is submitted once at most `workers` are ahead of
+        the one last handed out, so a closed or abandoned iteration leaves little work behind."""
+        tasks = iter(tasks)
+        ahead: collections.deque[Future] = collections.deque()
+
+        def top_up() -> None:
+            while len(ahead) < self.workers:
+                task = next(tasks, None)
+                if task is None:
+                    return
+                ahead.append(self._pool.submit(self._timed, task))
+
+        top_up()
+        try:
+            while ahead:
+                current = ahead.popleft()
+                top_up()  # the next ones compile while `current` is waited for and runs
+                yield current
+        finally:
+            for future in ahead:
+                future.cancel()
+
+    def overlap_s(self, start: float, end: float) -> float:
+        """Seconds of [start, end] (perf_counter) in which at least one compile ran."""
+        now = time.perf_counter()
+        with self._lock:
+            spans = sorted((max(s, start), min(e if e is not None else now, end)) for s, e in self._windows)
+        covered, reach = 0.0, start
+        for low, high in spans:
+            low = max(low, reach)
+            if high > low:
+                covered += high - low
+                reach = high
+        return covered
