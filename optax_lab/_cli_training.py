@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from optax_lab.compile_ahead import DEFAULT_COMPILE_WORKERS
+from optax_lab.compile_ahead import MAX_AUTO_WORKERS
 from optax_lab.config import (
     ACTIVATIONS,
     BIAS_INITS,
@@ -183,10 +183,10 @@ def _model_options(run) -> None:
     run.add_argument(
         "--compile-workers",
         type=int,
-        default=DEFAULT_COMPILE_WORKERS,
+        default=None,
         metavar="N",
-        help=f"threads that compile the next programs while one runs ({DEFAULT_COMPILE_WORKERS}; results are the "
-        "same for any N)",
+        help=f"threads that compile the next programs while one runs (default: on a GPU a thread per 4 cores, up to "
+        f"{MAX_AUTO_WORKERS}; on a CPU none, its cores run the program; the results are the same for any N)",
     )
     run.add_argument(
         "--no-compile-ahead",

@@ -49,12 +49,18 @@ def _execute(
     every finished program."""
     from optax_lab._cli_cost import EXIT_DECLINED, NO_GROWTH, ask_on_terminal, can_ask, go_ahead, planned_work
     from optax_lab._cli_output import prepare, stopped, training, warn_to
-    from optax_lab.compile_ahead import check_compile_workers
+    from optax_lab.compile_ahead import AUTO, check_compile_workers
     from optax_lab.report import write_report
     from optax_lab.run_store import Unfinished
     from optax_lab.runner import run
 
-    compile_workers = None if args.no_compile_ahead else check_compile_workers(args.compile_workers)
+    compile_workers = (
+        None
+        if args.no_compile_ahead
+        else AUTO
+        if args.compile_workers is None
+        else check_compile_workers(args.compile_workers)
+    )
     launcher = _launcher(args, compile_workers)
     work = planned_work(planner, growth or NO_GROWTH)
     if not go_ahead(work, args.command, yes=args.yes, interactive=can_ask, ask=ask_on_terminal):
@@ -164,7 +170,6 @@ def _tune(args, console) -> int:
 def _merge(args, console) -> None:
     from optax_lab.merging import merge
     from optax_lab.report import check_writable, write_report
-    from optax_lab.runner import collect
 
     def planner_for(argv: list[str]) -> Planner:
         stored = parser().parse_args(argv)
@@ -172,7 +177,7 @@ def _merge(args, console) -> None:
         return _planner(stored)
 
     out = check_writable(Path(args.out))
-    results, planner, store = merge([Path(folder) for folder in args.folders], out, planner_for, collect)
+    results, planner, store = merge([Path(folder) for folder in args.folders], out, planner_for)
     report = write_report(results, out, extra_files=planner.finish(results))
     store.close()
     machines = len(results["machines"])

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from optax_lab import engine
-from optax_lab.compile_ahead import CompileAhead
+from optax_lab.compile_ahead import AUTO, CompileAhead, auto_compile_workers
 from optax_lab.config import Config
 from optax_lab.errors import UsageError, import_extra
 from optax_lab.planning import group_label, program_groups
@@ -53,7 +53,7 @@ class JobWork:
     jobs: Sequence[Job]
     seeds: tuple[int, ...]
     devices: int | None
-    compile_workers: int | None
+    compile_workers: int | str | None
     compile_cache: bool
 
 
@@ -66,7 +66,8 @@ def run_job(work: JobWork) -> int:
         engine.enable_compile_cache()
     store = RunStore.for_job(Path(work.out), work.name, work.header)
     arrays, _ = load_arrays(work.config, work.jobs)
-    ahead = CompileAhead(work.compile_workers) if work.compile_workers else None
+    workers = auto_compile_workers() if work.compile_workers == AUTO else work.compile_workers
+    ahead = CompileAhead(workers) if workers else None
     with ahead or contextlib.nullcontext():
         run_programs(work.config, work.jobs, arrays, work.seeds, store=store, ahead=ahead)
     return store.programs_trained
@@ -84,7 +85,7 @@ class Launcher:
     gpus_per_job: int = 0
     cpus_per_job: int | None = None
     devices: int | None = None
-    compile_workers: int | None = None
+    compile_workers: int | str | None = None
     compile_cache: bool = False
     poll_s: float = 1.0
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from optax_lab.errors import UsageError
-from optax_lab.planning import Planner
-from optax_lab.run_inputs import DEVICES_LABEL, machines_record
+from optax_lab.metrics import machines_record, results_dict
+from optax_lab.planning import Planner, Round, group_label, program_groups
+from optax_lab.records import RunResult, program_digest
 from optax_lab.run_store import JOBS_DIR, PROGRAMS_FILE, RUNS_FILE, RunStore, read_programs
+from optax_lab.runner import DEVICES_LABEL, run_programs
 
 __all__ = ["Source", "merge", "read_source"]
 
@@ -84,14 +86,11 @@ def _check_out(out: Path) -> None:
 
 
 def merge(
-    folders: Sequence[Path],
-    out: Path,
-    planner_for: Callable[[list[str]], Planner],
-    collect: Callable[..., dict[str, Any]],
+    folders: Sequence[Path], out: Path, planner_for: Callable[[list[str]], Planner]
 ) -> tuple[dict[str, Any], Planner, RunStore]:
     """The merged results of `folders` (nothing written yet), the planner that planned them
     (`planner_for(argv)`, from the first folder's command) and the store of their programs,
-    whose `close` writes the merged programs.jsonl into `out`. `collect` is `runner.collect`."""
+    whose `close` writes the merged programs.jsonl into `out`."""
     sources = [read_source(folder) for folder in folders]
     _check_one_configuration(sources)
     _check_out(Path(out))
@@ -103,7 +102,7 @@ def merge(
     store = RunStore(Path(out), resume=True, command=header["command"])
     store.header, store.stored = {**header, "merged_from": [_source_record(s) for s in sources]}, programs
     planner = planner_for(list(header["argv"]))
-    results = collect(planner, store, header["dataset"], header["command"], header.get("compile_cache", False))
+    results = _restored(planner, store, header["dataset"], header["command"], header.get("compile_cache", False))
     results["device"] = header.get("device", results["device"])  # the first run's, not this process's
     results["machines"] = machines_record(store.stored[digest] for digest in store.used)
     results["merged_from"] = store.header["merged_from"]
@@ -117,3 +116,26 @@ def _source_record(source: Source) -> dict[str, Any]:
         "machine": source.header.get("machine"),
         "programs": len(source.programs),
     }
+
+
+def _restored(planner: Planner, store: RunStore, dataset: dict[str, Any], command: str, compile_cache: bool):
+    """The results dict of a run whose every program is in `store`: each round restored, none
+    trained; a UsageError names the programs no folder holds."""
+    config, rounds = planner.config, planner.rounds()
+    results: list[RunResult] = []
+    batch: Round | None = next(rounds)
+    while batch is not None:
+        groups = program_groups(batch.jobs)
+        missing = [group_label(g) for g in groups if program_digest(g, batch.seeds) not in store.stored]
+        if missing:
+            raise UsageError(
+                f"{len(missing)} of {len(groups)} programs are in none of the folders ({', '.join(missing)}): "
+                f"finish them with `{command} --resume` where that run stopped, then merge again"
+            )
+        restored = run_programs(config, batch.jobs, {}, batch.seeds, None, store)
+        results += restored
+        try:
+            batch = rounds.send(restored)
+        except StopIteration:
+            batch = None
+    return results_dict(config, planner.lessons, dataset, results, command, compile_cache)

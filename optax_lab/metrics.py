@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -24,6 +25,8 @@ from optax_lab.stats import ci95
 __all__ = [
     "device_info",
     "final_summary",
+    "machines_record",
+    "partial_results",
     "model_record",
     "programs_record",
     "results_dict",
@@ -249,3 +252,42 @@ def results_dict(
     if config.optimizers:  # the ranking's time-to-target threshold
         results["ranking"] = {"target_val_loss": workloads.TARGET_VAL_LOSS}
     return results
+
+
+def partial_results(
+    config: Config,
+    lessons: Sequence[Lesson],
+    dataset_info: dict[str, Any],
+    finished: Sequence[RunResult],
+    command: str,
+    compile_cache: bool,
+    not_started: str = "",
+) -> dict[str, Any]:
+    """The results of the runs that finished, marked incomplete: each lesson keeps its finished
+    runs (a lesson with none is dropped), and "incomplete" names every planned run that is
+    missing and how to resume."""
+    done = {result.spec.name for result in finished}
+    kept = [
+        dataclasses.replace(lesson, runs=tuple(run for run in lesson.runs if run.name in done)) for lesson in lessons
+    ]
+    results = results_dict(
+        config, [lesson for lesson in kept if lesson.runs], dataset_info, finished, command, compile_cache
+    )
+    missing = [run.name for lesson in lessons for run in lesson.runs if run.name not in done]
+    results["incomplete"] = {
+        "missing_runs": list(dict.fromkeys(missing)),
+        "finished_runs": len(finished),
+        "not_started": not_started,
+        "resume": f"{command} --resume",
+    }
+    return results
+
+
+def machines_record(programs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The machines that ran these stored programs, each with how many it ran, in order of first."""
+    machines: dict[str, dict[str, Any]] = {}
+    for program in programs:
+        machine = program.get("machine") or {"host": "not recorded"}
+        key = json.dumps(machine, sort_keys=True)
+        machines.setdefault(key, {**machine, "programs": 0})["programs"] += 1
+    return list(machines.values())

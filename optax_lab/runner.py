@@ -21,22 +21,32 @@ from typing import Any
 import jax
 
 from optax_lab import engine, optimizers, workloads
-from optax_lab.compile_ahead import DEFAULT_COMPILE_WORKERS, CompileAhead
-from optax_lab.config import Config
-from optax_lab.devices import host_available_bytes
-from optax_lab.errors import UsageError
-from optax_lab.metrics import device_info, results_dict
+from optax_lab.compile_ahead import AUTO, CompileAhead, auto_compile_workers
+from optax_lab.config import Config, batch_label
+from optax_lab.devices import MAX_REPLICAS, host_available_bytes
+from optax_lab.metrics import device_info, machines_record, partial_results, results_dict
 from optax_lab.planning import Planner, Round, RunPlanner, group_label, program_groups
 from optax_lab.records import Job, RunResult, fingerprint, program_digest, split_hyperparams
-from optax_lab.run_inputs import dataset_record, machines_record, max_replicas, partial_results, resume_inputs
-from optax_lab.run_store import RunStore, Unfinished
+from optax_lab.run_store import PLAN_LABEL, RunStore, Unfinished, package_versions
 
-__all__ = ["Progress", "collect", "load_arrays", "run", "run_programs", "train_and_evaluate"]
+__all__ = [
+    "DEVICES_LABEL",
+    "Progress",
+    "load_arrays",
+    "max_replicas",
+    "resume_inputs",
+    "run",
+    "run_programs",
+    "train_and_evaluate",
+]
 
 # progress(event, name, seconds): "loaded" once the dataset `name` is in memory, then per program
 # "compiled" after it compiles and "trained" after it ran (name: its first run, +k points), or
 # "restored" when a resumed run found it finished (seconds: its original run time).
 Progress = Callable[[str, str, float], None]
+
+
+DEVICES_LABEL = "devices"  # the inputs' one label that names the machine, not the configuration
 
 
 def load_arrays(
@@ -65,7 +75,7 @@ def load_arrays(
             arrays[job.data_key] = engine.Arrays.from_numpy(
                 dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
             )
-            records.setdefault(job.workload.name, dataset_record(dataset))
+            records.setdefault(job.workload.name, dataset.record())
         data = arrays[job.data_key]
         if (job.workload.key, job.model(config)) not in checked:  # a model that does not fit its loss fails here
             workloads.check_fits(job.workload, job.model(config), data.x_train, data.y_train)
@@ -161,6 +171,60 @@ def _done(task: Callable[[], Any]) -> Future:
     return future
 
 
+def _one_or_all(values) -> Any:
+    distinct = sorted(set(values), key=lambda value: (value is None, value or 0))
+    return distinct[0] if len(distinct) == 1 else distinct
+
+
+def resume_inputs(
+    config: Config, jobs: Sequence[Job], dataset_info: Mapping[str, Any], seeds: tuple[int, ...], command: str = "run"
+) -> dict[str, Any]:
+    """What changes this run's results, by the labels a user knows (hashed by `records.fingerprint`):
+    the options as they took effect, the data by name and checksum, the devices, the package
+    versions, and a digest of every planned program (what the presets and the registry make of them)."""
+    device = jax.devices()[0]
+    inputs = {
+        "subcommand": command,
+        "--preset": None if config.optimizers else config.preset,
+        "--optimizers": list(config.optimizers) or None,
+        "--workloads": list(config.workloads),
+        "--batch": None if config.batches is None else [batch_label(batch) for batch in config.batches],
+        "--set": {name: dict(sorted(values.items())) for name, values in sorted(config.overrides.items())} or None,
+        "--sweep": [sweep.text for sweep in config.sweeps] or None,
+        "--tuned": {name: tuned.source for name, tuned in sorted(config.tuned.items())} if config.tuned else None,
+        "--criterion": str(config.criterion),
+        "--seeds": config.seeds,
+        "--seed": config.seed,
+        "--epochs": _one_or_all(job.epochs for job in jobs),
+        "--num-words": _one_or_all(job.num_words for job in jobs),
+        "--train-examples": _one_or_all(job.train_examples for job in jobs),
+        "shuffling order": str(config.order),
+        "model options": config.model.describe() if config.model else None,
+        "--max-replicas": max_replicas(config),
+        DEVICES_LABEL: f"{engine.replica_devices(config.devices)} x {device.platform} ({device.device_kind})",
+    }
+    for name, data in (dataset_info.get("workloads") or {"": dataset_info}).items():
+        inputs[f"data {name}".strip()] = (
+            f"{data['name']} from {data['source']}: {data['n_train']} train / "
+            f"{data['n_test']} test, {data['num_words']} words"
+        )
+    for name in dict.fromkeys(job.spec.optimizer for job in jobs):  # an edited optimizer is another one
+        source = optimizers.provenance(optimizers.get(name))
+        if source is not None:
+            inputs[f"optimizer {name}"] = f"{source['reference']}, source sha256 {source['source_sha256']}"
+    inputs.update(package_versions())
+    groups = program_groups(jobs)
+    inputs[PLAN_LABEL] = (
+        f"{len(groups)} programs of {len(jobs)} runs, seeds {seeds[0]}..{seeds[-1]} "
+        f"(digest {program_digest(jobs, seeds)})"
+    )
+    return inputs
+
+
+def max_replicas(config: Config) -> int:
+    return MAX_REPLICAS if config.max_replicas is None else config.max_replicas
+
+
 def _check_host_memory(config: Config, jobs: Sequence[Job]) -> None:
     """Refuse, before loading anything, a run whose histories cannot fit the host (`--seeds` huge)."""
     engine.check_results_fit(
@@ -180,14 +244,15 @@ def run(
     warn: Callable[[str], None] | None = None,
     compile_cache: bool = False,
     store: RunStore | None = None,
-    compile_workers: int | None = DEFAULT_COMPILE_WORKERS,
+    compile_workers: int | str | None = AUTO,
     launcher: Callable[..., list[RunResult]] | None = None,
 ) -> dict[str, Any]:
     """The results dict of every program `planner` plans. With a `store`, a stop during training
     (Ctrl-C, SIGTERM, an error) raises `Unfinished` with the finished runs' results, marked
     incomplete; a resumed run whose options differ stops before any training. `compile_workers`
     threads compile the next programs while one runs (None: each compiles in turn, so that
-    nothing shares the host with a run); the histories are the same either way. A `launcher`
+    nothing shares the host with a run; "auto": one on an accelerator, none on a CPU); the
+    histories are the same either way. A `launcher`
     (`launch.Launcher`) trains each round's programs in jobs of its own instead of this process."""
     config = planner.config
     _check_host_memory(config, planner.memory_jobs)
@@ -203,6 +268,8 @@ def run(
     if progress:
         progress("loaded", dataset_info["name"], time.perf_counter() - start)
     results: list[RunResult] = []
+    if compile_workers == AUTO:
+        compile_workers = auto_compile_workers()
     ahead = CompileAhead(compile_workers) if compile_workers is not None else None
     try:
         with ahead or contextlib.nullcontext():
@@ -231,26 +298,6 @@ def run(
     }
 
 
-def collect(planner: Planner, store: RunStore, dataset_info: dict[str, Any], command: str, compile_cache: bool):
-    """The results dict of a run whose every program is in `store` already (a merge): each round
-    restored, none trained; a UsageError names the programs no store holds."""
-    config, rounds = planner.config, planner.rounds()
-    results: list[RunResult] = []
-    batch: Round | None = next(rounds)
-    while batch is not None:
-        groups = program_groups(batch.jobs)
-        missing = [group_label(g) for g in groups if program_digest(g, batch.seeds) not in store.stored]
-        if missing:
-            raise UsageError(
-                f"{len(missing)} of {len(groups)} programs are in none of the folders ({', '.join(missing)}): "
-                f"finish them with `{command} --resume` where that run stopped, then merge again"
-            )
-        trained = run_programs(config, batch.jobs, {}, batch.seeds, None, store)
-        results += trained
-        batch = _next_round(rounds, trained)
-    return results_dict(config, planner.lessons, dataset_info, results, command, compile_cache)
-
-
 def _next_round(rounds, trained: list[RunResult]) -> Round | None:
     try:
         return rounds.send(trained)
@@ -266,7 +313,7 @@ def train_and_evaluate(
     warn: Callable[[str], None] | None = None,
     compile_cache: bool = False,
     store: RunStore | None = None,
-    compile_workers: int | None = DEFAULT_COMPILE_WORKERS,
+    compile_workers: int | str | None = AUTO,
 ) -> dict[str, Any]:
     """The results dict of `config`'s runs (see `run`)."""
     return run(

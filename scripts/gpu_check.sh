@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# One prepared check of optax-lab on a machine with an NVIDIA GPU, in at most 8 minutes:
+# One prepared check of optax-lab on a machine with an NVIDIA GPU, in at most 9 minutes:
 #   1. installs this package and the CUDA build of the pinned jax into a venv;
 #   2. runs the lesson (`optax-lab run --preset lesson`) on synthetic-imdb;
 #   3. runs the replica-scaling bench (bench/bench_scaling.py, batch 500) up to at least 4096 replicas;
 #   4. runs bench/bench_optimizers.py on a handful of optimizers;
+#   5. runs bench/bench_workloads.py on the conv net (mnist-cnn) and, with OPTAX_LAB_IMDB_ARCHIVE
+#      set, the char transformer (imdb-char-lm);
+#   6. times a cold ranking of 16 programs compiled in turn and compiled ahead (--compile-workers 1);
 # writes every report under reports/bench/ and prints a summary: each scaling curve's peak and
 # saturation, and whether the target holds: on an H100/H200-class GPU, at least 20,000
 # replica-epochs/s at 1024 replicas or more of the lesson's Adam run (batch 500, one GPU).
@@ -16,13 +19,14 @@
 #                      this repository's CPU reports were measured with: keep them comparable)
 #   JAX_CUDA_EXTRA     cuda12 or cuda13 (default: from the CUDA version the driver supports)
 #   PIP_ARGS           extra pip arguments, e.g. "--no-index --find-links /wheels" offline
-#   GPU_CHECK_SECONDS  the whole check's budget (default: 480)
+#   GPU_CHECK_SECONDS  the whole check's budget (default: 540)
+#   OPTAX_LAB_IMDB_ARCHIVE  the IMDB archive, for imdb-char-lm in step 5 (without it, mnist-cnn alone)
 # Exit status: 0 when every step ran, 1 when one failed or timed out, 2 without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 start=$SECONDS
-deadline=${GPU_CHECK_SECONDS:-480}
+deadline=${GPU_CHECK_SECONDS:-540}
 # Seconds a step may take: at most $1, leaving $2 for the steps after it.
 slot() {
   local seconds=$(( deadline - (SECONDS - start) - $2 ))
@@ -77,7 +81,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under a timeout; a failure is n
 }
 
 # shellcheck disable=SC2086  # PIP_ARGS is a list of arguments
-step install "$(slot 200 300)" "$py" -m pip install -q ${PIP_ARGS:-} -e ".[dev]" "jax[$extra]==$JAX_VERSION"
+step install "$(slot 200 340)" "$py" -m pip install -q ${PIP_ARGS:-} -e ".[dev]" "jax[$extra]==$JAX_VERSION"
 if ! backend=$("$py" -c 'import jax; print(jax.default_backend(), jax.local_device_count())' 2>&1) \
     || [[ $backend != gpu* ]]; then
   echo "gpu_check: jax $JAX_VERSION in $VENV does not see the GPU ($backend): check the install above," \
@@ -87,14 +91,14 @@ fi
 echo "jax $JAX_VERSION ($extra) sees: $backend"
 
 # --- 2. the lesson on synthetic data ---------------------------------------------------------
-step lesson "$(slot 100 220)" "$VENV/bin/optax-lab" run --preset lesson --dataset synthetic-imdb \
+step lesson "$(slot 80 260)" "$VENV/bin/optax-lab" run --preset lesson --dataset synthetic-imdb \
   --out "$prefix-lesson"
 
 # --- 3. replica scaling, to 4096 replicas and past -----------------------------------------
 # The batch-500 curves: the lesson's run, the target's. Each curve gets an equal share of the
 # step's time as its wall budget, which ends its climb (the timeout is only the backstop);
 # `pytest bench/bench_scaling.py` alone measures the full-batch curves too.
-scaling_s=$(slot 300 80)
+scaling_s=$(slot 240 180)
 curves=$(( gpu_count > 1 ? 4 : 2 ))  # one GPU: the all-devices curves are skipped
 step scaling "$scaling_s" env XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}" \
   "$py" -m pytest bench/bench_scaling.py -q -p no:cacheprovider -k 500 \
@@ -102,14 +106,26 @@ step scaling "$scaling_s" env XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIEN
   --benchmark-json "$prefix-scaling.json" --bench-report "$prefix-scaling.md"
 
 # --- 4. a handful of optimizers' step times ----------------------------------------------------
-step optimizers "$(slot 90 10)" "$py" -m pytest bench/bench_optimizers.py -q -p no:cacheprovider \
+step optimizers "$(slot 70 110)" "$py" -m pytest bench/bench_optimizers.py -q -p no:cacheprovider \
   --optimizers adam,sgd,lion,lbfgs --batch 500,full \
   --benchmark-json "$prefix-optimizers.json" --bench-report "$prefix-optimizers.md"
+
+# --- 5. the conv net and the transformer ---------------------------------------------------------
+workloads=mnist-cnn${OPTAX_LAB_IMDB_ARCHIVE:+,imdb-char-lm}
+step workloads "$(slot 70 40)" "$py" -m pytest bench/bench_workloads.py -q -p no:cacheprovider \
+  --workloads "$workloads" --benchmark-json "$prefix-workloads.json" --bench-report "$prefix-workloads.md"
+
+# --- 6. compiling ahead: the device runs while the host compiles the next program -----------------
+ranking=(run --workloads imdb-mlp,quadratic-deep,rosenbrock,beale --optimizers sgd,adam,lion,lars
+         --dataset synthetic-imdb --seeds 8 --epochs 5 --no-compile-cache --yes)
+compile_s=$(slot 40 0)
+step compile-in-turn "$compile_s" "$VENV/bin/optax-lab" "${ranking[@]}" --no-compile-ahead --out "$prefix-in-turn"
+step compile-ahead "$compile_s" "$VENV/bin/optax-lab" "${ranking[@]}" --compile-workers 1 --out "$prefix-ahead"
 
 # --- summary -------------------------------------------------------------------------------
 echo
 echo "== summary ($(( SECONDS - start )) s of ${deadline} s): $gpu_count × $gpu_name, jax $JAX_VERSION ($extra)"
-for name in install lesson scaling optimizers; do
+for name in install lesson scaling optimizers workloads compile-in-turn compile-ahead; do
   if [ -n "${took[$name]:-}" ]; then echo "  $name: ${took[$name]} s"; fi
 done
 "$py" - "$prefix-scaling.json" <<'EOF' || failures+=("summary: the scaling results could not be read")
@@ -143,7 +159,11 @@ met = [text for ok, text in verdicts if ok]
 print(f"  target (>= {TARGET:,} replica-epochs/s at >= {AT_LEAST} replicas, batch 500, one GPU): "
       + ("MET" if met else "NOT MET") + " — " + ("; ".join(text for _, text in verdicts) or "no batch-500 curve ran"))
 EOF
-echo "  reports: $prefix-lesson/report.md, $prefix-scaling.md, $prefix-optimizers.md (JSON beside them)"
+if [ -n "${took[compile-in-turn]:-}" ] && [ -n "${took[compile-ahead]:-}" ]; then
+  echo "  cold ranking of 16 programs: ${took[compile-in-turn]} s compiled in turn, ${took[compile-ahead]} s compiled ahead"
+fi
+echo "  reports: $prefix-lesson/report.md, $prefix-scaling.md, $prefix-optimizers.md, $prefix-workloads.md," \
+     "$prefix-in-turn/report.md, $prefix-ahead/report.md (JSON beside them)"
 if (( ${#failures[@]} )); then
   printf '  FAILED: %s\n' "${failures[@]}"
   exit 1

@@ -8,10 +8,11 @@ import dataclasses
 import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from optax_lab import engine, workloads
+from optax_lab import compile_ahead, engine, workloads
 from optax_lab.cli import main
 from optax_lab.compile_ahead import CompileAhead
 from optax_lab.config import Config
@@ -135,6 +136,13 @@ def test_compile_workers_below_one_are_refused(argv, tmp_path, error_line):
     assert main(["run", "--dataset", "synthetic-imdb", "--out", str(out), *argv]) == 2
     assert error_line() == (
         f"optax-lab: error: --compile-workers {argv[1]}: give at least 1 (the threads that compile the next "
-        "programs while one runs; default 1)"
+        "programs while one runs), or --no-compile-ahead to compile each in turn"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("backend, cores, workers", [("cpu", 64, None), ("gpu", 2, 1), ("gpu", 16, 4), ("tpu", 96, 4)])
+def test_the_default_compiles_ahead_on_accelerators_only(backend, cores, workers, monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(compile_ahead, "cores", lambda: cores)
+    assert compile_ahead.auto_compile_workers() == workers

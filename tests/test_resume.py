@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from optax_lab import engine, run_inputs
+from optax_lab import engine, runner
 from optax_lab.cli import main
 from optax_lab.run_store import RUNS_FILE, RunStore
 
@@ -146,8 +146,8 @@ def test_resume_refuses_other_options_and_a_folder_without_an_interrupted_run(
     assert "--seeds was 2, now 3; shuffling order was per-seed, now shared:" in error(
         [*RUN, "--seeds", "3", "--shared-order", "--out", str(out), "--resume"]
     )
-    versions = run_inputs.package_versions()
-    monkeypatch.setattr(run_inputs, "package_versions", lambda: {**versions, "optax": "0.0.1"})
+    versions = runner.package_versions()
+    monkeypatch.setattr(runner, "package_versions", lambda: {**versions, "optax": "0.0.1"})
     assert "--resume: optax was " in error([*RUN, "--out", str(out), "--resume"])
     assert error([*RUN, "--out", str(out)]) == (
         f"optax-lab: error: --out {out} holds an interrupted run (2 programs finished, in runs.jsonl): add --resume "

@@ -67,6 +67,17 @@ class Dataset:
         for array in (self.x_train, self.y_train, self.x_test, self.y_test):
             array.setflags(write=False)
 
+    def record(self) -> dict:
+        """What results.json says of it."""
+        n_train, n_test = int(self.x_train.shape[0]), int(self.x_test.shape[0])
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_train": n_train,
+            "n_test": n_test,
+            "num_words": self.num_words,
+        }
+
 
 def check_dataset_name(name: str | None) -> None:
     """--dataset: one of DATASETS, or None (IMDB when its archive is at hand, else synthetic)."""

@@ -78,14 +78,15 @@ BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 @contextlib.contextmanager
-def counting_compiles() -> Iterator[list[float]]:
+def counting_compiles(function: str | None = None) -> Iterator[list[float]]:
     """`with counting_compiles() as compiles:` collects the seconds of every XLA backend compile
-    in the block (persistent-cache hits are not compiles): how tests and benchmarks prove that
-    a program compiled once."""
+    in the block (persistent-cache hits are not compiles), or only of the functions named
+    `function` (e.g. "_train", a training program; eager operations compile too): how tests and
+    benchmarks prove that a program compiled once."""
     compiles: list[float] = []
 
     def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE_EVENT:
+        if event == BACKEND_COMPILE_EVENT and (function is None or kwargs.get("fun_name") == f"jit({function})"):
             compiles.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listener)
