@@ -102,6 +102,10 @@ class Launcher:
                 "login node, or use --launcher local"
             )
 
+    def wait(self) -> None:
+        """One pause between looks at the jobs' files."""
+        time.sleep(self.poll_s)
+
     def executor(self, folder: Path):
         submitit = import_extra("submitit", "cluster", f"--launcher {self.launcher}")
         executor = submitit.AutoExecutor(folder=folder, cluster=self.launcher)
@@ -133,11 +137,13 @@ class Launcher:
             if digest in store.stored and progress:
                 progress("restored", group_label(group), store.stored[digest]["runs"][0]["program_run_s"])
         waiting = [group for group, digest in zip(groups, digests, strict=True) if digest not in store.stored]
-        failure = self._launch(config, waiting, seeds, store, progress) if waiting else None
-        finished = [
-            job for group, digest in zip(groups, digests, strict=True) if digest in store.stored for job in group
-        ]
-        results = run_programs(config, finished, arrays, seeds, None, store)  # every one restores: none trains here
+        try:
+            failure = self._launch(config, waiting, seeds, store, progress) if waiting else None
+        finally:  # a stop too keeps what the jobs finished: taken in, it is in the incomplete report
+            finished = [
+                job for group, digest in zip(groups, digests, strict=True) if digest in store.stored for job in group
+            ]
+            results = run_programs(config, finished, arrays, seeds, None, store)  # each restores: none trains here
         if failure is not None:
             raise failure
         return results
@@ -164,10 +170,15 @@ class Launcher:
         ]
         submitted = self.executor(store.out / "jobs" / SUBMITIT_DIR).map_array(run_job, works)
         seen = set(store.stored)
-        while not all(job.done() for job in submitted):
-            time.sleep(self.poll_s)
-            seen = _report_new(store, seen, progress)
-        _report_new(store, seen, progress)
+        try:
+            while not all(job.done() for job in submitted):
+                self.wait()
+                seen = _report_new(store, seen, progress)
+        except BaseException:  # Ctrl-C, SIGTERM: the jobs stop too, keeping the programs they finished
+            _cancel(submitted, wait_s=10.0 if self.launcher == "local" else 0.0)
+            raise
+        finally:
+            _report_new(store, seen, progress)
         failed = [(work, job) for work, job in zip(works, submitted, strict=True) if job.exception() is not None]
         if failed:
             missing = [group_label(group) for group in groups if program_digest(group, seeds) not in store.stored]
@@ -177,6 +188,17 @@ class Launcher:
                 f"{job.paths.stderr}); {len(missing)} programs are missing: {', '.join(missing)}"
             )
         return None
+
+
+def _cancel(jobs: Sequence, wait_s: float) -> None:
+    """Cancel the jobs still running, and give local ones up to `wait_s` to end, so that none is
+    still writing once this process has said what it kept."""
+    running = [job for job in jobs if not job.done()]
+    for job in running:
+        job.cancel(check=False)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all(job.done() for job in running):
+        time.sleep(0.1)
 
 
 def _last_error(error: BaseException) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import cloudpickle
 import pytest
@@ -117,3 +118,32 @@ def test_the_launcher_without_submitit_names_the_extra(tmp_path, monkeypatch, er
         "optax-lab: error: --launcher local needs submitit (the cluster extra): pip install 'optax_lab[cluster]'"
     )
     assert not out.exists()
+
+
+def _second_job_hangs(work):
+    if work.name.endswith("-001"):
+        time.sleep(600)  # a job stuck on its node
+    return REAL_RUN_JOB(work)
+
+
+def test_ctrl_c_while_jobs_run_cancels_them_and_resume_finishes_the_run(single_process, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    wait = launch.Launcher.wait
+
+    def interrupt_once_the_first_job_is_done(launcher):  # Ctrl-C while the second job still runs
+        wait(launcher)
+        if sum(len(path.read_text().splitlines()) - 1 for path in (out / JOBS_DIR).glob("*.jsonl")) == 2:
+            raise KeyboardInterrupt
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(launch, "run_job", _second_job_hangs)
+    monkeypatch.setattr(launch.Launcher, "wait", interrupt_once_the_first_job_is_done)
+    try:
+        assert main([*RUN, *LAUNCH, "--out", str(out)]) == 130
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        monkeypatch.undo()
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("optax-lab: interrupted (Ctrl-C) after 2 of 4 programs had finished")
+    assert main([*RUN, *LAUNCH, "--out", str(out), "--resume"]) == 0
+    assert _histories(out) == _histories(single_process)
