@@ -19,7 +19,7 @@ from optax_lab.errors import UsageError
 from optax_lab.metrics import machines_record, results_dict
 from optax_lab.planning import Planner, Round, group_label, program_groups
 from optax_lab.records import RunResult, program_digest
-from optax_lab.run_store import JOBS_DIR, PROGRAMS_FILE, RUNS_FILE, RunStore, read_programs
+from optax_lab.run_store import JOBS_DIR, PLAN_LABEL, PROGRAMS_FILE, RUNS_FILE, RunStore, read_programs
 from optax_lab.runner import DEVICES_LABEL, run_programs
 
 __all__ = ["Source", "merge", "read_source"]
@@ -67,7 +67,7 @@ def _check_one_configuration(sources: Sequence[Source]) -> None:
             if first.header["inputs"].get(label) != other.header["inputs"].get(label)
         ]
         if len(differ) > 1:  # the plan differs because an option does: name the option
-            differ = [text for text in differ if not text.startswith("planned programs")]
+            differ = [text for text in differ if not text.startswith(PLAN_LABEL)]
         if differ:
             raise UsageError(
                 f"merge: {other.folder} is a run of another configuration than {first.folder}: "

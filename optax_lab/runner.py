@@ -251,9 +251,9 @@ def run(
     (Ctrl-C, SIGTERM, an error) raises `Unfinished` with the finished runs' results, marked
     incomplete; a resumed run whose options differ stops before any training. `compile_workers`
     threads compile the next programs while one runs (None: each compiles in turn, so that
-    nothing shares the host with a run; "auto": one on an accelerator, none on a CPU); the
-    histories are the same either way. A `launcher`
-    (`launch.Launcher`) trains each round's programs in jobs of its own instead of this process."""
+    nothing shares the host with a run; "auto": `compile_ahead.auto_compile_workers`, none on a
+    CPU); the histories are the same either way. A `launcher` (`launch.Launcher`) trains each
+    round's programs in jobs of its own instead of this process."""
     config = planner.config
     _check_host_memory(config, planner.memory_jobs)
     rounds = planner.rounds()
