@@ -141,8 +141,12 @@ def test_compile_workers_below_one_are_refused(argv, tmp_path, error_line):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("backend, cores, workers", [("cpu", 64, None), ("gpu", 2, 1), ("gpu", 16, 4), ("tpu", 96, 4)])
-def test_the_default_compiles_ahead_on_accelerators_only(backend, cores, workers, monkeypatch):
+@pytest.mark.parametrize(
+    "backend, cores, free_gb, workers",
+    [("cpu", 64, 256, None), ("gpu", 2, 64, 1), ("gpu", 16, 64, 4), ("tpu", 96, 64, 4), ("gpu", 16, 2.5, 2)],
+)
+def test_the_default_compiles_ahead_on_accelerators_only_within_memory(backend, cores, free_gb, workers, monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     monkeypatch.setattr(compile_ahead, "cores", lambda: cores)
+    monkeypatch.setattr(compile_ahead, "host_available_bytes", lambda: int(free_gb * 2**30))
     assert compile_ahead.auto_compile_workers() == workers
