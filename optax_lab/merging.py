@@ -104,7 +104,7 @@ def merge(
     planner = planner_for(list(header["argv"]))
     results = _restored(planner, store, header["dataset"], header["command"], header.get("compile_cache", False))
     results["device"] = header.get("device", results["device"])  # the first run's, not this process's
-    results["machines"] = machines_record(store.stored[digest] for digest in store.used)
+    results["machines"] = machines_record(store.used_machines())
     results["merged_from"] = store.header["merged_from"]
     return results, planner, store
 

@@ -283,11 +283,12 @@ def partial_results(
     return results
 
 
-def machines_record(programs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The machines that ran these stored programs, each with how many it ran, in order of first."""
+def machines_record(machines_of_programs: Iterable[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+    """The machines that ran some programs (one entry a program), each with how many it ran, in
+    order of first."""
     machines: dict[str, dict[str, Any]] = {}
-    for program in programs:
-        machine = program.get("machine") or {"host": "not recorded"}
+    for machine in machines_of_programs:
+        machine = machine or {"host": "not recorded"}
         key = json.dumps(machine, sort_keys=True)
         machines.setdefault(key, {**machine, "programs": 0})["programs"] += 1
     return list(machines.values())

@@ -180,7 +180,7 @@ class RunStore:
         self.out, self.resume, self.command, self.argv = Path(out), resume, command, list(argv)
         self.path = path or self.out / RUNS_FILE
         self.header: dict | None = None
-        self.stored: dict[str, dict] = {}  # digest -> line, of every finished program (this run's too)
+        self.stored: dict[str, dict] = {}  # digest -> line, of the programs finished before or by the jobs
         self.finished: list[RunResult] = []  # restored and trained, in the order the programs ran
         self.used: list[str] = []  # the digests of those programs
         self.programs_restored = self.programs_trained = 0
@@ -290,7 +290,6 @@ class RunStore:
             handle.write(line.encode())
             handle.flush()
             os.fsync(handle.fileno())
-            self.stored[digest] = record
             self.finished += results
             self.used.append(digest)
             self.programs_trained += 1
@@ -299,13 +298,22 @@ class RunStore:
     def programs_finished(self) -> int:
         return self.programs_restored + self.programs_trained
 
+    def used_machines(self) -> list[dict | None]:
+        """The machine of each program restored or trained, in their order."""
+        return [self.stored[digest].get("machine") if digest in self.stored else self.machine for digest in self.used]
+
     def close(self) -> None:
         """The complete report is written: every program of the run goes into `programs.jsonl`
-        (atomically), and the folder holds no interrupted run any more."""
+        (atomically; this process's own lines copied from its file, not kept in memory), and the
+        folder holds no interrupted run any more."""
         if self.header is not None:
-            lines = [self.header, *self.stored.values()]
             with atomic_file(self.out / PROGRAMS_FILE) as handle:
-                handle.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+                handle.write(json.dumps(self.header).encode() + b"\n")
+                for line in self.stored.values():
+                    handle.write(json.dumps(line).encode() + b"\n")
+                for raw in _own_lines(self.path):
+                    if json.loads(raw).get("program") not in self.stored:
+                        handle.write(raw)
         self.path.unlink(missing_ok=True)
         shutil.rmtree(self.out / JOBS_DIR, ignore_errors=True)
 
@@ -319,6 +327,17 @@ class RunStore:
                 self.out.rmdir()
             except OSError:
                 pass  # not empty: not ours to remove
+
+
+def _own_lines(path: Path) -> Iterator[bytes]:
+    """The whole program lines of a store file, one at a time (a torn last one left out)."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as handle:
+        next(handle, None)  # the header
+        for raw in handle:
+            if raw.endswith(b"\n"):
+                yield raw
 
 
 def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> str:

@@ -294,7 +294,7 @@ def run(
     return {
         **results_dict(config, planner.lessons, dataset_info, results, command, compile_cache),
         "compile_workers": compile_workers or 0,
-        **({"machines": machines_record(store.stored[digest] for digest in store.used)} if store is not None else {}),
+        **({"machines": machines_record(store.used_machines())} if store is not None else {}),
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from optax_lab import engine, runner
 from optax_lab.cli import main
-from optax_lab.run_store import RUNS_FILE, RunStore
+from optax_lab.run_store import PROGRAMS_FILE, RUNS_FILE, RunStore
 
 RUN = [
     "run",
@@ -115,7 +115,10 @@ def test_sigint_keeps_the_finished_programs_and_resume_equals_an_uninterrupted_r
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("restored from runs.jsonl") == 2 and resumed.stderr.count("compiled in") == 1
-    assert not (out / RUNS_FILE).exists()  # the complete report holds them now
+    assert not (out / RUNS_FILE).exists()  # the complete report holds them now, and programs.jsonl
+    kept = _lines(out / PROGRAMS_FILE)
+    assert kept[1:3] == programs and [run["name"] for run in kept[3]["runs"]] == ["momentum @500"]
+    assert len(kept) == 1 + 3  # the two restored, as they were stored, then the one trained after
     whole_out = tmp_path / "whole" / "out"  # same folder name: the recorded commands are then equal
     whole = subprocess.run([*CLI, *RUN, "--out", str(whole_out)], env=env, capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr
