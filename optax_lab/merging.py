@@ -19,8 +19,9 @@ from optax_lab.errors import UsageError
 from optax_lab.metrics import machines_record, results_dict
 from optax_lab.planning import Planner, Round, group_label, program_groups
 from optax_lab.records import RunResult, program_digest
-from optax_lab.run_store import JOBS_DIR, PLAN_LABEL, PROGRAMS_FILE, RUNS_FILE, RunStore, read_programs
+from optax_lab.run_store import JOBS_DIR, PLAN_LABEL, PROGRAMS_FILE, RUNS_FILE, RunStore
 from optax_lab.runner import DEVICES_LABEL, run_programs
+from optax_lab.store_files import read_programs
 
 __all__ = ["Source", "merge", "read_source"]
 

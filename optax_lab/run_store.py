@@ -9,7 +9,7 @@ fsynced before the next program starts. A line torn by a crash or power loss is 
 is ignored, and cut off before anything is appended. Jobs of a launched run (`launch`) each
 write a file of their own, `jobs/<job>.jsonl`, with the same header. Once the complete report is
 written, every program of the run goes into `programs.jsonl`, the record `optax-lab merge` reads,
-and the files of the run in progress go.
+and the files of the run in progress go. `store_files` reads them all.
 """
 
 from __future__ import annotations
@@ -35,27 +35,19 @@ from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file
 from optax_lab.lessons import RunSpec
 from optax_lab.records import Fingerprint, ProgramSettings, RunResult
+from optax_lab.store_files import STORE_KIND, own_lines, read_store_file
 from optax_lab.workloads import Workload
 
-__all__ = [
-    "JOBS_DIR",
-    "PLAN_LABEL",
-    "PROGRAMS_FILE",
-    "RUNS_FILE",
-    "STORE_KIND",
-    "RunStore",
-    "Unfinished",
-    "package_versions",
-    "read_programs",
-]
+__all__ = ["JOBS_DIR", "PLAN_LABEL", "PROGRAMS_FILE", "RUNS_FILE", "RunStore", "Unfinished", "package_versions"]
 
 RUNS_FILE = "runs.jsonl"  # a run in progress, or interrupted
 PROGRAMS_FILE = "programs.jsonl"  # a complete run's programs
 JOBS_DIR = "jobs"  # a launched run's jobs, a file each
-STORE_KIND = "optax-lab finished programs"  # the header's "kind": how a foreign file is told apart
 STORE_SCHEMA = 1
 PLAN_LABEL = "planned programs"  # the inputs' catch-all: the programs the options and presets make
 VERSIONED_PACKAGES = ("jax", "jaxlib", "optax", "flax", "optax_lab")
+
+
 # RunResult's scalar fields, saved as they are: the timings of the process that trained the program.
 _SCALARS = (
     "compile_s",
@@ -114,28 +106,6 @@ def _decode(record: Mapping[str, Any], spec: RunSpec, model: ModelConfig, worklo
     )
 
 
-def _read(path: Path) -> tuple[dict | None, dict[str, dict], int]:
-    """(header, program digest -> its line, bytes of whole lines) of a runs file; the header is
-    None when the file is not ours."""
-    raw = path.read_bytes()
-    whole = raw.rfind(b"\n") + 1  # a torn last line (no newline yet) is not a line
-    lines = raw[:whole].splitlines()
-    try:
-        header = json.loads(lines[0]) if lines else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        header = None
-    if not isinstance(header, dict) or header.get("kind") != STORE_KIND:
-        return None, {}, whole
-    programs: dict[str, dict] = {}
-    for line in lines[1:]:
-        try:
-            program = json.loads(line)
-            programs[program["program"]] = program
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            continue  # a damaged line: that program runs again
-    return header, programs, whole
-
-
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Ctrl-C or SIGTERM during the block takes effect when it ends, so that a program is recorded
@@ -164,12 +134,6 @@ def _shown(value: Any) -> str:
     return "unset" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def read_programs(path: Path) -> tuple[dict | None, dict[str, dict]]:
-    """(header, program digest -> its line) of a store file; (None, {}) when it is not ours."""
-    header, programs, _ = _read(path)
-    return header, programs
-
-
 class RunStore:
     """The finished programs of one output folder. `open` checks the folder against --resume
     before any work, `begin` writes (or, resuming, checks) the header once the data is known,
@@ -192,7 +156,7 @@ class RunStore:
         """The store of `out`; `argv`, the command's arguments (`files.shareable_args`: paths by
         file name), is kept for `merge` to plan the run again."""
         store = cls(out, resume, command, argv=argv)
-        header, programs, whole = _read(store.path) if store.path.is_file() else (None, {}, 0)
+        header, programs, whole = read_store_file(store.path) if store.path.is_file() else (None, {}, 0)
         if resume and header is None:
             finished = " (it holds a finished run: nothing to resume)" if (store.out / "results.json").is_file() else ""
             raise UsageError(
@@ -228,7 +192,7 @@ class RunStore:
         """The programs the jobs of a launched run finished, from their files."""
         programs: dict[str, dict] = {}
         for path in sorted((self.out / JOBS_DIR).glob("*.jsonl")):
-            header, lines, _ = _read(path)
+            header, lines, _ = read_store_file(path)
             if header is not None and (self.header is None or header.get("config_hash") == self.header["config_hash"]):
                 programs.update(lines)
         return programs
@@ -311,7 +275,7 @@ class RunStore:
                 handle.write(json.dumps(self.header).encode() + b"\n")
                 for line in self.stored.values():
                     handle.write(json.dumps(line).encode() + b"\n")
-                for raw in _own_lines(self.path):
+                for raw in own_lines(self.path):
                     if json.loads(raw).get("program") not in self.stored:
                         handle.write(raw)
         self.path.unlink(missing_ok=True)
@@ -327,17 +291,6 @@ class RunStore:
                 self.out.rmdir()
             except OSError:
                 pass  # not empty: not ours to remove
-
-
-def _own_lines(path: Path) -> Iterator[bytes]:
-    """The whole program lines of a store file, one at a time (a torn last one left out)."""
-    if not path.is_file():
-        return
-    with open(path, "rb") as handle:
-        next(handle, None)  # the header
-        for raw in handle:
-            if raw.endswith(b"\n"):
-                yield raw
 
 
 def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> str:
