@@ -113,9 +113,11 @@ class CompileAhead:
                 future.cancel()
 
     def overlap_s(self, start: float, end: float) -> float:
-        """Seconds of [start, end] (perf_counter) in which at least one compile ran."""
+        """Seconds of [start, end] (perf_counter) in which at least one compile ran. Runs are
+        asked about in order, so compiles that ended before `start` are forgotten."""
         now = time.perf_counter()
         with self._lock:
+            self._windows = [window for window in self._windows if window[1] is None or window[1] >= start]
             spans = sorted((max(s, start), min(e if e is not None else now, end)) for s, e in self._windows)
         covered, reach = 0.0, start
         for low, high in spans:

@@ -19,7 +19,7 @@ from optax_lab.errors import UsageError
 from optax_lab.metrics import machines_record, results_dict
 from optax_lab.planning import Planner, Round, group_label, program_groups
 from optax_lab.records import RunResult, program_digest
-from optax_lab.run_store import JOBS_DIR, PLAN_LABEL, PROGRAMS_FILE, RUNS_FILE, RunStore
+from optax_lab.run_store import PLAN_LABEL, PROGRAMS_FILE, RUNS_FILE, RunStore
 from optax_lab.runner import DEVICES_LABEL, run_programs
 from optax_lab.store_files import read_programs
 
@@ -45,10 +45,10 @@ def read_source(folder: Path) -> Source:
     header, programs = read_programs(complete) if complete.is_file() else (None, {})
     if header is None and running.is_file():
         header, programs = read_programs(running)
-        for path in sorted((folder / JOBS_DIR).glob("*.jsonl")):
-            job_header, job_programs = read_programs(path)
-            if job_header is not None and header is not None and job_header["config_hash"] == header["config_hash"]:
-                programs = {**job_programs, **programs}
+        if header is not None:  # and the programs of a launched run's jobs, as a resumed run takes them in
+            store = RunStore(folder, resume=True, command="")
+            store.header, store.stored = header, programs
+            store.reload_jobs()
     if header is None or "argv" not in header:
         raise UsageError(
             f"merge: {folder} holds no run to merge (no {PROGRAMS_FILE} or {RUNS_FILE} of this optax-lab): give "

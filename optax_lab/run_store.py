@@ -35,7 +35,7 @@ from optax_lab.errors import UsageError
 from optax_lab.files import atomic_file
 from optax_lab.lessons import RunSpec
 from optax_lab.records import Fingerprint, ProgramSettings, RunResult
-from optax_lab.store_files import STORE_KIND, own_lines, read_store_file
+from optax_lab.store_files import STORE_KIND, header_of, own_lines, programs_of, read_store_file, whole_lines
 from optax_lab.workloads import Workload
 
 __all__ = ["JOBS_DIR", "PLAN_LABEL", "PROGRAMS_FILE", "RUNS_FILE", "RunStore", "Unfinished", "package_versions"]
@@ -150,6 +150,7 @@ class RunStore:
         self.programs_restored = self.programs_trained = 0
         self.created_out = not self.out.exists()  # `discard` removes only a folder it made
         self.machine: dict | None = None
+        self._job_offsets: dict[Path, int | None] = {}  # bytes of each job file taken in (None: not this run's)
 
     @classmethod
     def open(cls, out: Path, resume: bool, command: str, argv: Sequence[str] = ()) -> RunStore:
@@ -163,14 +164,16 @@ class RunStore:
                 f"--resume: {store.out} holds no interrupted run, no {RUNS_FILE}{finished}: run "
                 "without --resume, or give the --out of the interrupted run"
             )
+        if header is not None:
+            store.header, store.stored = header, programs
+            store.reload_jobs()  # a launched run's jobs' programs too
         if not resume and header is not None:
             raise UsageError(
-                f"--out {store.out} holds an interrupted run ({len(programs) + len(store._job_programs())} programs "
-                f"finished, in {RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another "
-                "--out) to start over"
+                f"--out {store.out} holds an interrupted run ({len(store.stored)} programs finished, in "
+                f"{RUNS_FILE}): add --resume to continue it, or remove {store.out} (or choose another --out) to "
+                "start over"
             )
         if resume:
-            store.header, store.stored = header, {**programs, **store._job_programs()}
             if whole < store.path.stat().st_size:  # cut a torn last line off before appending after it
                 os.truncate(store.path, whole)
         return store
@@ -188,19 +191,24 @@ class RunStore:
             handle.write(json.dumps(store.header, allow_nan=False).encode() + b"\n")
         return store
 
-    def _job_programs(self) -> dict[str, dict]:
-        """The programs the jobs of a launched run finished, from their files."""
-        programs: dict[str, dict] = {}
-        for path in sorted((self.out / JOBS_DIR).glob("*.jsonl")):
-            header, lines, _ = read_store_file(path)
-            if header is not None and (self.header is None or header.get("config_hash") == self.header["config_hash"]):
-                programs.update(lines)
-        return programs
-
     def reload_jobs(self) -> None:
-        """Take in what the jobs have written since."""
-        for digest, line in self._job_programs().items():
-            self.stored.setdefault(digest, line)
+        """Take in what the jobs have written since the last look: each job's file is read on from
+        where that look stopped, whole lines only (a launcher looks every second)."""
+        for path in sorted((self.out / JOBS_DIR).glob("*.jsonl")):
+            offset = self._job_offsets.get(path, 0)
+            if offset is None:  # another run's file
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                lines, whole = whole_lines(handle.read())
+            if offset == 0 and lines:
+                header = header_of(lines.pop(0))
+                if header is None or header.get("config_hash") != self.header["config_hash"]:
+                    self._job_offsets[path] = None
+                    continue
+            for digest, line in programs_of(lines).items():
+                self.stored.setdefault(digest, line)
+            self._job_offsets[path] = offset + whole
 
     def begin(self, print_: Fingerprint, details: Mapping[str, Any] | None = None) -> None:
         """Fresh: write the header (with `details`: what a merge needs to plan the run again).

@@ -110,19 +110,16 @@ def run_programs(
     the next programs compile on `ahead`'s threads while one runs (none: each in turn). With a
     `store`, each program is saved as soon as it finishes, and one that finished before restored."""
     groups = program_groups(jobs)
+    digests = [program_digest(group, seeds) for group in groups]
     restored = [
-        store.restore(
-            program_digest(group, seeds), [job.spec for job in group], group[0].model(config), group[0].workload
-        )
-        if store
-        else None
-        for group in groups
+        store.restore(digest, [job.spec for job in group], group[0].model(config), group[0].workload) if store else None
+        for group, digest in zip(groups, digests, strict=True)
     ]
     to_train = [group for group, stored in zip(groups, restored, strict=True) if stored is None]
     tasks = [functools.partial(_prepare, config, group, arrays[group[0].data_key], seeds) for group in to_train]
     prepared = iter(ahead.in_order(tasks)) if ahead else (_done(task) for task in tasks)
     results = []
-    for group, stored in zip(groups, restored, strict=True):
+    for group, digest, stored in zip(groups, digests, restored, strict=True):
         label = group_label(group)
         if stored is not None:
             if progress:
@@ -138,7 +135,7 @@ def run_programs(
             overlap = ahead.overlap_s(start, time.perf_counter())
             trained = [dataclasses.replace(result, overlap_s=overlap) for result in trained]
         if store:
-            store.add(program_digest(group, seeds), label, trained)
+            store.add(digest, label, trained)
         if progress:
             progress("trained", label, trained[0].program_run_s)
         results += trained

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["STORE_KIND", "own_lines", "read_programs", "read_store_file"]
+__all__ = ["STORE_KIND", "header_of", "own_lines", "programs_of", "read_programs", "read_store_file", "whole_lines"]
 
 STORE_KIND = "optax-lab finished programs"  # the header's "kind": how a foreign file is told apart
 
@@ -16,23 +16,36 @@ STORE_KIND = "optax-lab finished programs"  # the header's "kind": how a foreign
 def read_store_file(path: Path) -> tuple[dict | None, dict[str, dict], int]:
     """(header, program digest -> its line, bytes of whole lines) of a runs file; the header is
     None when the file is not ours."""
-    raw = path.read_bytes()
-    whole = raw.rfind(b"\n") + 1  # a torn last line (no newline yet) is not a line
-    lines = raw[:whole].splitlines()
+    lines, whole = whole_lines(path.read_bytes())
+    header = header_of(lines[0]) if lines else None
+    return (header, programs_of(lines[1:]), whole) if header is not None else (None, {}, whole)
+
+
+def whole_lines(raw: bytes) -> tuple[list[bytes], int]:
+    """The whole lines of `raw` and their bytes: a torn last line (no newline yet) is not a line."""
+    whole = raw.rfind(b"\n") + 1
+    return raw[:whole].splitlines(), whole
+
+
+def header_of(line: bytes) -> dict | None:
+    """A store file's header, or None when the line is not one of ours."""
     try:
-        header = json.loads(lines[0]) if lines else None
+        header = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        header = None
-    if not isinstance(header, dict) or header.get("kind") != STORE_KIND:
-        return None, {}, whole
+        return None
+    return header if isinstance(header, dict) and header.get("kind") == STORE_KIND else None
+
+
+def programs_of(lines: list[bytes]) -> dict[str, dict]:
+    """Program digest -> its line; a damaged line is left out (that program runs again)."""
     programs: dict[str, dict] = {}
-    for line in lines[1:]:
+    for line in lines:
         try:
             program = json.loads(line)
             programs[program["program"]] = program
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            continue  # a damaged line: that program runs again
-    return header, programs, whole
+            continue
+    return programs
 
 
 def read_programs(path: Path) -> tuple[dict | None, dict[str, dict]]:

@@ -66,6 +66,8 @@ def test_a_failed_job_keeps_the_others_programs_and_resume_launches_the_rest(
     assert line.startswith("optax-lab: error: 1 of 2 jobs failed (job ") and "this node lost its GPU" in line
     assert "2 programs are missing: adam @500, rmsprop @500" in line and "resume with: " in line
     assert "INCOMPLETE" in (out / "report.md").read_text()
+    assert main(["merge", str(out), "--out", str(tmp_path / "merged")]) == 2  # it reads the jobs' files too
+    assert "2 of 4 programs are in none of the folders (adam @500, rmsprop @500)" in capsys.readouterr().err
     monkeypatch.setattr(launch, "run_job", REAL_RUN_JOB)
     assert main([*RUN, *LAUNCH, "--out", str(out), "--resume"]) == 0
     restored = [text for text in capsys.readouterr().err.splitlines() if "restored" in text]
